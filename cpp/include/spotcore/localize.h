@@ -1,0 +1,30 @@
+// The fused pipeline: convert -> wavelet filter -> threshold -> local maxima -> fit, for a chunk of
+// frames, in one call with no allocation per spot.
+#pragma once
+#include <vector>
+#include "spotcore/detect.h"
+#include "spotcore/fit.h"
+#include "spotcore/types.h"
+
+namespace spotcore {
+
+struct Localization {
+    int64_t frame;
+    int32_t peak_row, peak_col;
+    FitResult fit;  // x, y in image pixels (centre of pixel (0,0) is (0,0))
+};
+
+struct LocalizeOptions {
+    DetectOptions detect;
+    FitOptions fit;  // fit.threads also sets the threads of detection
+};
+
+// Localize every frame of `stack`; frame numbers in the output are first_frame + index.
+// Output is appended to `out` ordered by frame, then by peak raster order, for any thread count.
+Result localize(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
+                int64_t first_frame, std::vector<Localization>& out);
+
+// Converts one frame to photons (float32, rows*cols). Exposed for tests and embedding tools.
+Result frame_to_photons(const ImageStack& stack, int64_t frame, const Camera& camera, float* photons);
+
+}  // namespace spotcore

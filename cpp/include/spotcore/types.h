@@ -1,0 +1,82 @@
+// spotcore: shared types of the embeddable C++ core (no Python, no exceptions across the API).
+#pragma once
+#include <cstdint>
+#include <string>
+
+namespace spotcore {
+
+// Outcome of an API call. Functions never throw; they return this.
+enum class Status : int32_t {
+    ok = 0,
+    invalid_argument = 1,
+    out_of_memory = 2,
+    internal_error = 3,
+};
+
+struct Result {
+    Status status = Status::ok;
+    std::string message;  // empty when ok
+    bool ok() const { return status == Status::ok; }
+    static Result success() { return {}; }
+    static Result invalid(std::string msg) { return {Status::invalid_argument, std::move(msg)}; }
+};
+
+// Per-fit outcome: data, not an error (one bad box never aborts a batch).
+// The single registry of fit states; the bindings export it as spotfit.FitStatus.
+enum class FitStatus : int32_t {
+    converged = 0,
+    max_iterations = 1,
+    singular = 2,      // Fisher / normal matrix not positive definite at the estimate
+    out_of_box = 3,    // centre left the fit box or parameters went non-physical
+    not_fitted = 4,    // box had too few valid pixels
+};
+inline const char* fit_status_name(FitStatus s) {
+    switch (s) {
+        case FitStatus::converged: return "converged";
+        case FitStatus::max_iterations: return "max_iterations";
+        case FitStatus::singular: return "singular";
+        case FitStatus::out_of_box: return "out_of_box";
+        case FitStatus::not_fitted: return "not_fitted";
+    }
+    return "unknown";
+}
+
+enum class Model : int32_t {
+    fixed_sigma = 0,  // x, y, N, b            (sigma = psf_sigma)
+    gauss = 1,        // x, y, N, b, sigma     (symmetric)
+    elliptical = 2,   // x, y, N, b, sigma_x, sigma_y
+};
+inline int model_parameter_count(Model m) { return m == Model::fixed_sigma ? 4 : (m == Model::gauss ? 5 : 6); }
+
+enum class Estimator : int32_t {
+    lsq = 0,  // unweighted least squares
+    mle = 1,  // Poisson maximum likelihood (Laurence & Chromy 2010, Nat. Methods 7:338)
+};
+
+enum class PixelType : int32_t { u8, u16, i16, u32, i32, f32, f64 };
+
+// A 3D stack (frames, rows, cols) of any supported pixel type; strides in BYTES, may be negative.
+struct ImageStack {
+    const void* data = nullptr;
+    PixelType type = PixelType::u16;
+    int64_t frames = 0, rows = 0, cols = 0;
+    int64_t stride_frame = 0, stride_row = 0, stride_col = 0;
+};
+
+// ADU -> photons. Scalar EMCCD/CCD model (ThunderSTORM / Picasso convention):
+//   photons = (ADU - baseline) * sensitivity / (em_gain * qe),  sensitivity in photoelectrons per ADU.
+// sCMOS (Huang et al. 2013, Nat. Methods 10:653): optional per-pixel maps, each rows*cols row-major
+// float32 in the frame's geometry; when offset_map/gain_map are set they replace baseline/sensitivity:
+//   photons = (ADU - offset[p]) / (gain[p] * qe),  gain in ADU per photoelectron (storm-analysis calib).
+// variance_map (ADU^2) adds variance/gain^2 photons to data and model in the MLE fit.
+struct Camera {
+    double baseline = 0.0;
+    double sensitivity = 1.0;
+    double em_gain = 1.0;
+    double qe = 1.0;
+    const float* offset_map = nullptr;
+    const float* gain_map = nullptr;
+    const float* variance_map = nullptr;
+};
+
+}  // namespace spotcore

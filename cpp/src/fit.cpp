@@ -1,0 +1,481 @@
+// Batched Levenberg–Marquardt: W fits advance in lockstep, one per SIMD lane (structure of arrays),
+// so every loop below runs across lanes and vectorizes. Lanes never interact: a fit's result does
+// not depend on its neighbours, hence not on the thread count or batch composition.
+#include "spotcore/fit.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <memory>
+#include <new>
+#include <string>
+
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include "fastmath.h"
+#include "simd.h"
+
+namespace spotcore {
+namespace {
+
+constexpr int W = 8;        // lanes per batch
+constexpr int kMaxBox = 31;
+constexpr int kMaxPix = kMaxBox * kMaxBox;
+constexpr int kMaxEdge = kMaxBox + 1;
+constexpr float kInvSqrt2 = 0.70710678f;
+constexpr float kInvSqrt2Pi = 0.39894228f;
+constexpr float kInvSqrtPi = 0.56418958f;
+constexpr float kMinModel = 1e-6f;  // floor of the Poisson expectation (photons)
+
+template <Model M> constexpr int num_params() { return M == Model::fixed_sigma ? 4 : (M == Model::gauss ? 5 : 6); }
+
+// Per-thread scratch, allocated once per call (no allocation per fit).
+struct alignas(64) Batch {
+    float d[kMaxPix][W];     // data in photons (MLE: + read-noise variance, clipped >= 0); 0 if invalid
+    float w[kMaxPix][W];     // 1 for valid pixels, 0 outside the image
+    float v[kMaxPix][W];     // read-noise variance in photons^2 (sCMOS), else 0
+    float inv_d[kMaxPix][W]; // 1 / max(d, tiny), for the deviance
+    // Per-axis tables: edge values and per-pixel profiles with derivatives.
+    float erf_x[kMaxEdge][W], g_x[kMaxEdge][W], ug_x[kMaxEdge][W];
+    float erf_y[kMaxEdge][W], g_y[kMaxEdge][W], ug_y[kMaxEdge][W];
+    float ex[kMaxBox][W], dex[kMaxBox][W], dexs[kMaxBox][W];
+    float ey[kMaxBox][W], dey[kMaxBox][W], deys[kMaxBox][W];
+};
+
+template <Model M>
+struct Params {
+    static constexpr int P = num_params<M>();
+    static constexpr int H = P * (P + 1) / 2;
+    float th[P][W];
+};
+
+// Per-axis tables for centre c and sigma s of each lane.
+SPOTCORE_INLINE void axis_tables(int K, const float* c, const float* s, float (*erf_e)[W], float (*g_e)[W],
+                                 float (*ug_e)[W], float (*e)[W], float (*de)[W], float (*des)[W]) {
+    float inv_sqrt2s[W], cpos[W], csig[W];
+    for (int l = 0; l < W; ++l) {
+        inv_sqrt2s[l] = kInvSqrt2 / s[l];
+        cpos[l] = kInvSqrt2Pi / s[l];
+        csig[l] = kInvSqrtPi / s[l];
+    }
+    for (int k = 0; k <= K; ++k) {
+        const float edge = float(k) - 0.5f;
+        for (int l = 0; l < W; ++l) {
+            const float u = (edge - c[l]) * inv_sqrt2s[l];
+            const float g = fastmath::exp_nonpositive(-u * u);
+            erf_e[k][l] = fastmath::erf_with_gauss(u, g);
+            g_e[k][l] = g;
+            ug_e[k][l] = u * g;
+        }
+    }
+    for (int j = 0; j < K; ++j)
+        for (int l = 0; l < W; ++l) {
+            e[j][l] = 0.5f * (erf_e[j + 1][l] - erf_e[j][l]);
+            de[j][l] = -(g_e[j + 1][l] - g_e[j][l]) * cpos[l];
+            des[j][l] = -(ug_e[j + 1][l] - ug_e[j][l]) * csig[l];
+        }
+}
+
+template <Model M>
+SPOTCORE_INLINE void sigmas(const Params<M>& p, float psf_sigma, float* sx, float* sy) {
+    for (int l = 0; l < W; ++l) {
+        if constexpr (M == Model::fixed_sigma) { sx[l] = psf_sigma; sy[l] = psf_sigma; }
+        else if constexpr (M == Model::gauss) { sx[l] = p.th[4][l]; sy[l] = p.th[4][l]; }
+        else { sx[l] = p.th[4][l]; sy[l] = p.th[5][l]; }
+    }
+}
+
+// Jacobian of mu at pixel (i, j) for lane l.
+template <Model M>
+SPOTCORE_INLINE void jacobian(const Batch& b, const Params<M>& p, int i, int j, int l, float* J, float& psf) {
+    const float ex = b.ex[j][l], ey = b.ey[i][l], n = p.th[2][l];
+    psf = ex * ey;
+    J[0] = n * b.dex[j][l] * ey;
+    J[1] = n * ex * b.dey[i][l];
+    J[2] = psf;
+    J[3] = 1.0f;
+    if constexpr (M == Model::gauss) J[4] = n * (b.dexs[j][l] * ey + ex * b.deys[i][l]);
+    if constexpr (M == Model::elliptical) {
+        J[4] = n * b.dexs[j][l] * ey;
+        J[5] = n * ex * b.deys[i][l];
+    }
+}
+
+// Cost (MLE: Poisson deviance / 2; LSQ: sum of squares), gradient and approximate Hessian
+// (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010; LSQ: J^T J).
+template <Model M, Estimator E>
+SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, float psf_sigma, float* cost,
+                              float (*g)[W], float (*h)[W]) {
+    constexpr int P = Params<M>::P, H = Params<M>::H;
+    float sx[W], sy[W], cx[W], cy[W];
+    sigmas(p, psf_sigma, sx, sy);
+    for (int l = 0; l < W; ++l) { cx[l] = p.th[0][l]; cy[l] = p.th[1][l]; }
+    axis_tables(K, cx, sx, b.erf_x, b.g_x, b.ug_x, b.ex, b.dex, b.dexs);
+    axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
+    float acc_c[W] = {}, acc_g[P][W] = {}, acc_h[H][W] = {};
+    for (int i = 0; i < K; ++i)
+        for (int j = 0; j < K; ++j) {
+            const int q = i * K + j;
+#pragma GCC ivdep
+            for (int l = 0; l < W; ++l) {
+                float J[P], psf;
+                jacobian<M>(b, p, i, j, l, J, psf);
+                const float mu = p.th[3][l] + p.th[2][l] * psf;
+                const float wt = b.w[q][l], d = b.d[q][l];
+                float gf, hf;
+                if constexpr (E == Estimator::mle) {
+                    float m = mu + b.v[q][l];
+                    m = m > kMinModel ? m : kMinModel;
+                    const float inv_m = 1.0f / m;
+                    const float r = d * inv_m;
+                    acc_c[l] += wt * ((m - d) - d * fastmath::log_positive(m * b.inv_d[q][l]));
+                    gf = wt * (1.0f - r);
+                    hf = wt * r * inv_m;
+                } else {
+                    const float res = d - mu;
+                    acc_c[l] += wt * res * res;
+                    gf = -wt * res;
+                    hf = wt;
+                }
+                int t = 0;
+                for (int a = 0; a < P; ++a) {
+                    acc_g[a][l] += gf * J[a];
+                    const float hj = hf * J[a];
+                    for (int c = 0; c <= a; ++c) acc_h[t++][l] += hj * J[c];
+                }
+            }
+        }
+    for (int l = 0; l < W; ++l) cost[l] = acc_c[l];
+    for (int a = 0; a < P; ++a)
+        for (int l = 0; l < W; ++l) g[a][l] = acc_g[a][l];
+    for (int t = 0; t < H; ++t)
+        for (int l = 0; l < W; ++l) h[t][l] = acc_h[t][l];
+}
+
+// Solve (A) x = rhs per lane by Cholesky; A packed lower-triangular (row a, col c <= a).
+// ok[l] = 0 where A is not positive definite. inv_diag: if non-null, the diagonal of A^-1.
+template <int P>
+SPOTCORE_INLINE void cholesky_solve(float (*a)[W], const float (*rhs)[W], float (*x)[W], int* ok,
+                                    float (*inv_diag)[W]) {
+    constexpr int H = P * (P + 1) / 2;
+    float L[H][W];
+    auto idx = [](int r, int c) { return r * (r + 1) / 2 + c; };
+    for (int l = 0; l < W; ++l) ok[l] = 1;
+    for (int r = 0; r < P; ++r) {
+        for (int c = 0; c <= r; ++c) {
+            for (int l = 0; l < W; ++l) {
+                float s = a[idx(r, c)][l];
+                for (int k = 0; k < c; ++k) s -= L[idx(r, k)][l] * L[idx(c, k)][l];
+                if (r == c) {
+                    const bool good = s > 0.0f && std::isfinite(s);
+                    ok[l] &= good;
+                    L[idx(r, r)][l] = good ? std::sqrt(s) : 1.0f;
+                } else {
+                    L[idx(r, c)][l] = s / L[idx(c, c)][l];
+                }
+            }
+        }
+    }
+    if (x) {
+        float y[P][W];
+        for (int r = 0; r < P; ++r)
+            for (int l = 0; l < W; ++l) {
+                float s = rhs[r][l];
+                for (int k = 0; k < r; ++k) s -= L[idx(r, k)][l] * y[k][l];
+                y[r][l] = s / L[idx(r, r)][l];
+            }
+        for (int r = P - 1; r >= 0; --r)
+            for (int l = 0; l < W; ++l) {
+                float s = y[r][l];
+                for (int k = r + 1; k < P; ++k) s -= L[idx(k, r)][l] * x[k][l];
+                x[r][l] = s / L[idx(r, r)][l];
+            }
+    }
+    if (inv_diag) {
+        // diag(A^-1)_r = sum_k (L^-1)_{k r}^2: invert the triangular factor column by column.
+        for (int col = 0; col < P; ++col) {
+            float z[P][W];
+            for (int r = 0; r < P; ++r)
+                for (int l = 0; l < W; ++l) {
+                    float s = (r == col) ? 1.0f : 0.0f;
+                    for (int k = 0; k < r; ++k) s -= L[idx(r, k)][l] * z[k][l];
+                    z[r][l] = s / L[idx(r, r)][l];
+                }
+            for (int l = 0; l < W; ++l) {
+                float s = 0.0f;
+                for (int r = 0; r < P; ++r) s += z[r][l] * z[r][l];
+                inv_diag[col][l] = s;
+            }
+        }
+    }
+}
+
+template <Model M, Estimator E>
+SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* variance, int64_t first,
+                                    int64_t n, const FitOptions& o, FitResult* out) {
+    constexpr int P = Params<M>::P, H = Params<M>::H;
+    const int K = o.box, KK = K * K;
+    const float psf_sigma = o.psf_sigma;
+    int valid_count[W];
+    // Load: lanes past the end repeat the last fit; their results are discarded.
+    for (int l = 0; l < W; ++l) {
+        const int64_t f = std::min(first + l, n - 1);
+        const float* src = boxes + f * KK;
+        const float* var = variance ? variance + f * KK : nullptr;
+        int count = 0;
+        for (int q = 0; q < KK; ++q) {
+            const float raw = src[q];
+            const bool ok = std::isfinite(raw) && (!var || std::isfinite(var[q]));
+            const float vq = (ok && var) ? std::max(var[q], 0.0f) : 0.0f;
+            float dq = ok ? raw : 0.0f;
+            if constexpr (E == Estimator::mle) dq = std::max(dq + vq, 0.0f);
+            b.d[q][l] = dq;
+            b.w[q][l] = ok ? 1.0f : 0.0f;
+            b.v[q][l] = vq;
+            b.inv_d[q][l] = 1.0f / std::max(dq, 1e-20f);
+            count += ok;
+        }
+        valid_count[l] = count;
+    }
+    // Start values: background = mean of valid border pixels, photons = sum above it, centre =
+    // centroid of the excess (PERFORMANCE.md: good starts cut iterations).
+    Params<M> p;
+    for (int l = 0; l < W; ++l) {
+        float bsum = 0.0f, bn = 0.0f;
+        for (int q = 0; q < KK; ++q) {
+            const int i = q / K, j = q % K;
+            if (i == 0 || j == 0 || i == K - 1 || j == K - 1) { bsum += b.w[q][l] * (b.d[q][l] - b.v[q][l]); bn += b.w[q][l]; }
+        }
+        float bg = bn > 0.0f ? bsum / bn : 0.0f;
+        float sum = 0.0f, sx = 0.0f, sy = 0.0f;
+        for (int q = 0; q < KK; ++q) {
+            const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - bg, 0.0f);
+            sum += e; sx += e * float(q % K); sy += e * float(q / K);
+        }
+        const float c = 0.5f * float(K - 1);
+        p.th[0][l] = sum > 0.0f ? sx / sum : c;
+        p.th[1][l] = sum > 0.0f ? sy / sum : c;
+        p.th[2][l] = std::max(sum, 1.0f);
+        if constexpr (E == Estimator::mle) bg = std::max(bg, 1e-3f);
+        p.th[3][l] = bg;
+        if constexpr (P >= 5) p.th[4][l] = psf_sigma;
+        if constexpr (P >= 6) p.th[5][l] = psf_sigma;
+    }
+
+    float cost[W], g[P][W], h[H][W];
+    evaluate<M, E>(b, p, K, psf_sigma, cost, g, h);
+    float lambda[W];
+    int active[W], iters[W];
+    FitStatus status[W];
+    for (int l = 0; l < W; ++l) {
+        lambda[l] = 1e-3f;
+        iters[l] = 0;
+        const bool enough = valid_count[l] > P;
+        active[l] = enough;
+        status[l] = enough ? FitStatus::max_iterations : FitStatus::not_fitted;
+    }
+    const float lo_xy = -1.0f, hi_xy = float(K);
+    const float lo_sigma = 0.2f, hi_sigma = float(K);
+    Params<M> trial;
+    float tcost[W], tg[P][W], th_[H][W], a[H][W], rhs[P][W], delta[P][W];
+    int solved[W];
+    for (int it = 0; it < o.max_iterations; ++it) {
+        int any = 0;
+        for (int l = 0; l < W; ++l) any |= active[l];
+        if (!any) break;
+        // Marquardt damping: scale the diagonal by (1 + lambda).
+        for (int t = 0; t < H; ++t)
+            for (int l = 0; l < W; ++l) a[t][l] = h[t][l];
+        for (int r = 0; r < P; ++r) {
+            const int t = r * (r + 1) / 2 + r;
+            for (int l = 0; l < W; ++l) a[t][l] = h[t][l] * (1.0f + lambda[l]) + 1e-12f;
+            for (int l = 0; l < W; ++l) rhs[r][l] = -g[r][l];
+        }
+        cholesky_solve<P>(a, rhs, delta, solved, nullptr);
+        for (int l = 0; l < W; ++l) {
+            float x = p.th[0][l] + delta[0][l], y = p.th[1][l] + delta[1][l];
+            trial.th[0][l] = std::min(std::max(x, lo_xy), hi_xy);
+            trial.th[1][l] = std::min(std::max(y, lo_xy), hi_xy);
+            trial.th[2][l] = std::max(p.th[2][l] + delta[2][l], 1.0f);
+            const float bg = p.th[3][l] + delta[3][l];
+            trial.th[3][l] = (E == Estimator::mle) ? std::max(bg, 1e-4f) : bg;
+            for (int s = 4; s < P; ++s) trial.th[s][l] = std::min(std::max(p.th[s][l] + delta[s][l], lo_sigma), hi_sigma);
+        }
+        evaluate<M, E>(b, trial, K, psf_sigma, tcost, tg, th_);
+        int accept[W];
+        for (int l = 0; l < W; ++l) {
+            accept[l] = 0;
+            if (!active[l]) continue;
+            ++iters[l];
+            const float dx = std::fabs(trial.th[0][l] - p.th[0][l]), dy = std::fabs(trial.th[1][l] - p.th[1][l]);
+            const float dn = std::fabs(trial.th[2][l] - p.th[2][l]), db = std::fabs(trial.th[3][l] - p.th[3][l]);
+            float ds = 0.0f;
+            for (int s = 4; s < P; ++s) ds = std::max(ds, std::fabs(trial.th[s][l] - p.th[s][l]));
+            const float tol = o.tolerance;
+            const bool small = dx < tol && dy < tol && ds < tol && dn < tol * p.th[2][l] &&
+                               db < tol * std::max(std::fabs(p.th[3][l]), 1.0f);
+            const bool better = solved[l] && std::isfinite(tcost[l]) && tcost[l] <= cost[l];
+            if (better) {
+                accept[l] = 1;
+                lambda[l] = std::max(lambda[l] * 0.1f, 1e-7f);
+                cost[l] = tcost[l];
+            } else {
+                lambda[l] *= 10.0f;
+            }
+            if ((solved[l] && small) || lambda[l] > 1e7f) {
+                active[l] = 0;
+                status[l] = FitStatus::converged;
+            }
+        }
+        for (int s = 0; s < P; ++s)
+            for (int l = 0; l < W; ++l) {
+                p.th[s][l] = accept[l] ? trial.th[s][l] : p.th[s][l];
+                g[s][l] = accept[l] ? tg[s][l] : g[s][l];
+            }
+        for (int t = 0; t < H; ++t)
+            for (int l = 0; l < W; ++l) h[t][l] = accept[l] ? th_[t][l] : h[t][l];
+    }
+
+    // Final pass: Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2.
+    float sx[W], sy[W], cx[W], cy[W];
+    sigmas(p, psf_sigma, sx, sy);
+    for (int l = 0; l < W; ++l) { cx[l] = p.th[0][l]; cy[l] = p.th[1][l]; }
+    axis_tables(K, cx, sx, b.erf_x, b.g_x, b.ug_x, b.ex, b.dex, b.dexs);
+    axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
+    float fisher[H][W] = {}, loglik[W] = {}, chi2[W] = {};
+    for (int i = 0; i < K; ++i)
+        for (int j = 0; j < K; ++j) {
+            const int q = i * K + j;
+            for (int l = 0; l < W; ++l) {
+                float J[P], psf;
+                jacobian<M>(b, p, i, j, l, J, psf);
+                float m = p.th[3][l] + p.th[2][l] * psf + b.v[q][l];
+                m = m > kMinModel ? m : kMinModel;
+                const float wt = b.w[q][l];
+                // Data with read-noise variance added (for LSQ b.d has no variance and may be < 0).
+                float d = b.d[q][l];
+                if constexpr (E == Estimator::lsq) d = std::max(d + b.v[q][l], 0.0f);
+                const float inv_m = 1.0f / m;
+                const float dev = d > 0.0f ? d * fastmath::log_positive(m / d) : 0.0f;
+                loglik[l] -= wt * ((m - d) - dev);
+                chi2[l] += wt * (d - m) * (d - m) * inv_m;
+                int t = 0;
+                for (int a2 = 0; a2 < P; ++a2) {
+                    const float hj = wt * J[a2] * inv_m;
+                    for (int c = 0; c <= a2; ++c) fisher[t++][l] += hj * J[c];
+                }
+            }
+        }
+    float inv_diag[P][W];
+    int pd[W];
+    cholesky_solve<P>(fisher, nullptr, nullptr, pd, inv_diag);
+
+    const float half = 0.5f * float(K - 1);
+    for (int l = 0; l < W && first + l < n; ++l) {
+        FitResult& r = out[first + l];
+        r.x = p.th[0][l];
+        r.y = p.th[1][l];
+        r.photons = p.th[2][l];
+        r.background = p.th[3][l];
+        r.sigma_x = sx[l];
+        r.sigma_y = sy[l];
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        auto bound = [&](int s) { return pd[l] ? std::sqrt(std::max(inv_diag[s][l], 0.0f)) : nan; };
+        r.crlb_x = bound(0);
+        r.crlb_y = bound(1);
+        r.crlb_photons = bound(2);
+        r.crlb_background = bound(3);
+        r.crlb_sigma_x = P >= 5 ? bound(4) : 0.0f;
+        r.crlb_sigma_y = P == 6 ? bound(5) : (P == 5 ? bound(4) : 0.0f);
+        r.loglik = loglik[l];
+        r.chi2 = chi2[l];
+        r.iterations = iters[l];
+        FitStatus st = status[l];
+        if (st != FitStatus::not_fitted) {
+            bool finite = std::isfinite(r.x) && std::isfinite(r.y) && std::isfinite(r.photons) &&
+                          std::isfinite(r.background) && std::isfinite(r.sigma_x) && std::isfinite(r.sigma_y);
+            if (!finite || !pd[l]) st = FitStatus::singular;
+            else if (std::fabs(r.x - half) > half + 0.5f || std::fabs(r.y - half) > half + 0.5f) st = FitStatus::out_of_box;
+        }
+        if (st == FitStatus::not_fitted || st == FitStatus::singular) {
+            r.crlb_x = r.crlb_y = r.crlb_photons = r.crlb_background = nan;
+            r.crlb_sigma_x = r.crlb_sigma_y = nan;
+        }
+        r.status = st;
+    }
+}
+
+using BatchFn = void (*)(Batch&, const float*, const float*, int64_t, int64_t, const FitOptions&, FitResult*);
+
+#define SPOTCORE_BATCH(NAME, MODEL, EST)                                                                     \
+    SPOTCORE_CLONES void NAME(Batch& b, const float* boxes, const float* var, int64_t first, int64_t n,   \
+                              const FitOptions& o, FitResult* out) {                                         \
+        fit_batch_impl<MODEL, EST>(b, boxes, var, first, n, o, out);                                         \
+    }
+SPOTCORE_BATCH(batch_fixed_lsq, Model::fixed_sigma, Estimator::lsq)
+SPOTCORE_BATCH(batch_fixed_mle, Model::fixed_sigma, Estimator::mle)
+SPOTCORE_BATCH(batch_gauss_lsq, Model::gauss, Estimator::lsq)
+SPOTCORE_BATCH(batch_gauss_mle, Model::gauss, Estimator::mle)
+SPOTCORE_BATCH(batch_ellip_lsq, Model::elliptical, Estimator::lsq)
+SPOTCORE_BATCH(batch_ellip_mle, Model::elliptical, Estimator::mle)
+#undef SPOTCORE_BATCH
+
+BatchFn select_batch(const FitOptions& o) {
+    const bool mle = o.estimator == Estimator::mle;
+    switch (o.model) {
+        case Model::fixed_sigma: return mle ? batch_fixed_mle : batch_fixed_lsq;
+        case Model::gauss: return mle ? batch_gauss_mle : batch_gauss_lsq;
+        case Model::elliptical: return mle ? batch_ellip_mle : batch_ellip_lsq;
+    }
+    return nullptr;
+}
+
+}  // namespace
+
+Result check_fit_options(const FitOptions& o) {
+    if (o.box < 3 || o.box > kMaxBox || o.box % 2 == 0)
+        return Result::invalid("box must be an odd number between 3 and 31, got " + std::to_string(o.box));
+    if (!(o.psf_sigma > 0.0f) || !std::isfinite(o.psf_sigma))
+        return Result::invalid("psf_sigma must be a positive finite number of pixels");
+    if (o.max_iterations < 1) return Result::invalid("max_iterations must be >= 1");
+    if (!(o.tolerance > 0.0f) || !std::isfinite(o.tolerance)) return Result::invalid("tolerance must be > 0");
+    if (o.model != Model::fixed_sigma && o.model != Model::gauss && o.model != Model::elliptical)
+        return Result::invalid("unknown model");
+    if (o.estimator != Estimator::lsq && o.estimator != Estimator::mle) return Result::invalid("unknown estimator");
+    return Result::success();
+}
+
+Result fit_boxes(const float* boxes, const float* variance, int64_t n, const FitOptions& o, FitResult* results) {
+    Result check = check_fit_options(o);
+    if (!check.ok()) return check;
+    if (n < 0) return Result::invalid("number of boxes must be >= 0");
+    if (n == 0) return Result::success();
+    if (!boxes || !results) return Result::invalid("fit_boxes: null pointer");
+    const BatchFn fn = select_batch(o);
+    const int64_t batches = (n + W - 1) / W;
+    bool alloc_failed = false;
+#ifdef _OPENMP
+    const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+#pragma omp parallel num_threads(threads) if (batches > 1)
+#endif
+    {
+        std::unique_ptr<Batch> scratch(new (std::nothrow) Batch);
+        if (!scratch) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+            alloc_failed = true;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 8)
+#endif
+        for (int64_t k = 0; k < batches; ++k)
+            if (scratch) fn(*scratch, boxes, variance, k * W, n, o, results);
+    }
+    if (alloc_failed) return {Status::out_of_memory, "fit_boxes: could not allocate scratch"};
+    return Result::success();
+}
+
+}  // namespace spotcore

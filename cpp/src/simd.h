@@ -1,0 +1,14 @@
+// Private: portable multiversioning. The wheel targets baseline x86-64; hot kernels get an extra
+// AVX2+FMA clone chosen at load time (GCC/Clang target_clones, glibc ifunc).
+#pragma once
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(SPOTCORE_NO_CLONES) && \
+    defined(__linux__)
+#define SPOTCORE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define SPOTCORE_CLONES
+#endif
+#if defined(__GNUC__) || defined(__clang__)
+#define SPOTCORE_INLINE inline __attribute__((always_inline))
+#else
+#define SPOTCORE_INLINE inline
+#endif

@@ -1,0 +1,56 @@
+"""Input checks shared by the public functions: one clear exception per problem."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+# Pixel dtypes the C++ core reads directly; others are converted once per chunk.
+_NATIVE = {np.dtype(t) for t in ("u1", "u2", "i2", "u4", "i4", "f4", "f8")}
+
+
+def positive(name: str, value, *, allow_zero: bool = False) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if allow_zero else '> 0'}, got {value}")
+    return value
+
+
+def odd_box(box) -> int:
+    if isinstance(box, bool) or not isinstance(box, numbers.Integral):
+        raise TypeError(f"box must be an odd integer, got {box!r}")
+    box = int(box)
+    if box % 2 == 0 or not 3 <= box <= 31:
+        raise ValueError(f"box must be an odd integer between 3 and 31, got {box}")
+    return box
+
+
+def threads(value) -> int:
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"threads must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def choice(name: str, value, options) -> str:
+    if value not in options:
+        raise ValueError(f"{name} must be one of {sorted(options)}, got {value!r}")
+    return value
+
+
+def pixel_array(a, name: str = "stack") -> np.ndarray:
+    """Return `a` as an array the core can read (native byte order, supported dtype), checking values."""
+    a = np.asarray(a)
+    if a.dtype.kind not in "uif":
+        raise TypeError(f"{name} must hold integer or float pixels, got dtype {a.dtype}")
+    if not a.dtype.isnative:
+        a = a.astype(a.dtype.newbyteorder("="))
+    if a.dtype not in _NATIVE:
+        a = a.astype(np.float64 if a.dtype.itemsize >= 8 or a.dtype.kind == "i" else np.float32)
+    if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
+        bad = np.argwhere(~np.isfinite(a))[0]
+        raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    return a

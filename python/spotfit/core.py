@@ -1,0 +1,202 @@
+"""Public entry points over the C++ core: localize, and the filter/detect/fit steps on their own."""
+from __future__ import annotations
+
+import os
+from typing import Iterable, Optional, Tuple
+
+import numpy as np
+import pandas as pd
+
+from . import _spotcore, _validate
+from .camera import Camera
+
+MODELS = {"fixed_sigma": _spotcore.Model.fixed_sigma, "gauss": _spotcore.Model.gauss,
+          "gauss2d": _spotcore.Model.gauss, "elliptical": _spotcore.Model.elliptical}
+ESTIMATORS = {"lsq": _spotcore.Estimator.lsq, "mle": _spotcore.Estimator.mle}
+THRESHOLD_MODES = {"std": _spotcore.ThresholdMode.std_w1, "absolute": _spotcore.ThresholdMode.absolute}
+FIT_STATUS = [s for s, _ in sorted(_spotcore.FitStatus.__members__.items(), key=lambda kv: int(kv[1]))]
+
+COLUMNS = ["frame", "x", "y", "photons", "background", "sigma_x", "sigma_y", "uncertainty_x", "uncertainty_y",
+           "uncertainty_photons", "uncertainty_background", "uncertainty_sigma_x", "uncertainty_sigma_y",
+           "loglik", "chi2", "iterations", "status", "peak_row", "peak_col"]
+
+
+def _table(records: np.ndarray) -> pd.DataFrame:
+    df = pd.DataFrame({name: records[name] for name in records.dtype.names})
+    df["status"] = pd.Categorical.from_codes(records["status"].astype(np.int8), categories=FIT_STATUS)
+    return df[COLUMNS]
+
+
+def wavelet_filter(image) -> Tuple[np.ndarray, np.ndarray]:
+    """À trous B-spline wavelet planes of a 2D image (ThunderSTORM's order 3, scale 2).
+
+    Returns ``(W1, W2)`` float32 arrays of the image's shape: ``W1 = I - V1``, ``W2 = V1 - V2``, with
+    mirror borders. Detection looks for maxima of ``W2``; its default threshold is ``std(W1)``.
+    """
+    image = _validate.pixel_array(image, "image")
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"image must be a non-empty 2D array, got shape {image.shape}")
+    return _spotcore.wavelet_filter(image.astype(np.float32, copy=False))
+
+
+def find_peaks(filtered, threshold: float, *, min_distance: float = 0.0, border: int = 0) -> pd.DataFrame:
+    """Local maxima (8-neighbourhood) of a filtered 2D image above ``threshold``.
+
+    Returns a DataFrame with ``row``, ``col`` (int32) and ``value``, in raster order.
+    """
+    filtered = np.asarray(filtered, dtype=np.float32)
+    if filtered.ndim != 2 or filtered.size == 0:
+        raise ValueError(f"filtered must be a non-empty 2D array, got shape {filtered.shape}")
+    pos, val = _spotcore.find_local_maxima(filtered, float(threshold), float(min_distance), int(border))
+    return pd.DataFrame({"row": pos[:, 0], "col": pos[:, 1], "value": val})
+
+
+def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: str = "gauss",
+              variance=None, max_iterations: int = 30, tolerance: float = 1e-3,
+              threads: Optional[int] = None) -> pd.DataFrame:
+    """Fit a pixel-integrated Gaussian to each box of photons.
+
+    Parameters
+    ----------
+    boxes : array (n, box, box)
+        Photons per pixel (after camera conversion). NaN marks pixels outside the image.
+    variance : array (n, box, box), optional
+        sCMOS read-noise variance in photons² per pixel (MLE only).
+
+    Returns
+    -------
+    DataFrame with one row per box; ``x``, ``y`` are in box coordinates (centre of box pixel
+    (0, 0) is (0, 0)).
+    """
+    boxes = np.asarray(boxes, dtype=np.float32)
+    if boxes.ndim != 3 or boxes.shape[1] != boxes.shape[2]:
+        raise ValueError(f"boxes must have shape (n, box, box), got {boxes.shape}")
+    _validate.odd_box(boxes.shape[1])
+    rec = _spotcore.fit_boxes(boxes, variance, MODELS[_validate.choice("model", model, MODELS)],
+                              ESTIMATORS[_validate.choice("estimator", estimator, ESTIMATORS)],
+                              _validate.positive("psf_sigma", psf_sigma), int(max_iterations),
+                              _validate.positive("tolerance", tolerance), _validate.threads(threads))
+    return _table(rec).drop(columns=["frame", "peak_row", "peak_col"])
+
+
+def _chunks(stack, chunk_frames: int) -> Tuple[Iterable[Tuple[int, np.ndarray]], int, tuple]:
+    """(iterator of (first_frame, chunk), n_frames, frame shape) for an array or a movie path."""
+    if isinstance(stack, (str, os.PathLike)):
+        from . import io
+        n, rows, cols = io.movie_info(stack)[:3]
+        return io.iter_chunks(stack, chunk_frames=chunk_frames), n, (rows, cols)
+    if not hasattr(stack, "ndim") or not hasattr(stack, "shape"):
+        stack = np.asarray(stack)
+    if stack.ndim == 2:
+        stack = stack[None]
+    if stack.ndim != 3:
+        raise ValueError(f"stack must be a 2D frame or a 3D (frames, rows, cols) array, got shape {stack.shape}")
+    n = stack.shape[0]
+    return ((i, stack[i:i + chunk_frames]) for i in range(0, n, chunk_frames)), n, tuple(stack.shape[1:])
+
+
+def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, box: int = 7,
+             threshold: float = 1.5, threshold_mode: str = "std", min_distance: float = 0.0, border: int = 0,
+             estimator: str = "mle", model: str = "gauss", max_iterations: int = 30, tolerance: float = 1e-3,
+             threads: Optional[int] = None, chunk_frames: int = 256, progress: bool = False) -> pd.DataFrame:
+    """Detect and fit every spot of a movie.
+
+    Parameters
+    ----------
+    stack : array (frames, rows, cols) or (rows, cols), or path to a TIFF movie
+        Raw camera counts (ADU) of any integer or float dtype. Processed ``chunk_frames`` frames at a
+        time, so a memory-mapped or file-backed movie never has to fit in RAM.
+    camera : Camera, optional
+        ADU -> photons conversion; default ``Camera()`` (baseline 100 ADU, 1 e-/ADU, no gain).
+    psf_sigma : float
+        PSF standard deviation in pixels: start value of the fit (and its value for ``model="fixed_sigma"``).
+    box : int
+        Odd side of the square fit box, pixels. Spots near the border are fitted with a clipped box.
+    threshold, threshold_mode : float, {"std", "absolute"}
+        Detection threshold on the second wavelet plane W2: ``threshold * std(W1)`` per frame
+        (ThunderSTORM's ``std(Wave.F1)``), or an absolute value in photons.
+    min_distance : float
+        Drop maxima closer than this (px) to a stronger one; <= 1 keeps all 8-neighbourhood maxima.
+    border : int
+        Ignore peaks closer than this to the image edge.
+    estimator : {"mle", "lsq"}
+        Poisson maximum likelihood or least squares.
+    model : {"gauss", "elliptical", "fixed_sigma"}
+        Symmetric sigma, sigma_x and sigma_y, or sigma fixed at ``psf_sigma``.
+    threads : int, optional
+        OpenMP threads (default: all cores, or ``OMP_NUM_THREADS``). Results do not depend on it.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per localization: ``frame`` (0-based), ``x`` (column), ``y`` (row) in pixels with the
+        centre of pixel (0, 0) at (0, 0); ``photons``, ``background`` (photons/pixel), ``sigma_x``,
+        ``sigma_y`` (px); ``uncertainty_*``: Cramér–Rao bounds at the estimate; ``loglik`` (Poisson
+        log-likelihood ratio to the saturated model), ``chi2`` (Pearson), ``iterations``, ``status``
+        (categorical: converged, max_iterations, singular, out_of_box, not_fitted), ``peak_row``,
+        ``peak_col`` (detection pixel). ``.attrs["spotfit"]`` records the parameters.
+    """
+    camera = Camera() if camera is None else camera
+    if not isinstance(camera, Camera):
+        raise TypeError(f"camera must be a spotfit.Camera, got {type(camera).__name__}")
+    psf_sigma = _validate.positive("psf_sigma", psf_sigma)
+    box = _validate.odd_box(box)
+    threshold = float(threshold)
+    if not np.isfinite(threshold):
+        raise ValueError(f"threshold must be finite, got {threshold}")
+    mode = THRESHOLD_MODES[_validate.choice("threshold_mode", threshold_mode, THRESHOLD_MODES)]
+    model_id = MODELS[_validate.choice("model", model, MODELS)]
+    est_id = ESTIMATORS[_validate.choice("estimator", estimator, ESTIMATORS)]
+    min_distance = _validate.positive("min_distance", min_distance, allow_zero=True)
+    if int(border) < 0:
+        raise ValueError(f"border must be >= 0, got {border}")
+    if int(max_iterations) < 1:
+        raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+    tolerance = _validate.positive("tolerance", tolerance)
+    nthreads = _validate.threads(threads)
+    if int(chunk_frames) < 1:
+        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+
+    chunks, n_frames, frame_shape = _chunks(stack, int(chunk_frames))
+    if n_frames == 0 or 0 in frame_shape:
+        raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
+    if box > max(frame_shape):
+        raise ValueError(f"box {box} is larger than the frame {frame_shape[0]}x{frame_shape[1]}")
+    if camera.is_scmos:
+        maps = [m for m in (camera.offset_map, camera.gain_map, camera.variance_map) if m is not None]
+        if maps[0].shape != frame_shape:
+            raise ValueError(f"camera maps have shape {maps[0].shape} but frames are {frame_shape}; "
+                             "use Camera.crop() for a sensor ROI")
+    use_variance = camera.variance_map if est_id == _spotcore.Estimator.mle else None
+
+    parts = []
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+        bar = tqdm(total=n_frames, unit="frame", desc="localize")
+    try:
+        for first, chunk in chunks:
+            chunk = _validate.pixel_array(chunk)
+            if chunk.ndim == 2:
+                chunk = chunk[None]
+            parts.append(_spotcore.localize(
+                chunk, camera.baseline, camera.sensitivity, camera.em_gain, camera.qe, camera.offset_map,
+                camera.gain_map, use_variance, mode, threshold, min_distance, int(border), box, psf_sigma,
+                model_id, est_id, int(max_iterations), tolerance, nthreads, int(first)))
+            if bar is not None:
+                bar.update(chunk.shape[0])
+    finally:
+        if bar is not None:
+            bar.close()
+    records = np.concatenate(parts) if parts else np.empty(0, dtype=_spotcore.fit_boxes(
+        np.zeros((0, box, box), np.float32)).dtype)
+    locs = _table(records)
+    from . import __version__
+    locs.attrs["spotfit"] = {
+        "version": __version__, "camera": camera.as_dict(), "movie_shape": (int(n_frames),) + tuple(frame_shape),
+        "pixel_size_nm": camera.pixel_size_nm,
+        "parameters": {"psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
+                       "min_distance": min_distance, "border": int(border), "estimator": estimator, "model": model,
+                       "max_iterations": int(max_iterations), "tolerance": tolerance},
+    }
+    return locs

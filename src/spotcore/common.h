@@ -1,0 +1,42 @@
+// Shared helpers of the bindings: status -> Python exception, array checks.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+
+#include "spotcore/spotcore.h"
+
+namespace py = pybind11;
+
+inline void raise_if_failed(const spotcore::Result& r) {
+    if (r.ok()) return;
+    if (r.status == spotcore::Status::invalid_argument) throw py::value_error(r.message);
+    if (r.status == spotcore::Status::out_of_memory) throw std::bad_alloc();
+    throw std::runtime_error(r.message);
+}
+
+using FloatImage = py::array_t<float, py::array::c_style | py::array::forcecast>;
+
+void bind_filter(py::module_& m);
+void bind_detect(py::module_& m);
+void bind_fit(py::module_& m);
+void bind_localize(py::module_& m);
+
+// Flat record for numpy (one row per fit / localization).
+struct FitRecord {
+    int64_t frame;
+    int32_t peak_row, peak_col;
+    float x, y, photons, background, sigma_x, sigma_y;
+    float uncertainty_x, uncertainty_y, uncertainty_photons, uncertainty_background;
+    float uncertainty_sigma_x, uncertainty_sigma_y;
+    float loglik, chi2;
+    int32_t iterations, status;
+};
+
+inline FitRecord to_record(const spotcore::FitResult& f, int64_t frame, int32_t row, int32_t col) {
+    return FitRecord{frame, row, col, f.x, f.y, f.photons, f.background, f.sigma_x, f.sigma_y,
+                     f.crlb_x, f.crlb_y, f.crlb_photons, f.crlb_background, f.crlb_sigma_x, f.crlb_sigma_y,
+                     f.loglik, f.chi2, f.iterations, int32_t(f.status)};
+}

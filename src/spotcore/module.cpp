@@ -1,0 +1,35 @@
+// spotfit._spotcore: thin pybind11 bindings of the C++ core (no algorithms here).
+#include "common.h"
+
+PYBIND11_MODULE(_spotcore, m) {
+    m.doc() = "Private bindings of the spotcore C++ core; use the public spotfit API instead.";
+    PYBIND11_NUMPY_DTYPE(FitRecord, frame, peak_row, peak_col, x, y, photons, background, sigma_x, sigma_y,
+                         uncertainty_x, uncertainty_y, uncertainty_photons, uncertainty_background,
+                         uncertainty_sigma_x, uncertainty_sigma_y, loglik, chi2, iterations, status);
+    py::enum_<spotcore::FitStatus>(m, "FitStatus")
+        .value("converged", spotcore::FitStatus::converged)
+        .value("max_iterations", spotcore::FitStatus::max_iterations)
+        .value("singular", spotcore::FitStatus::singular)
+        .value("out_of_box", spotcore::FitStatus::out_of_box)
+        .value("not_fitted", spotcore::FitStatus::not_fitted);
+    py::enum_<spotcore::Model>(m, "Model")
+        .value("fixed_sigma", spotcore::Model::fixed_sigma)
+        .value("gauss", spotcore::Model::gauss)
+        .value("elliptical", spotcore::Model::elliptical);
+    py::enum_<spotcore::Estimator>(m, "Estimator")
+        .value("lsq", spotcore::Estimator::lsq)
+        .value("mle", spotcore::Estimator::mle);
+    py::enum_<spotcore::ThresholdMode>(m, "ThresholdMode")
+        .value("std_w1", spotcore::ThresholdMode::std_w1)
+        .value("absolute", spotcore::ThresholdMode::absolute);
+    m.def("version", &spotcore::version);
+#ifdef _OPENMP
+    m.attr("has_openmp") = true;
+#else
+    m.attr("has_openmp") = false;
+#endif
+    bind_filter(m);
+    bind_detect(m);
+    bind_fit(m);
+    bind_localize(m);
+}
