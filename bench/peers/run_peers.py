@@ -420,11 +420,24 @@ def versions():
 
 
 def main(argv=None):
+    import shutil
     a = parse_args(argv)
+    os.environ.setdefault("MPLBACKEND", "Agg")  # Picasso imports matplotlib.pyplot
+    cache_dir = None
     if a.numba_cache == "fresh":
         if "numba" in sys.modules:
             raise RuntimeError("numba imported before NUMBA_CACHE_DIR was set")
-        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="peers_numba_cache_")
+        cache_dir = tempfile.mkdtemp(prefix="peers_numba_cache_")
+        os.environ["NUMBA_CACHE_DIR"] = cache_dir
+    try:
+        return _main(a)
+    finally:
+        if cache_dir:
+            shutil.rmtree(cache_dir, ignore_errors=True)
+
+
+def _main(a):
+    import shutil
     quiet_imports()
     if a.check_conventions:
         res = check_conventions(a)
@@ -438,6 +451,13 @@ def main(argv=None):
     os.makedirs(out_dir, exist_ok=True)
     stem = os.path.splitext(os.path.basename(a.out))[0]
     tmp = tempfile.mkdtemp(prefix="peers_")
+    try:
+        return _run(a, vers, out_dir, stem, tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _run(a, vers, out_dir, stem, tmp):
 
     t0 = time.perf_counter()
     frames = read_tiff_checked(a.movie, a.frames)

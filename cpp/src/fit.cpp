@@ -87,20 +87,49 @@ SPOTCORE_INLINE void sigmas(const Params<M>& p, float psf_sigma, float* sx, floa
     }
 }
 
-// Jacobian of mu at pixel (i, j) for lane l.
+// Jacobian of mu at pixel (i, j) for every lane: J[a][l]; psf[l] = Ex(j) Ey(i).
 template <Model M>
-SPOTCORE_INLINE void jacobian(const Batch& b, const Params<M>& p, int i, int j, int l, float* J, float& psf) {
-    const float ex = b.ex[j][l], ey = b.ey[i][l], n = p.th[2][l];
-    psf = ex * ey;
-    J[0] = n * b.dex[j][l] * ey;
-    J[1] = n * ex * b.dey[i][l];
-    J[2] = psf;
-    J[3] = 1.0f;
-    if constexpr (M == Model::gauss) J[4] = n * (b.dexs[j][l] * ey + ex * b.deys[i][l]);
-    if constexpr (M == Model::elliptical) {
-        J[4] = n * b.dexs[j][l] * ey;
-        J[5] = n * ex * b.deys[i][l];
+SPOTCORE_INLINE void jacobian(const Batch& b, const Params<M>& p, int i, int j, float (*J)[W], float* psf) {
+    for (int l = 0; l < W; ++l) {
+        const float ex = b.ex[j][l], ey = b.ey[i][l], n = p.th[2][l];
+        psf[l] = ex * ey;
+        J[0][l] = n * b.dex[j][l] * ey;
+        J[1][l] = n * ex * b.dey[i][l];
+        J[2][l] = ex * ey;
+        J[3][l] = 1.0f;
+        if constexpr (M == Model::gauss) J[4][l] = n * (b.dexs[j][l] * ey + ex * b.deys[i][l]);
+        if constexpr (M == Model::elliptical) {
+            J[4][l] = n * b.dexs[j][l] * ey;
+            J[5][l] = n * ex * b.deys[i][l];
+        }
     }
+}
+
+// acc_g += gf J, acc_h += hf J J^T (packed lower triangle), lanes innermost so it vectorizes.
+template <int P>
+SPOTCORE_INLINE void accumulate(const float (*J)[W], const float* gf, const float* hf, float (*acc_g)[W],
+                                float (*acc_h)[W]) {
+#pragma GCC unroll 6
+    for (int a = 0; a < P; ++a) {
+        float hj[W];
+        for (int l = 0; l < W; ++l) {
+            acc_g[a][l] += gf[l] * J[a][l];
+            hj[l] = hf[l] * J[a][l];
+        }
+        const int t0 = a * (a + 1) / 2;
+#pragma GCC unroll 6
+        for (int c = 0; c <= a; ++c)
+            for (int l = 0; l < W; ++l) acc_h[t0 + c][l] += hj[l] * J[c][l];
+    }
+}
+
+template <Model M>
+SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, float psf_sigma, float* sx, float* sy) {
+    float cx[W], cy[W];
+    sigmas(p, psf_sigma, sx, sy);
+    for (int l = 0; l < W; ++l) { cx[l] = p.th[0][l]; cy[l] = p.th[1][l]; }
+    axis_tables(K, cx, sx, b.erf_x, b.g_x, b.ug_x, b.ex, b.dex, b.dexs);
+    axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
 }
 
 // Cost (MLE: Poisson deviance / 2; LSQ: sum of squares), gradient and approximate Hessian
@@ -109,43 +138,33 @@ template <Model M, Estimator E>
 SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, float psf_sigma, float* cost,
                               float (*g)[W], float (*h)[W]) {
     constexpr int P = Params<M>::P, H = Params<M>::H;
-    float sx[W], sy[W], cx[W], cy[W];
-    sigmas(p, psf_sigma, sx, sy);
-    for (int l = 0; l < W; ++l) { cx[l] = p.th[0][l]; cy[l] = p.th[1][l]; }
-    axis_tables(K, cx, sx, b.erf_x, b.g_x, b.ug_x, b.ex, b.dex, b.dexs);
-    axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
+    float sx[W], sy[W];
+    build_tables(b, p, K, psf_sigma, sx, sy);
     float acc_c[W] = {}, acc_g[P][W] = {}, acc_h[H][W] = {};
     for (int i = 0; i < K; ++i)
         for (int j = 0; j < K; ++j) {
             const int q = i * K + j;
-#pragma GCC ivdep
+            float J[P][W], psf[W], gf[W], hf[W];
+            jacobian<M>(b, p, i, j, J, psf);
             for (int l = 0; l < W; ++l) {
-                float J[P], psf;
-                jacobian<M>(b, p, i, j, l, J, psf);
-                const float mu = p.th[3][l] + p.th[2][l] * psf;
+                const float mu = p.th[3][l] + p.th[2][l] * psf[l];
                 const float wt = b.w[q][l], d = b.d[q][l];
-                float gf, hf;
                 if constexpr (E == Estimator::mle) {
                     float m = mu + b.v[q][l];
                     m = m > kMinModel ? m : kMinModel;
                     const float inv_m = 1.0f / m;
                     const float r = d * inv_m;
                     acc_c[l] += wt * ((m - d) - d * fastmath::log_positive(m * b.inv_d[q][l]));
-                    gf = wt * (1.0f - r);
-                    hf = wt * r * inv_m;
+                    gf[l] = wt * (1.0f - r);
+                    hf[l] = wt * r * inv_m;
                 } else {
                     const float res = d - mu;
                     acc_c[l] += wt * res * res;
-                    gf = -wt * res;
-                    hf = wt;
-                }
-                int t = 0;
-                for (int a = 0; a < P; ++a) {
-                    acc_g[a][l] += gf * J[a];
-                    const float hj = hf * J[a];
-                    for (int c = 0; c <= a; ++c) acc_h[t++][l] += hj * J[c];
+                    gf[l] = -wt * res;
+                    hf[l] = wt;
                 }
             }
+            accumulate<P>(J, gf, hf, acc_g, acc_h);
         }
     for (int l = 0; l < W; ++l) cost[l] = acc_c[l];
     for (int a = 0; a < P; ++a)
@@ -154,60 +173,64 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, float psf_sig
         for (int l = 0; l < W; ++l) h[t][l] = acc_h[t][l];
 }
 
-// Solve (A) x = rhs per lane by Cholesky; A packed lower-triangular (row a, col c <= a).
+// Solve A x = rhs per lane by Cholesky; A packed lower-triangular (row a, col c <= a).
 // ok[l] = 0 where A is not positive definite. inv_diag: if non-null, the diagonal of A^-1.
 template <int P>
-SPOTCORE_INLINE void cholesky_solve(float (*a)[W], const float (*rhs)[W], float (*x)[W], int* ok,
+SPOTCORE_INLINE void cholesky_solve(const float (*a)[W], const float (*rhs)[W], float (*x)[W], int* ok,
                                     float (*inv_diag)[W]) {
     constexpr int H = P * (P + 1) / 2;
-    float L[H][W];
+    float L[H][W], inv_ll[P][W];
     auto idx = [](int r, int c) { return r * (r + 1) / 2 + c; };
     for (int l = 0; l < W; ++l) ok[l] = 1;
-    for (int r = 0; r < P; ++r) {
+    for (int r = 0; r < P; ++r)
         for (int c = 0; c <= r; ++c) {
-            for (int l = 0; l < W; ++l) {
-                float s = a[idx(r, c)][l];
-                for (int k = 0; k < c; ++k) s -= L[idx(r, k)][l] * L[idx(c, k)][l];
-                if (r == c) {
-                    const bool good = s > 0.0f && std::isfinite(s);
+            float s[W];
+            for (int l = 0; l < W; ++l) s[l] = a[idx(r, c)][l];
+            for (int k = 0; k < c; ++k)
+                for (int l = 0; l < W; ++l) s[l] -= L[idx(r, k)][l] * L[idx(c, k)][l];
+            if (r == c) {
+                for (int l = 0; l < W; ++l) {
+                    const bool good = s[l] > 0.0f && s[l] < 3.0e38f;  // false for NaN
                     ok[l] &= good;
-                    L[idx(r, r)][l] = good ? std::sqrt(s) : 1.0f;
-                } else {
-                    L[idx(r, c)][l] = s / L[idx(c, c)][l];
+                    L[idx(r, r)][l] = good ? std::sqrt(s[l]) : 1.0f;
+                    inv_ll[r][l] = 1.0f / L[idx(r, r)][l];
                 }
+            } else {
+                for (int l = 0; l < W; ++l) L[idx(r, c)][l] = s[l] * inv_ll[c][l];
             }
         }
-    }
     if (x) {
         float y[P][W];
-        for (int r = 0; r < P; ++r)
-            for (int l = 0; l < W; ++l) {
-                float s = rhs[r][l];
-                for (int k = 0; k < r; ++k) s -= L[idx(r, k)][l] * y[k][l];
-                y[r][l] = s / L[idx(r, r)][l];
-            }
-        for (int r = P - 1; r >= 0; --r)
-            for (int l = 0; l < W; ++l) {
-                float s = y[r][l];
-                for (int k = r + 1; k < P; ++k) s -= L[idx(k, r)][l] * x[k][l];
-                x[r][l] = s / L[idx(r, r)][l];
-            }
+        for (int r = 0; r < P; ++r) {
+            float s[W];
+            for (int l = 0; l < W; ++l) s[l] = rhs[r][l];
+            for (int k = 0; k < r; ++k)
+                for (int l = 0; l < W; ++l) s[l] -= L[idx(r, k)][l] * y[k][l];
+            for (int l = 0; l < W; ++l) y[r][l] = s[l] * inv_ll[r][l];
+        }
+        for (int r = P - 1; r >= 0; --r) {
+            float s[W];
+            for (int l = 0; l < W; ++l) s[l] = y[r][l];
+            for (int k = r + 1; k < P; ++k)
+                for (int l = 0; l < W; ++l) s[l] -= L[idx(k, r)][l] * x[k][l];
+            for (int l = 0; l < W; ++l) x[r][l] = s[l] * inv_ll[r][l];
+        }
     }
     if (inv_diag) {
-        // diag(A^-1)_r = sum_k (L^-1)_{k r}^2: invert the triangular factor column by column.
+        // diag(A^-1)_col = sum_r (L^-1)_{r col}^2: forward-substitute each unit vector.
         for (int col = 0; col < P; ++col) {
-            float z[P][W];
-            for (int r = 0; r < P; ++r)
+            float z[P][W], acc[W] = {};
+            for (int r = 0; r < P; ++r) {
+                float s[W];
+                for (int l = 0; l < W; ++l) s[l] = (r == col) ? 1.0f : 0.0f;
+                for (int k = 0; k < r; ++k)
+                    for (int l = 0; l < W; ++l) s[l] -= L[idx(r, k)][l] * z[k][l];
                 for (int l = 0; l < W; ++l) {
-                    float s = (r == col) ? 1.0f : 0.0f;
-                    for (int k = 0; k < r; ++k) s -= L[idx(r, k)][l] * z[k][l];
-                    z[r][l] = s / L[idx(r, r)][l];
+                    z[r][l] = s[l] * inv_ll[r][l];
+                    acc[l] += z[r][l] * z[r][l];
                 }
-            for (int l = 0; l < W; ++l) {
-                float s = 0.0f;
-                for (int r = 0; r < P; ++r) s += z[r][l] * z[r][l];
-                inv_diag[col][l] = s;
             }
+            for (int l = 0; l < W; ++l) inv_diag[col][l] = acc[l];
         }
     }
 }
@@ -339,34 +362,29 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     }
 
     // Final pass: Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2.
-    float sx[W], sy[W], cx[W], cy[W];
-    sigmas(p, psf_sigma, sx, sy);
-    for (int l = 0; l < W; ++l) { cx[l] = p.th[0][l]; cy[l] = p.th[1][l]; }
-    axis_tables(K, cx, sx, b.erf_x, b.g_x, b.ug_x, b.ex, b.dex, b.dexs);
-    axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
-    float fisher[H][W] = {}, loglik[W] = {}, chi2[W] = {};
+    float sx[W], sy[W];
+    build_tables(b, p, K, psf_sigma, sx, sy);
+    float fisher[H][W] = {}, unused_g[P][W] = {}, loglik[W] = {}, chi2[W] = {};
     for (int i = 0; i < K; ++i)
         for (int j = 0; j < K; ++j) {
             const int q = i * K + j;
+            float J[P][W], psf[W], zero[W], hf[W];
+            jacobian<M>(b, p, i, j, J, psf);
             for (int l = 0; l < W; ++l) {
-                float J[P], psf;
-                jacobian<M>(b, p, i, j, l, J, psf);
-                float m = p.th[3][l] + p.th[2][l] * psf + b.v[q][l];
+                float m = p.th[3][l] + p.th[2][l] * psf[l] + b.v[q][l];
                 m = m > kMinModel ? m : kMinModel;
                 const float wt = b.w[q][l];
                 // Data with read-noise variance added (for LSQ b.d has no variance and may be < 0).
                 float d = b.d[q][l];
                 if constexpr (E == Estimator::lsq) d = std::max(d + b.v[q][l], 0.0f);
                 const float inv_m = 1.0f / m;
-                const float dev = d > 0.0f ? d * fastmath::log_positive(m / d) : 0.0f;
+                const float dev = d > 0.0f ? d * fastmath::log_positive(m / std::max(d, 1e-20f)) : 0.0f;
                 loglik[l] -= wt * ((m - d) - dev);
                 chi2[l] += wt * (d - m) * (d - m) * inv_m;
-                int t = 0;
-                for (int a2 = 0; a2 < P; ++a2) {
-                    const float hj = wt * J[a2] * inv_m;
-                    for (int c = 0; c <= a2; ++c) fisher[t++][l] += hj * J[c];
-                }
+                zero[l] = 0.0f;
+                hf[l] = wt * inv_m;
             }
+            accumulate<P>(J, zero, hf, unused_g, fisher);
         }
     float inv_diag[P][W];
     int pd[W];

@@ -1,0 +1,499 @@
+"""Localize movies larger than one machine with Dask (``pip install spotfit[dask]``).
+
+The C++ pipeline runs unchanged inside Dask tasks, one task per chunk of whole frames; every frame is
+processed independently, so the result does not depend on the chunking or on the number of workers.
+
+>>> import spotfit.distributed as sd                                    # doctest: +SKIP
+>>> from dask.distributed import Client                                 # doctest: +SKIP
+>>> client = Client("tcp://scheduler:8786")                             # doctest: +SKIP
+>>> movie = sd.open_movie(["fov1.tif", "fov2.tif"], chunks=256)         # doctest: +SKIP
+>>> locs = sd.localize(movie, camera=spotfit.Camera(baseline=100))      # doctest: +SKIP
+>>> sd.to_parquet(locs, "locs.parquet")                                 # doctest: +SKIP
+
+Threads: ``localize`` runs OpenMP threads inside each task. With ``threads=None`` a task uses
+``cores // slots`` threads, where ``cores`` are the CPUs the worker process may use and ``slots`` is the
+number of Dask worker threads on that host (summed over the workers of the host, as the scheduler
+reports them when :func:`localize` is called), so workers × threads per worker × OpenMP threads never
+exceeds the cores. Dask's nanny sets ``OMP_NUM_THREADS=1`` in worker processes, which is why the count
+is passed explicitly rather than read from the environment.
+"""
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["open_movie", "localize", "to_parquet", "read_parquet", "run", "add_arguments", "DEFAULT_CHUNKS"]
+
+DEFAULT_CHUNKS = 256
+_INSTALL = "pip install spotfit[dask]"
+
+
+def _require(module: str):
+    """Import an optional Dask module or fail with the install command."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"spotfit.distributed needs dask ({module!r} could not be imported: {exc}); "
+                          f"install it with `{_INSTALL}`") from exc
+
+
+def _usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+# --------------------------------------------------------------------------
+# lazy movies
+# --------------------------------------------------------------------------
+
+# Per-process cache of open zarr views of TIFF files, so a worker parses each file's header once.
+_OPEN: "OrderedDict[tuple, tuple]" = OrderedDict()
+_OPEN_LOCK = threading.Lock()
+_OPEN_MAX = 16
+
+
+def _open_tiff(path: str, multi: bool, reader: str, n: int, rows: int, cols: int):
+    """(read(a, b) -> frames, lock) for series 0 of a TIFF file, opened once per process.
+
+    ``reader="zarr"``: tifffile's zarr store (``aszarr=True``), which reads any layout (compressed,
+    tiled, OME with several axes). ``"auto"``: a memory map when the frames are stored contiguous and
+    uncompressed (4x faster than the zarr store for ImageJ stacks), the zarr store otherwise.
+    """
+    st = os.stat(path)
+    key = (path, multi, reader, st.st_mtime_ns, st.st_size)
+    with _OPEN_LOCK:
+        hit = _OPEN.get(key)
+        if hit is not None:
+            _OPEN.move_to_end(key)
+            return hit
+    import tifffile
+    # In a list of files each file is read on its own, as spotfit.io does (a multi-file OME or
+    # Micro-Manager header would otherwise pull in the other files).
+    flags = {}
+    if multi:
+        known = getattr(tifffile.TIFF, "FILE_FLAGS", ("ome",))
+        flags = {f"is_{k}": False for k in ("ome", "mmstack", "ndtiff") if k in known}
+    entry = None
+    if reader == "auto":
+        with tifffile.TiffFile(path, **flags) as tif:
+            series = tif.series[0]
+            if series.dataoffset is not None and int(np.prod(series.shape[:-2], dtype=np.int64)) == n \
+                    and tuple(series.shape[-2:]) == (rows, cols):
+                dtype = np.dtype(tif.byteorder + series.dtype.char)
+                mm = np.memmap(path, dtype=dtype, mode="r", offset=series.dataoffset, shape=(n, rows, cols))
+                entry = (lambda a, b: np.array(mm[a:b], dtype=dtype.newbyteorder("=")), threading.Lock(),
+                         None)
+    if entry is None:
+        zarr = _require("zarr")
+        store = tifffile.imread(path, aszarr=True, series=0, level=0, **flags)
+        z = zarr.open(store, mode="r")
+        if z.shape[-2:] != (rows, cols) or int(np.prod(z.shape[:-2], dtype=np.int64)) != n:
+            store.close()
+            from .io import MovieError
+            raise MovieError(f"{path!r}: the zarr view has shape {z.shape}, but the movie header "
+                             f"promised {n} frames of {rows}x{cols}; was the file changed?")
+
+        def read(a, b, z=z):
+            if z.ndim == 3:
+                return np.asarray(z[a:b])
+            lead = z.shape[:-2]  # e.g. OME TZCYX: frames are the leading axes in C order
+            return np.stack([np.asarray(z[np.unravel_index(f, lead)]) for f in range(a, b)]) if b > a \
+                else np.empty((0, rows, cols), z.dtype)
+        entry = (read, threading.Lock(), store)
+    with _OPEN_LOCK:
+        _OPEN[key] = entry
+        while len(_OPEN) > _OPEN_MAX:
+            _, (_, _, old) = _OPEN.popitem(last=False)
+            if old is not None:
+                try:
+                    old.close()
+                except Exception:  # noqa: BLE001 - closing a stale handle must not fail a read
+                    pass
+    return entry
+
+
+class _LazyMovie:
+    """Picklable array-like ``(frames, rows, cols)`` over one or more movie files.
+
+    Holds only paths and shapes; each process that slices it opens the files itself (TIFF through
+    tifffile's zarr store, ``.raw`` through :func:`spotfit.io.read_movie`).
+    """
+
+    def __init__(self, paths, frames_per_file, rows, cols, dtype, reader="auto"):
+        self.reader = reader
+        self.paths = [str(p) for p in paths]
+        self.frames_per_file = [int(n) for n in frames_per_file]
+        self.starts = np.cumsum([0] + self.frames_per_file)
+        self.shape = (int(self.starts[-1]), int(rows), int(cols))
+        self.dtype = np.dtype(dtype)
+        self.ndim = 3
+
+    def _read_file(self, i: int, a: int, b: int) -> np.ndarray:
+        path = self.paths[i]
+        if Path(path).suffix.lower() == ".raw":
+            from . import io
+            return io.read_movie(path, frames=slice(a, b))
+        n, rows, cols = self.frames_per_file[i], self.shape[1], self.shape[2]
+        read, lock, _ = _open_tiff(path, len(self.paths) > 1, self.reader, n, rows, cols)
+        with lock:
+            out = read(a, b)
+        return np.asarray(out).reshape(b - a, rows, cols).astype(self.dtype, copy=False)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        key = key + (slice(None),) * (3 - len(key))
+        frames = key[0]
+        if isinstance(frames, (int, np.integer)):
+            frames = int(frames) + self.shape[0] if frames < 0 else int(frames)
+            out = self[(slice(frames, frames + 1),) + key[1:]]
+            return out[0]
+        if not isinstance(frames, slice) or frames.step not in (None, 1):
+            return self[:][key]  # rare fancy indexing: read all, then index
+        a, b, _ = frames.indices(self.shape[0])
+        b = max(a, b)
+        out = np.empty((b - a, self.shape[1], self.shape[2]), self.dtype)
+        for i in range(len(self.paths)):
+            lo, hi = max(a, self.starts[i]), min(b, self.starts[i + 1])
+            if lo < hi:
+                s = int(self.starts[i])
+                out[lo - a:hi - a] = self._read_file(i, int(lo - s), int(hi - s))
+        return out[(slice(None),) + key[1:]]
+
+
+def _frames_chunks(chunks) -> int:
+    if isinstance(chunks, bool) or not isinstance(chunks, (int, np.integer)) or chunks < 1:
+        raise ValueError(f"chunks must be a positive number of frames, got {chunks!r}")
+    return int(chunks)
+
+
+def open_movie(path_or_paths, chunks: int = DEFAULT_CHUNKS, *, reader: str = "auto"):
+    """Open a movie lazily as a Dask array whose chunks are read by the workers themselves.
+
+    Parameters
+    ----------
+    path_or_paths : str, os.PathLike, list of them, or glob pattern
+        TIFF file(s) (read through tifffile's zarr store, ``aszarr=True``) or Picasso ``.raw`` files.
+        A list or pattern is one movie, files concatenated in order (pattern: natural order), as in
+        :func:`spotfit.io.read_movie`.
+    chunks : int
+        Frames per chunk (whole frames: rows and columns are never split). 256 or more keeps the
+        scheduling overhead small.
+
+    Returns
+    -------
+    dask.array.Array
+        ``(frames, rows, cols)`` in the files' pixel type. Only file headers are read here (each file
+        is checked for truncation, see :func:`spotfit.io.movie_info`); pixels are read at compute time.
+
+    Raises
+    ------
+    ImportError
+        Without dask (``pip install spotfit[dask]``).
+    spotfit.io.MovieError
+        If a file is missing, truncated, unsupported, or if the files differ in frame shape or type.
+    """
+    da = _require("dask.array")
+    n_chunk = _frames_chunks(chunks)
+    if reader not in ("auto", "zarr"):
+        raise ValueError(f"reader must be 'auto' or 'zarr', got {reader!r}")
+    from . import io
+    info = io.movie_info(path_or_paths)
+    if any(Path(p).suffix.lower() != ".raw" for p in info.metadata["files"]):
+        _require("zarr")
+    lazy = _LazyMovie(info.metadata["files"], info.metadata["frames_per_file"], info.rows, info.cols,
+                      info.dtype, reader)
+    name = "spotfit-movie-" + _token(lazy)
+    return da.from_array(lazy, chunks=(n_chunk, -1, -1), name=name, lock=False, asarray=True,
+                         fancy=False, meta=np.empty((0, 0, 0), lazy.dtype))
+
+
+def _token(lazy: _LazyMovie) -> str:
+    dask_base = _require("dask.base")
+    stats = [(p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in lazy.paths]
+    return dask_base.tokenize(stats, lazy.shape, str(lazy.dtype), lazy.reader)
+
+
+# --------------------------------------------------------------------------
+# localize
+# --------------------------------------------------------------------------
+
+def _threads_plan(threads):
+    """What a task needs to choose its OpenMP threads: ("fixed", n) or ("auto", {host: slots}, local)."""
+    if threads is not None:
+        from . import _validate
+        return ("fixed", _validate.threads(threads))
+    slots = {}
+    try:
+        from distributed import default_client
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        for w in client.scheduler_info(n_workers=-1)["workers"].values():
+            slots[w["host"]] = slots.get(w["host"], 0) + int(w["nthreads"])
+        local = 1
+    else:
+        dask = _require("dask")
+        from dask.base import get_scheduler
+        from dask.local import get_sync
+        cores = _usable_cores()
+        local = cores if get_scheduler() is get_sync else \
+            max(1, cores // int(dask.config.get("num_workers", None) or cores))
+    return ("auto", slots, local)
+
+
+def _task_threads(plan) -> int:
+    if plan[0] == "fixed":
+        return plan[1]
+    _, slots, local = plan
+    try:
+        from distributed import get_worker
+        from distributed.comm import get_address_host
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return local
+    n = slots.get(get_address_host(worker.address)) or worker.state.nthreads
+    return max(1, _usable_cores() // max(1, int(n)))
+
+
+def _localize_block(block, first, params):
+    """Localize one chunk of frames; frame numbers made global by adding the chunk's first frame."""
+    from .core import localize as _localize
+    kwargs, plan, attrs = params
+    block = np.asarray(block)
+    locs = _localize(block, threads=_task_threads(plan), chunk_frames=max(1, block.shape[0]), **kwargs)
+    if first:
+        locs["frame"] += np.asarray(first, dtype=locs["frame"].dtype)
+    locs.attrs = attrs
+    return locs
+
+
+def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwargs):
+    """Localize a movie with Dask: :func:`spotfit.localize` mapped over chunks of whole frames.
+
+    Parameters
+    ----------
+    data : dask.array.Array, numpy array, path, list of paths, or glob pattern
+        ``(frames, rows, cols)`` raw camera counts (ADU). Paths are opened with :func:`open_movie`
+        (``chunks`` frames per chunk); an array is rechunked to whole frames if it is split along rows
+        or columns, and a numpy array is wrapped with ``chunks`` frames per chunk.
+    chunks : int
+        Frames per chunk when ``data`` is not already a Dask array.
+    threads : int, optional
+        OpenMP threads per task. Default: ``cores // (Dask worker threads on the host)`` (see the
+        module docstring), so that the cores are not oversubscribed.
+    **localize_kwargs
+        Any keyword of :func:`spotfit.localize` (camera, psf_sigma, box, threshold, estimator, model,
+        ...) except ``progress`` and ``chunk_frames``.
+
+    Returns
+    -------
+    dask.dataframe.DataFrame
+        One partition per chunk, in frame order, with exactly the columns and dtypes of
+        :func:`spotfit.localize` (``status`` categorical with the fixed categories). Each partition
+        has its own 0-based index, so ``.compute().reset_index(drop=True)`` equals the in-memory
+        ``spotfit.localize`` result (frame numbers are global, 0-based); the computed frame also
+        carries the same ``.attrs["spotfit"]``. Nothing is computed here: call ``.compute()``,
+        :func:`to_parquet`, or ``dask.dataframe`` methods.
+
+    Raises
+    ------
+    ImportError
+        Without dask (``pip install spotfit[dask]``).
+    ValueError, TypeError
+        For bad parameters (checked now, on the client, not at compute time).
+    """
+    da = _require("dask.array")
+    dd = _require("dask.dataframe")
+    dask = _require("dask")
+    for bad in ("progress", "chunk_frames"):
+        if bad in localize_kwargs:
+            raise TypeError(f"spotfit.distributed.localize does not take {bad!r}: use chunks= for the "
+                            "frames per task, and the Dask dashboard or distributed.progress for progress")
+    n_chunk = _frames_chunks(chunks)
+    if isinstance(data, (str, os.PathLike, list, tuple)):
+        data = open_movie(data, chunks=n_chunk)
+    elif not isinstance(data, da.Array):
+        arr = np.asarray(data)
+        data = da.from_array(arr, chunks=(n_chunk,) + arr.shape[1:]) if arr.ndim == 3 else da.from_array(arr)
+    if data.ndim == 2:
+        data = data[None]
+    if data.ndim != 3:
+        raise ValueError(f"data must be a (frames, rows, cols) array, got shape {data.shape}")
+    if any(np.isnan(s) for s in data.shape):
+        raise ValueError(f"data has unknown chunk sizes {data.chunks}; call compute_chunk_sizes() first")
+    if len(data.chunks[1]) > 1 or len(data.chunks[2]) > 1:
+        data = data.rechunk({1: -1, 2: -1})
+    if data.dtype.kind not in "uif":
+        raise TypeError(f"data must hold integer or float pixels, got dtype {data.dtype}")
+    n_frames, rows, cols = (int(s) for s in data.shape)
+    if n_frames == 0 or rows == 0 or cols == 0:
+        raise ValueError(f"data is empty: {n_frames} frames of shape {(rows, cols)}")
+
+    # Check every parameter now and get the output schema: one flat frame finds no spots.
+    from .core import localize as _localize
+    flat = np.zeros((1, rows, cols), dtype=data.dtype)
+    meta = _localize(flat, threads=1, **localize_kwargs).iloc[:0]
+    attrs = dict(meta.attrs)
+    attrs["spotfit"] = dict(attrs["spotfit"], movie_shape=(n_frames, rows, cols))
+    meta.attrs = attrs
+
+    params = dask.delayed((localize_kwargs, _threads_plan(threads), attrs), pure=True, traverse=False)
+    firsts = np.concatenate([[0], np.cumsum(data.chunks[0])[:-1]]).astype(int)
+    blocks = data.to_delayed().ravel()
+    task = dask.delayed(_localize_block, pure=True)
+    parts = [task(b, int(f), params) for b, f in zip(blocks, firsts)]
+    return dd.from_delayed(parts, meta=meta, verify_meta=False)
+
+
+# --------------------------------------------------------------------------
+# output
+# --------------------------------------------------------------------------
+
+def _schema_metadata(meta: pd.DataFrame) -> dict:
+    from . import io
+    return {"spotfit": io._dumps(meta.attrs),
+            "spotfit.categories": json.dumps(io._categories(meta))}
+
+
+def to_parquet(locs, path, *, overwrite: bool = False, compute: bool = True, **kwargs):
+    """Write a Dask localization table as a Parquet dataset, one file per partition.
+
+    Each worker writes its own partitions, so results larger than memory never pass through the
+    client. Every file carries spotfit's metadata (parameters, camera, fixed ``status`` categories), so
+    a single part file also loads with :func:`spotfit.io.load`, and the directory with
+    :func:`read_parquet` or ``pandas.read_parquet``.
+
+    Parameters
+    ----------
+    locs : dask.dataframe.DataFrame
+        From :func:`localize`.
+    path : str or os.PathLike
+        Dataset directory (created; files ``part.0.parquet``, ``part.1.parquet``, ... in frame order).
+    overwrite : bool
+        Replace an existing dataset directory (otherwise an existing non-empty directory is an error).
+    compute : bool
+        Write now (default) or return a delayed write.
+    **kwargs
+        Passed to ``dask.dataframe.DataFrame.to_parquet`` (e.g. ``compression``).
+    """
+    dd = _require("dask.dataframe")
+    _require("pyarrow")
+    if not isinstance(locs, dd.DataFrame):
+        raise TypeError(f"locs must be a dask.dataframe.DataFrame from spotfit.distributed.localize, "
+                        f"got {type(locs).__name__}")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{str(path)!r} exists and is not a directory")
+    if path.is_dir() and any(path.iterdir()) and not overwrite:
+        raise ValueError(f"{str(path)!r} is not empty; pass overwrite=True to replace it")
+    meta = locs._meta
+    return locs.to_parquet(str(path), write_index=False, overwrite=overwrite, compute=compute,
+                           custom_metadata=_schema_metadata(meta), engine="pyarrow", **kwargs)
+
+
+def read_parquet(path, *, lazy: bool = True):
+    """Read a dataset written by :func:`to_parquet`.
+
+    Returns a ``dask.dataframe.DataFrame`` (``lazy=True``) or a pandas DataFrame in frame order with
+    the fixed ``status`` categories and ``.attrs["spotfit"]`` restored.
+    """
+    pq = _require("pyarrow.parquet")
+    from . import io
+    files = sorted(Path(path).glob("*.parquet"), key=io._natural_key)
+    if not files:
+        raise FileNotFoundError(f"no Parquet files in {str(path)!r}")
+    smeta = pq.read_schema(files[0]).metadata or {}
+    attrs = io._loads(smeta[b"spotfit"].decode()) if b"spotfit" in smeta else {}
+    cats = json.loads(smeta.get(b"spotfit.categories", b"{}"), object_hook=io._decode_hook)
+
+    def fix(df):
+        for c, cc in cats.items():
+            df[c] = pd.Categorical(df[c].astype(object) if isinstance(df[c].dtype, pd.CategoricalDtype)
+                                   else df[c], categories=cc)
+        df.attrs = attrs
+        return df
+
+    if not lazy:
+        return fix(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True))
+    dd = _require("dask.dataframe")
+    ddf = dd.read_parquet([str(f) for f in files], engine="pyarrow")
+    meta = fix(ddf._meta.copy())
+    return ddf.map_partitions(fix, meta=meta)
+
+
+# --------------------------------------------------------------------------
+# command-line glue (the lead wires these into ``spotfit localize``)
+# --------------------------------------------------------------------------
+
+def add_arguments(parser) -> None:
+    """Add ``--scheduler``, ``--workers``, ``--threads`` to an argparse parser."""
+    g = parser.add_argument_group("Dask (pip install spotfit[dask])")
+    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                   help="run on an existing Dask cluster at this scheduler address")
+    g.add_argument("--workers", type=int, metavar="N", default=None,
+                   help="start a local Dask cluster of N worker processes")
+    g.add_argument("--chunk-frames", type=int, metavar="F", default=DEFAULT_CHUNKS,
+                   help=f"frames per Dask task (default {DEFAULT_CHUNKS})")
+
+
+def run(inputs, output=None, *, scheduler=None, workers=None, chunks: int = DEFAULT_CHUNKS,
+        threads=None, overwrite: bool = False, **localize_kwargs):
+    """Localize movie file(s) on a Dask cluster and write or return the result.
+
+    Parameters
+    ----------
+    inputs : path, list of paths, or glob pattern
+        One movie (files concatenated in order).
+    output : path, optional
+        A directory or a name ending in ``.parquet`` without a file there: a Parquet dataset written
+        by the workers (:func:`to_parquet`). Any other name: gathered on the client and written with
+        :func:`spotfit.io.save` (format from the extension). None: return the pandas DataFrame.
+    scheduler : str, optional
+        Address of a running scheduler (``tcp://HOST:PORT``).
+    workers : int, optional
+        Start a ``LocalCluster`` with this many worker processes (one thread each); ignored with
+        ``scheduler``. Neither: a local cluster with one worker per core.
+    chunks, threads, **localize_kwargs
+        As :func:`localize`.
+
+    Returns
+    -------
+    pandas.DataFrame or None
+        The localizations when ``output`` is None.
+    """
+    distributed = _require("distributed")
+    if scheduler is not None and workers is not None:
+        raise ValueError("give either scheduler (an existing cluster) or workers (a local one), not both")
+    if workers is not None and (isinstance(workers, bool) or int(workers) < 1):
+        raise ValueError(f"workers must be >= 1, got {workers!r}")
+    cluster = None
+    if scheduler is None:
+        cluster = distributed.LocalCluster(n_workers=int(workers or _usable_cores()), threads_per_worker=1,
+                                           processes=True, dashboard_address=":0")
+    client = distributed.Client(scheduler if scheduler is not None else cluster)
+    try:
+        locs = localize(inputs, chunks=chunks, threads=threads, **localize_kwargs)
+        if output is None:
+            return locs.compute().reset_index(drop=True)
+        out = Path(output)
+        if out.suffix.lower() in ("", ".parquet") and not out.is_file():
+            to_parquet(locs, out, overwrite=overwrite)
+            return None
+        from . import io
+        io.save(locs.compute().reset_index(drop=True), out)
+        return None
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

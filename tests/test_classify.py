@@ -1,0 +1,353 @@
+"""Spot quality: extract_patches, label_spots, SpotClassifier, data sets, report, CLI (issue 4)."""
+import argparse
+import json
+import sys
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import spotfit
+from spotfit.patches import extract_patches, load_dataset, save_dataset
+
+pytest.importorskip("sklearn", reason="scikit-learn (spotfit[ml]) is needed for the classifier")
+from spotfit.classify import (DEFAULT_RULES, ModelVersionError, SpotClassifier, format_report,  # noqa: E402
+                              label_spots, quality_report, simulate_quality_set)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_openmp_thread():
+    # A few thousand samples gain nothing from threads, and on a busy 2-core machine the spin-waiting
+    # OpenMP threads of scikit-learn's (and spotfit's) runtimes made HGB fits 10-20x slower.
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(limits=1, user_api="openmp"):
+        yield
+
+
+@pytest.fixture(scope="module")
+def qset():
+    # ~3800 localizations from 4000 sites; simulate + localize takes ~1 s
+    return simulate_quality_set(4000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def split(qset):
+    good, _ = label_spots(qset.locs)
+    n = len(qset.locs)
+    idx = np.random.default_rng(0).permutation(n)
+    return good.to_numpy(), idx[: n // 2], idx[n // 2:]
+
+
+@pytest.fixture(scope="module")
+def trained(qset, split):
+    good, train, _ = split
+    return SpotClassifier("hgb").fit(qset.patches[train], good[train])
+
+
+# ---------------------------------------------------------------- extract_patches
+
+def test_extract_patches_values_border_and_camera():
+    rng = np.random.default_rng(3)
+    stack = rng.integers(100, 1000, size=(3, 20, 30)).astype(np.uint16)
+    locs = pd.DataFrame({"frame": [0, 2, 1, 2], "peak_row": [10, 0, 19, 5], "peak_col": [15, 3, 29, 5],
+                         "x": [0.0] * 4, "y": [0.0] * 4})
+    cam = spotfit.Camera(baseline=100, sensitivity=2.0)
+    p, mask = extract_patches(stack, locs, 5, camera=cam, return_mask=True)
+    assert p.shape == (4, 5, 5) and p.dtype == np.float32
+    np.testing.assert_allclose(p[0], (stack[0, 8:13, 13:18].astype(float) - 100) * 2.0)
+    np.testing.assert_allclose(p[3], (stack[2, 3:8, 3:8].astype(float) - 100) * 2.0)
+    assert mask[0].all() and mask[3].all()
+    # top edge: rows -2, -1 replicate row 0; the mask marks them outside
+    assert not mask[1, :2].any() and mask[1, 2:].all()
+    np.testing.assert_allclose(p[1, 0], p[1, 2])
+    np.testing.assert_allclose(p[1, 2], (stack[2, 0, 1:6].astype(float) - 100) * 2.0)
+    ex, index = extract_patches(stack, locs, 5, camera=cam, border="exclude")
+    np.testing.assert_array_equal(index, [0, 3])
+    np.testing.assert_array_equal(ex, p[[0, 3]])
+    # no peak columns: rounded x/y
+    alt = extract_patches(stack, pd.DataFrame({"frame": [0], "x": [14.6], "y": [10.4]}), 5, camera=cam)
+    np.testing.assert_array_equal(alt[0], p[0])
+
+
+def test_extract_patches_scmos_and_path(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    rng = np.random.default_rng(4)
+    stack = rng.integers(100, 1000, size=(4, 16, 16)).astype(np.uint16)
+    off, gain = rng.uniform(90, 110, (16, 16)), rng.uniform(1.5, 2.5, (16, 16))
+    cam = spotfit.Camera(offset_map=off, gain_map=gain, variance_map=np.ones((16, 16)))
+    locs = pd.DataFrame({"frame": [3, 0], "peak_row": [8, 2], "peak_col": [7, 12]})
+    p = extract_patches(stack, locs, 3, camera=cam)
+    want = (stack[3, 7:10, 6:9] - off[7:10, 6:9].astype(np.float32)) / gain[7:10, 6:9].astype(np.float32)
+    np.testing.assert_allclose(p[0], want, rtol=1e-5)
+    path = tmp_path / "m.tif"
+    tifffile.imwrite(path, stack, photometric="minisblack")
+    np.testing.assert_array_equal(extract_patches(str(path), locs, 3, camera=cam, chunk_frames=2), p)
+
+
+def test_extract_patches_errors():
+    stack = np.zeros((2, 10, 10), np.uint16)
+    with pytest.raises(ValueError, match="odd"):
+        extract_patches(stack, pd.DataFrame({"frame": [0], "x": [1.0], "y": [1.0]}), 4)
+    with pytest.raises(ValueError, match="frames"):
+        extract_patches(stack, pd.DataFrame({"frame": [2], "x": [1.0], "y": [1.0]}))
+    with pytest.raises(ValueError, match="outside"):
+        extract_patches(stack, pd.DataFrame({"frame": [0], "x": [10.2], "y": [1.0]}))
+    with pytest.raises(ValueError, match="border"):
+        extract_patches(stack, pd.DataFrame({"frame": [0], "x": [1.0], "y": [1.0]}), border="zero")
+    with pytest.raises(TypeError, match="Camera"):
+        extract_patches(stack, pd.DataFrame({"frame": [0], "x": [1.0], "y": [1.0]}), camera=100)
+
+
+# ---------------------------------------------------------------- rule labels
+
+def test_rule_labels_agree_with_truth(qset):
+    locs = qset.locs
+    good, report = label_spots(locs)
+    agree = float(np.mean(good.to_numpy() == locs["truth"].to_numpy()))
+    assert agree >= 0.95, agree  # measured 0.976 at this seed
+    per_kind = pd.Series(good.to_numpy()).groupby(locs["kind"].astype(str).to_numpy()).mean()
+    assert per_kind["good"] >= 0.97          # measured 0.987: good spots are kept
+    for kind in ("defocus", "dim", "hot"):
+        assert per_kind[kind] <= 0.03, kind  # measured <= 0.01: these are rejected
+    assert per_kind["double"] <= 0.2         # measured 0.11: pairs 1.5-2.5 px apart; closest ones pass
+    assert report.attrs["n"] == len(locs) and report.attrs["n_good"] == int(good.sum())
+    assert list(report.index) == list(DEFAULT_RULES)
+    assert (report["only"] <= report["rejected"]).all()
+    # a spot rejected by exactly one rule is counted once in "only"; the rest by several
+    assert report["only"].sum() <= (~good).sum() <= report["rejected"].sum()
+    assert report.loc["chi2_pvalue", "note"] == "dof=43"  # 7x7 box, elliptical model: 49 - 6
+
+
+def test_rule_configuration(qset):
+    locs = qset.locs
+    base, _ = label_spots(locs)
+    loose, rep = label_spots(locs, {"max_ellipticity": None, "chi2_pvalue": None})
+    assert "max_ellipticity" not in rep.index and "chi2_pvalue" not in rep.index
+    assert loose.sum() > base.sum() and not (base & ~loose).any()  # fewer rules never reject more
+    strict, _ = label_spots(locs, {"min_photons": 2000})
+    assert strict.sum() < base.sum()
+    with pytest.raises(ValueError, match="unknown rule"):
+        label_spots(locs, {"max_sigma": 2})
+    with pytest.raises(ValueError, match="needs column 'chi2'"):
+        label_spots(locs.drop(columns="chi2"))
+    bare = pd.DataFrame(locs)
+    bare.attrs = {}
+    with pytest.raises(ValueError, match="psf_sigma"):
+        label_spots(bare)
+    g2, _ = label_spots(bare, psf_sigma=1.3, model="elliptical")
+    pd.testing.assert_series_equal(g2, base)
+    # NaN parameters fail their rule
+    nan = locs.head(5).copy()
+    nan["photons"] = np.nan
+    assert not label_spots(nan)[0].any()
+
+
+# ---------------------------------------------------------------- classifier
+
+def test_classifier_acceptance_on_held_out(qset, split, trained):
+    good, _, test = split
+    p = trained.predict_proba(qset.patches[test])
+    truth = qset.locs["truth"].to_numpy()[test]
+    rep = quality_report(truth, p)
+    # trained on rule labels, scored against the simulation's truth: measured 0.979 / 0.9986
+    assert rep["accuracy"] >= 0.95, rep["accuracy"]
+    assert rep["roc_auc"] >= 0.98, rep["roc_auc"]
+    assert trained.score(qset.patches[test], good[test]) >= 0.95  # against rule labels: 0.978
+    conf = rep["confusion"]
+    assert conf.to_numpy().sum() == len(test)
+    assert rep["per_class"].loc["good", "recall"] >= 0.95 and rep["per_class"].loc["bad", "recall"] >= 0.9
+    np.testing.assert_array_equal(trained.predict(qset.patches[test]), p >= 0.5)
+    assert "accuracy" in format_report(rep)
+
+
+def test_auc_matches_sklearn(qset, split, trained):
+    from sklearn.metrics import roc_auc_score
+    _, _, test = split
+    p = trained.predict_proba(qset.patches[test])
+    truth = qset.locs["truth"].to_numpy()[test]
+    assert quality_report(truth, p)["roc_auc"] == pytest.approx(roc_auc_score(truth, p), abs=1e-12)
+
+
+@pytest.mark.parametrize("model", ["logistic", "svm-poly"])
+def test_other_models(qset, split, model):
+    good, train, test = split
+    clf = SpotClassifier(model).fit(qset.patches[train[:1200]], good[train[:1200]])
+    assert clf.score(qset.patches[test], qset.locs["truth"].to_numpy()[test]) >= 0.9  # measured 0.96 / 0.94
+
+
+def test_select_model(qset, split):
+    good, train, _ = split
+    clf = SpotClassifier.select_model(qset.patches[train[:600]], good[train[:600]], models=("logistic", "hgb"), cv=3)
+    table = clf.cv_results_
+    assert set(table["model"]) == {"logistic", "hgb"} and table["mean"].is_monotonic_decreasing
+    assert clf.model == table["model"][0] and clf.size == 9
+    assert table["mean"].max() > 0.95
+
+
+def test_classifier_errors(qset, split, trained):
+    good, train, _ = split
+    with pytest.raises(ValueError, match="model must be"):
+        SpotClassifier("rbf")
+    with pytest.raises(RuntimeError, match="not trained"):
+        SpotClassifier().predict(qset.patches[:3])
+    with pytest.raises(ValueError, match="both good and bad"):
+        SpotClassifier().fit(qset.patches[:10], np.ones(10, bool))
+    with pytest.raises(ValueError, match="trained on 9x9"):
+        trained.predict(np.zeros((2, 7, 7)))
+    with pytest.raises(ValueError, match="labels must be"):
+        SpotClassifier().fit(qset.patches[:10], np.ones(9, bool))
+
+
+def test_predict_spots_from_movie(qset, trained):
+    locs = qset.locs.head(200)
+    good, p = trained.predict_spots(qset.movie, locs, camera=qset.camera)
+    np.testing.assert_array_equal(p, trained.predict_proba(qset.patches[:200]))
+    np.testing.assert_array_equal(good, p >= 0.5)
+
+
+# ---------------------------------------------------------------- persistence
+
+def _without_skops(monkeypatch):
+    monkeypatch.setitem(sys.modules, "skops", None)
+    monkeypatch.setitem(sys.modules, "skops.io", None)
+
+
+@pytest.mark.parametrize("backend", ["joblib", "skops"])
+def test_save_load_round_trip(qset, trained, tmp_path, monkeypatch, backend):
+    if backend == "joblib":
+        _without_skops(monkeypatch)
+    else:
+        pytest.importorskip("skops", reason="skops not installed: its format is not tested here")
+    path = trained.save(tmp_path / "clf.spotfit")
+    with zipfile.ZipFile(path) as z:
+        assert json.loads(z.read("header.json"))["payload"] == backend
+    back = SpotClassifier.load(path)
+    np.testing.assert_array_equal(back.predict_proba(qset.patches), trained.predict_proba(qset.patches))
+    assert back.size == 9 and back.model == "hgb" and back.info == trained.info
+
+
+def _rewrite(src, dst, header_change=None, payload=None):
+    with zipfile.ZipFile(src) as z:
+        header = json.loads(z.read("header.json"))
+        name = f"model.{header['payload']}"
+        data = z.read(name)
+    header.update(header_change or {})
+    with zipfile.ZipFile(dst, "w") as z:
+        z.writestr("header.json", json.dumps(header))
+        z.writestr(name, data if payload is None else payload)
+
+
+def test_load_rejects_other_versions_and_damage(trained, tmp_path, monkeypatch):
+    _without_skops(monkeypatch)
+    good = trained.save(tmp_path / "clf.spotfit")
+    for key, value in (("sklearn", "0.24.2"), ("spotfit", "0.0.1")):
+        bad = tmp_path / f"{key}.spotfit"
+        _rewrite(good, bad, {key: value})
+        with pytest.raises(ModelVersionError, match=value):
+            SpotClassifier.load(bad)
+        with pytest.warns(UserWarning, match=value):
+            SpotClassifier.load(bad, check_version=False)
+    tampered = tmp_path / "tampered.spotfit"
+    _rewrite(good, tampered, payload=b"cos\nsystem\n(S'echo hi'\ntR.")
+    with pytest.raises(ValueError, match="checksum"):
+        SpotClassifier.load(tampered)
+    truncated = tmp_path / "truncated.spotfit"
+    truncated.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="damaged"):
+        SpotClassifier.load(truncated)
+    foreign = tmp_path / "foreign.spotfit"
+    _rewrite(good, foreign, {"format": "something-else"})
+    with pytest.raises(ValueError, match="unsupported classifier format"):
+        SpotClassifier.load(foreign)
+    with pytest.raises(FileNotFoundError):
+        SpotClassifier.load(tmp_path / "missing.spotfit")
+
+
+# ---------------------------------------------------------------- data sets and report
+
+@pytest.mark.parametrize("suffix", [".npz", ".h5"])
+def test_dataset_round_trip(qset, split, tmp_path, suffix):
+    if suffix == ".h5":
+        pytest.importorskip("h5py", reason="h5py (spotfit[io]) not installed")
+    good = split[0]
+    locs = qset.locs.head(300)
+    path = save_dataset(tmp_path / f"d{suffix}", qset.patches[:300], locs, good[:300], meta={"seed": 1})
+    back = load_dataset(path)
+    np.testing.assert_array_equal(back.patches, qset.patches[:300])
+    np.testing.assert_array_equal(back.labels, good[:300])
+    assert back.meta == {"seed": 1}
+    assert list(back.params.columns) == list(locs.columns)
+    np.testing.assert_array_equal(back.params["x"], locs["x"])
+    assert list(back.params["status"].astype(str)) == list(locs["status"].astype(str))
+    assert list(back.params["kind"].astype(str)) == list(locs["kind"].astype(str))
+    assert back.params["truth"].dtype == bool
+
+
+def test_dataset_errors(tmp_path):
+    with pytest.raises(ValueError, match="rows"):
+        save_dataset(tmp_path / "a.npz", np.zeros((3, 5, 5)), pd.DataFrame({"x": [1.0]}))
+    with pytest.raises(ValueError, match=".npz"):
+        save_dataset(tmp_path / "a.txt", np.zeros((3, 5, 5)))
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip at all")
+    with pytest.raises(ValueError, match="not a readable"):
+        load_dataset(bad)
+    np.savez(tmp_path / "other.npz", patches=np.zeros((1, 3, 3)), header=np.asarray('{"format": "x"}'))
+    with pytest.raises(ValueError, match="not a spotfit spot data set"):
+        load_dataset(tmp_path / "other.npz")
+
+
+def test_report_png(qset, split, trained, tmp_path):
+    pytest.importorskip("matplotlib", reason="matplotlib (spotfit[plot]) not installed: PNG not tested here")
+    _, _, test = split
+    rep = trained.report(qset.patches[test], qset.locs["truth"].to_numpy()[test], png=tmp_path / "ex.png")
+    data = (tmp_path / "ex.png").read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    assert rep["png"] == str(tmp_path / "ex.png")
+
+
+def test_report_without_matplotlib(qset, trained, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    labels = qset.locs["truth"].to_numpy()[:100]
+    with pytest.warns(UserWarning, match="matplotlib is not installed"):
+        rep = trained.report(qset.patches[:100], labels, png=tmp_path / "x.png")
+    assert rep["png"] is None and "spotfit[plot]" in rep["png_skipped"]
+    assert not (tmp_path / "x.png").exists()
+    assert np.isfinite(rep["accuracy"])
+
+
+# ---------------------------------------------------------------- CLI
+
+def _cli(argv):
+    from spotfit.cli_classify import register
+    parser = argparse.ArgumentParser(prog="spotfit")
+    register(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+def test_cli_train_report_export(qset, tmp_path, capsys, monkeypatch):
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("pyarrow", reason="parquet needs pyarrow (spotfit[io])")
+    locs = qset.locs.drop(columns=["kind", "truth"]).head(1200)
+    locs.attrs = qset.locs.attrs
+    spotfit.io.save(locs, tmp_path / "locs.parquet")
+    movie_frames = int(locs["frame"].max()) + 1
+    tifffile.imwrite(tmp_path / "movie.tif", qset.movie[:movie_frames], photometric="minisblack")
+    model = tmp_path / "clf.spotfit"
+    assert _cli(["classify", "train", str(tmp_path / "locs.parquet"), str(tmp_path / "movie.tif"), "-o", str(model),
+                 "--model", "logistic", "--export-dataset", str(tmp_path / "d.npz")]) == 0
+    out = capsys.readouterr().out
+    assert "rule labels:" in out and "accuracy" in out and model.exists()
+    clf = SpotClassifier.load(model)
+    assert clf.model == "logistic"
+    assert _cli(["classify", "report", str(model), "--dataset", str(tmp_path / "d.npz")]) == 0
+    acc = float(capsys.readouterr().out.split("accuracy")[1].split()[0])
+    assert acc > 0.9
+    assert _cli(["classify", "export", str(tmp_path / "locs.parquet"), str(tmp_path / "movie.tif"),
+                 "-o", str(tmp_path / "e.npz"), "--rule", "chi2_pvalue=off"]) == 0
+    data = load_dataset(tmp_path / "e.npz")
+    want, _ = label_spots(locs, {"chi2_pvalue": None})
+    np.testing.assert_array_equal(data.labels, want.to_numpy())
+    np.testing.assert_array_equal(data.patches, qset.patches[:1200])  # camera taken from the parquet's attrs
