@@ -93,6 +93,30 @@ class Camera:
             raise ValueError(f"{path}: expected a (3, rows, cols) array [offset, variance, gain], got {data.shape}")
         return cls(offset_map=data[0], variance_map=data[1], gain_map=data[2], **kwargs)
 
+    @classmethod
+    def from_metadata(cls, metadata, **overrides) -> "Camera":
+        """Camera from a movie's metadata (``spotfit.io.movie_info(path).metadata``), then overrides.
+
+        Parameters
+        ----------
+        metadata : dict or None
+            Movie metadata as returned by :func:`spotfit.io.movie_info`. Recognised: ``pixel_size_nm``,
+            and numeric camera entries in its ``camera``, ``picasso`` and ``imagej`` dictionaries (see
+            :func:`camera_settings_from_metadata`).
+        **overrides
+            Any :class:`Camera` argument (``baseline``, ``sensitivity``, ``em_gain``, ``qe``,
+            ``pixel_size_nm``, ``offset_map``...). ``None`` values are ignored, so command-line options
+            that were not given leave the metadata's value in place.
+
+        Returns
+        -------
+        Camera
+            Unspecified settings keep the :class:`Camera` defaults.
+        """
+        settings = camera_settings_from_metadata(metadata)
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**settings)
+
     def crop(self, rows: slice, cols: slice) -> "Camera":
         """The camera for a sub-region (ROI) of the sensor: per-pixel maps cut to match."""
         if not self.is_scmos:
@@ -124,3 +148,62 @@ class Camera:
         return {"baseline": float(self.baseline), "sensitivity": float(self.sensitivity),
                 "em_gain": float(self.em_gain), "qe": float(self.qe), "pixel_size_nm": self.pixel_size_nm,
                 "scmos": self.is_scmos}
+
+
+# Metadata entry names (lower case, after dropping a "camera." / "spotfit." prefix and turning "_" into " ")
+# that give each Camera setting. ThunderSTORM: "base level", "photoelectrons per A/D count", "EM gain";
+# Picasso: "Camera.Baseline", "Camera.Sensitivity", "Camera.Gain", "Camera.Qe"; spotfit's own TIFFs
+# (``spotfit simulate``) write "spotfit.baseline" etc. into the ImageJ description.
+_METADATA_NAMES = {
+    "baseline": ("baseline", "base level", "offset", "camera offset"),
+    "sensitivity": ("sensitivity", "photoelectrons per a/d count", "electrons per adu", "conversion factor"),
+    "em_gain": ("em gain", "emgain", "gain", "em gain multiplier", "electron multiplying gain"),
+    "qe": ("qe", "quantum efficiency"),
+}
+
+
+def _normalise_key(key) -> str:
+    k = str(key).strip().lower()
+    for prefix in ("spotfit.", "camera.", "camera-", "camera "):
+        if k.startswith(prefix):
+            k = k[len(prefix):]
+    return k.replace("_", " ").strip()
+
+
+def camera_settings_from_metadata(metadata) -> dict:
+    """Camera settings found in a movie's metadata, as :class:`Camera` keyword arguments.
+
+    Parameters
+    ----------
+    metadata : dict or None
+        ``spotfit.io.movie_info(path).metadata``.
+
+    Returns
+    -------
+    dict
+        A subset of ``baseline``, ``sensitivity``, ``em_gain``, ``qe``, ``pixel_size_nm`` (floats). Only
+        numeric entries count; values are not validated here (:class:`Camera` does that).
+    """
+    out: dict = {}
+    if not isinstance(metadata, dict):
+        return out
+    px = metadata.get("pixel_size_nm")
+    if isinstance(px, (int, float)) and not isinstance(px, bool) and px > 0:
+        out["pixel_size_nm"] = float(px)
+    lookup = {name: field for field, names in _METADATA_NAMES.items() for name in names}
+    # Later sources win: a file's own camera block over generic ImageJ entries.
+    for source in ("imagej", "picasso", "camera"):
+        entries = metadata.get(source)
+        if not isinstance(entries, dict):
+            continue
+        for key, value in entries.items():
+            field_name = lookup.get(_normalise_key(key))
+            if field_name is None or isinstance(value, bool):
+                continue
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(number):
+                out[field_name] = number
+    return out

@@ -81,7 +81,8 @@ def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: s
 
 def _chunks(stack, chunk_frames: int) -> Tuple[Iterable[Tuple[int, np.ndarray]], int, tuple]:
     """(iterator of (first_frame, chunk), n_frames, frame shape) for an array or a movie path."""
-    if isinstance(stack, (str, os.PathLike)):
+    if isinstance(stack, (str, os.PathLike)) or (
+            isinstance(stack, (list, tuple)) and stack and all(isinstance(p, (str, os.PathLike)) for p in stack)):
         from . import io
         n, rows, cols = io.movie_info(stack)[:3]
         return io.iter_chunks(stack, chunk_frames=chunk_frames), n, (rows, cols)
@@ -97,13 +98,14 @@ def _chunks(stack, chunk_frames: int) -> Tuple[Iterable[Tuple[int, np.ndarray]],
 
 def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, box: int = 7,
              threshold: float = 1.5, threshold_mode: str = "std", min_distance: float = 0.0, border: int = 0,
-             estimator: str = "mle", model: str = "gauss", max_iterations: int = 30, tolerance: float = 1e-3,
-             threads: Optional[int] = None, chunk_frames: int = 256, progress: bool = False) -> pd.DataFrame:
+             estimator="mle", model: str = "gauss", max_iterations: int = 30, tolerance: float = 1e-3,
+             threads: Optional[int] = None, chunk_frames: int = 256, progress: bool = False,
+             classifier=None, classify_threshold: float = 0.5, drop_bad: bool = False) -> pd.DataFrame:
     """Detect and fit every spot of a movie.
 
     Parameters
     ----------
-    stack : array (frames, rows, cols) or (rows, cols), or path to a TIFF movie
+    stack : array (frames, rows, cols) or (rows, cols), path to a movie, or list of paths (one series)
         Raw camera counts (ADU) of any integer or float dtype. Processed ``chunk_frames`` frames at a
         time, so a memory-mapped or file-backed movie never has to fit in RAM.
     camera : Camera, optional
@@ -119,12 +121,17 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         Drop maxima closer than this (px) to a stronger one; <= 1 keeps all 8-neighbourhood maxima.
     border : int
         Ignore peaks closer than this to the image edge.
-    estimator : {"mle", "lsq"}
-        Poisson maximum likelihood or least squares.
+    estimator : {"mle", "lsq"}, or a centroid regressor
+        Poisson maximum likelihood or least squares; or a :class:`spotfit.CentroidRegressor` (or
+        ``"ridge"``/``"tf-linear"``, the packaged models) that estimates each spot's centre straight from
+        its image instead of fitting (detection unchanged; fit-only columns are NaN, ``status`` missing).
     model : {"gauss", "elliptical", "fixed_sigma"}
         Symmetric sigma, sigma_x and sigma_y, or sigma fixed at ``psf_sigma``.
     threads : int, optional
         OpenMP threads (default: all cores, or ``OMP_NUM_THREADS``). Results do not depend on it.
+    classifier : SpotClassifier or path, optional
+        Adds ``good`` (bool) and ``p_good`` columns from a trained :class:`spotfit.SpotClassifier`
+        applied to each spot's image; ``drop_bad=True`` keeps only the good spots.
 
     Returns
     -------
@@ -139,6 +146,21 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
     camera = Camera() if camera is None else camera
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a spotfit.Camera, got {type(camera).__name__}")
+    if isinstance(estimator, str) and estimator not in ESTIMATORS and not estimator.endswith(".npz"):
+        from .regress import DEFAULT_MODELS
+        if estimator not in DEFAULT_MODELS:
+            raise ValueError(f"estimator must be one of {sorted(ESTIMATORS) + sorted(DEFAULT_MODELS)}, a "
+                             f"CentroidRegressor or a saved regressor (.npz), got {estimator!r}")
+    if not (isinstance(estimator, str) and estimator in ESTIMATORS):
+        return _localize_with_regressor(stack, estimator, camera=camera, psf_sigma=psf_sigma, box=box,
+                                        threshold=threshold, threshold_mode=threshold_mode,
+                                        min_distance=min_distance, border=border, chunk_frames=chunk_frames)
+    if classifier is not None:
+        from .classify import SpotClassifier
+        if isinstance(classifier, (str, os.PathLike)):
+            classifier = SpotClassifier.load(classifier)
+        elif not isinstance(classifier, SpotClassifier):
+            raise TypeError("classifier must be a spotfit.SpotClassifier or a path to a saved one")
     psf_sigma = _validate.positive("psf_sigma", psf_sigma)
     box = _validate.odd_box(box)
     threshold = float(threshold)
@@ -146,7 +168,7 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         raise ValueError(f"threshold must be finite, got {threshold}")
     mode = THRESHOLD_MODES[_validate.choice("threshold_mode", threshold_mode, THRESHOLD_MODES)]
     model_id = MODELS[_validate.choice("model", model, MODELS)]
-    est_id = ESTIMATORS[_validate.choice("estimator", estimator, ESTIMATORS)]
+    est_id = ESTIMATORS[estimator]
     min_distance = _validate.positive("min_distance", min_distance, allow_zero=True)
     if int(border) < 0:
         raise ValueError(f"border must be >= 0, got {border}")
@@ -169,7 +191,7 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
                              "use Camera.crop() for a sensor ROI")
     use_variance = camera.variance_map if est_id == _spotcore.Estimator.mle else None
 
-    parts = []
+    parts, goods, probs = [], [], []
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -179,24 +201,67 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
             chunk = _validate.pixel_array(chunk)
             if chunk.ndim == 2:
                 chunk = chunk[None]
-            parts.append(_spotcore.localize(
+            rec = _spotcore.localize(
                 chunk, camera.baseline, camera.sensitivity, camera.em_gain, camera.qe, camera.offset_map,
                 camera.gain_map, use_variance, mode, threshold, min_distance, int(border), box, psf_sigma,
-                model_id, est_id, int(max_iterations), tolerance, nthreads, int(first)))
+                model_id, est_id, int(max_iterations), tolerance, nthreads, int(first))
+            parts.append(rec)
+            if classifier is not None:  # classify per chunk so that a file is read once
+                table = _table(rec)
+                table["frame"] -= first
+                good, p_good = classifier.predict_spots(chunk, table, camera=camera, threshold=classify_threshold)
+                goods.append(np.asarray(good, bool))
+                probs.append(np.asarray(p_good, np.float32))
             if bar is not None:
                 bar.update(chunk.shape[0])
     finally:
         if bar is not None:
             bar.close()
-    records = np.concatenate(parts) if parts else np.empty(0, dtype=_spotcore.fit_boxes(
-        np.zeros((0, box, box), np.float32)).dtype)
-    locs = _table(records)
+    locs = _table(np.concatenate(parts))
+    if classifier is not None:
+        locs["good"] = np.concatenate(goods)
+        locs["p_good"] = np.concatenate(probs)
+        if drop_bad:
+            locs = locs[locs["good"]].reset_index(drop=True)
+    locs.attrs["spotfit"] = _metadata(camera, n_frames, frame_shape, {
+        "psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
+        "min_distance": min_distance, "border": int(border), "estimator": estimator, "model": model,
+        "max_iterations": int(max_iterations), "tolerance": tolerance})
+    if classifier is not None:
+        locs.attrs["spotfit"]["classifier"] = {"model": classifier.model, "threshold": classify_threshold}
+    return locs
+
+
+def _metadata(camera: Camera, n_frames: int, frame_shape, parameters: dict) -> dict:
     from . import __version__
-    locs.attrs["spotfit"] = {
-        "version": __version__, "camera": camera.as_dict(), "movie_shape": (int(n_frames),) + tuple(frame_shape),
-        "pixel_size_nm": camera.pixel_size_nm,
-        "parameters": {"psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
-                       "min_distance": min_distance, "border": int(border), "estimator": estimator, "model": model,
-                       "max_iterations": int(max_iterations), "tolerance": tolerance},
-    }
+    return {"version": __version__, "camera": camera.as_dict(), "movie_shape": (int(n_frames),) + tuple(frame_shape),
+            "pixel_size_nm": camera.pixel_size_nm, "parameters": parameters}
+
+
+def _localize_with_regressor(stack, estimator, *, camera, psf_sigma, box, threshold, threshold_mode, min_distance,
+                             border, chunk_frames) -> pd.DataFrame:
+    """Detection as in :func:`localize`, centres from a learned regressor instead of the LM fit."""
+    from .realtime import Localizer
+    from .regress import as_regressor
+    if threshold_mode != "std":
+        raise ValueError("a centroid regressor detects with threshold_mode='std'")
+    regressor = as_regressor(estimator)
+    chunks, n_frames, frame_shape = _chunks(stack, int(chunk_frames))
+    if n_frames == 0 or 0 in frame_shape:
+        raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
+    finder = Localizer(camera=camera, estimator=regressor, threshold=threshold, min_distance=min_distance,
+                       border=border, psf_sigma=psf_sigma, box=box)
+    parts = []
+    for first, chunk in chunks:
+        chunk = _validate.pixel_array(chunk)
+        for i, frame in enumerate(chunk if chunk.ndim == 3 else chunk[None]):
+            part = finder.process(frame)
+            part["frame"] = np.int64(first + i)
+            parts.append(part)
+    locs = pd.concat(parts, ignore_index=True).reindex(columns=COLUMNS + ["snr"])
+    locs["status"] = pd.Categorical([None] * len(locs), categories=FIT_STATUS)
+    locs = locs.astype({"frame": np.int64, "peak_row": np.int32, "peak_col": np.int32})
+    locs.attrs["spotfit"] = _metadata(camera, n_frames, frame_shape, {
+        "psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
+        "min_distance": min_distance, "border": int(border), "estimator": f"regressor:{regressor.kind}"})
     return locs

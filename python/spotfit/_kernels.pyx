@@ -1,0 +1,298 @@
+# cython: language_level=3, wraparound=False, cdivision=True, initializedcheck=False
+"""Compiled hot loops of the Python layer (private; called by render.py, patches.py, regress.py).
+
+Each kernel has a plain numpy reference in tests/test_cython.py that it must match. Inputs are checked
+by the Python callers (shapes, dtypes, contiguity); the kernels check only what their indexing needs.
+``boundscheck(False)`` is set per function, only where every index is proven in range (comments say
+why). Results never depend on the thread count: each output element has a single writer and sums
+run in a fixed order.
+"""
+cimport cython
+from cython.parallel cimport prange
+from libc.math cimport erf, floor, ceil, sqrt, fmax
+from libc.stdint cimport int64_t, uint8_t, uint16_t, int16_t, uint32_t, int32_t
+from libc.stdlib cimport malloc, free
+
+import numpy as np
+
+ctypedef fused pixel_t:
+    uint8_t
+    uint16_t
+    int16_t
+    uint32_t
+    int32_t
+    float
+    double
+
+cdef double SQRT1_2 = 0.7071067811865476
+
+
+def _nthreads(threads):
+    """OpenMP thread count for prange: 0/None -> OpenMP's default (all cores or OMP_NUM_THREADS)."""
+    import os
+    if threads:
+        return max(1, int(threads))
+    env = os.environ.get("OMP_NUM_THREADS", "")
+    try:
+        return max(1, int(env.split(",")[0]))
+    except ValueError:
+        return max(1, os.cpu_count() or 1)
+
+
+# ----------------------------------------------------------------------------------------- render
+@cython.boundscheck(False)
+def histogram(const double[::1] u, const double[::1] v, Py_ssize_t height, Py_ssize_t width):
+    """Count points per pixel: point (u, v) in rendered pixels lands in ``img[floor(v), floor(u)]``.
+
+    Points with a non-finite coordinate or outside ``[0, width) x [0, height)`` are skipped.
+    Returns float32 (height, width); counts are exact up to 2**24 per pixel.
+    Serial: a scatter into one image is memory bound, and per-thread images would cost more to
+    allocate and sum than the loop itself.
+    """
+    if u.shape[0] != v.shape[0]:
+        raise ValueError("u and v must have the same length")
+    if height < 1 or width < 1:
+        raise ValueError("image must have at least one pixel")
+    out = np.zeros((height, width), np.float32)
+    cdef float[:, ::1] img = out
+    cdef Py_ssize_t i, n = u.shape[0]
+    cdef double x, y
+    with nogil:
+        for i in range(n):
+            x = u[i]
+            y = v[i]
+            # NaN fails both comparisons; 0 <= x < width implies 0 <= (int)x <= width - 1.
+            if x >= 0 and x < width and y >= 0 and y < height:
+                img[<Py_ssize_t>y, <Py_ssize_t>x] += 1.0
+    return out
+
+
+cdef inline void _weights(double c, double s, Py_ssize_t first, Py_ssize_t k, double* w) noexcept nogil:
+    """Pixel-integrated Gaussian (centre c, std s) over pixels first..first+k-1, normalised to sum 1."""
+    cdef Py_ssize_t j
+    cdef double scale = SQRT1_2 / s
+    cdef double lo = erf((first - c) * scale), hi, total = 0.0
+    for j in range(k):
+        hi = erf((first + j + 1 - c) * scale)
+        w[j] = 0.5 * (hi - lo)
+        total += w[j]
+        lo = hi
+    if total > 0:
+        for j in range(k):
+            w[j] /= total
+
+
+@cython.boundscheck(False)
+def gaussian(const double[::1] u, const double[::1] v, const double[::1] s, Py_ssize_t height,
+             Py_ssize_t width, threads=None, Py_ssize_t band=64):
+    """Splat each point as a pixel-integrated Gaussian of its own width ``s`` (rendered pixels).
+
+    Each point's window spans ``+-ceil(3 s)`` pixels around ``floor(u)``, ``floor(v)`` and holds unit
+    mass (the weights are normalised over the window, as render's numpy version). Points with a
+    non-finite coordinate or a centre outside the image are skipped; window pixels outside the image
+    are dropped. ``s`` must be finite and > 0 (render clips it). Returns float32 (height, width),
+    summed in float64.
+
+    Parallel over horizontal bands of ``band`` rows: every point is listed under each band its window
+    touches (in point order), and one thread owns a band, so there is no race and every pixel sums
+    its points in point order for any thread count.
+    """
+    cdef Py_ssize_t n = u.shape[0]
+    if v.shape[0] != n or s.shape[0] != n:
+        raise ValueError("u, v and s must have the same length")
+    if height < 1 or width < 1 or band < 1:
+        raise ValueError("image must have at least one pixel and band >= 1")
+    acc_arr = np.zeros((height, width), np.float64)
+    cdef double[:, ::1] acc = acc_arr
+    cdef Py_ssize_t nb = (height + band - 1) // band
+    count_arr = np.zeros(nb + 1, np.int64)
+    cdef int64_t[::1] count = count_arr
+    cdef int32_t[::1] radius = np.zeros(n, np.int32)
+    cdef uint8_t[::1] keep = np.zeros(n, np.uint8)
+    cdef Py_ssize_t i, b, b0, b1, maxr = 0
+    cdef double x, y, si
+    cdef int r
+    with nogil:
+        for i in range(n):
+            x = u[i]
+            y = v[i]
+            si = s[i]
+            if x >= 0 and x < width and y >= 0 and y < height and si > 0 and si < 1e6:
+                keep[i] = 1
+                r = <int>ceil(3.0 * si)
+                radius[i] = r
+                if r > maxr:
+                    maxr = r
+                b0 = (<Py_ssize_t>y - r) // band if <Py_ssize_t>y >= r else 0
+                b1 = min((<Py_ssize_t>y + r) // band, nb - 1)
+                for b in range(b0, b1 + 1):
+                    count[b + 1] += 1
+        for b in range(nb):
+            count[b + 1] += count[b]
+    members_arr = np.empty(count[nb], np.int64)
+    cdef int64_t[::1] members = members_arr
+    cdef int64_t[::1] fill = count_arr[:nb].copy()
+    with nogil:
+        for i in range(n):
+            if keep[i]:
+                r = radius[i]
+                b0 = (<Py_ssize_t>v[i] - r) // band if <Py_ssize_t>v[i] >= r else 0
+                b1 = min((<Py_ssize_t>v[i] + r) // band, nb - 1)
+                for b in range(b0, b1 + 1):
+                    members[fill[b]] = i
+                    fill[b] += 1
+    cdef int nt = _nthreads(threads)
+    cdef Py_ssize_t k = 2 * maxr + 1
+    for b in prange(nb, nogil=True, schedule="dynamic", num_threads=nt):
+        _splat_band(u, v, s, radius, members, count[b], count[b + 1], b * band,
+                    min((b + 1) * band, height), acc, k)
+    return acc_arr.astype(np.float32)
+
+
+@cython.boundscheck(False)
+cdef void _splat_band(const double[::1] u, const double[::1] v, const double[::1] s,
+                      const int32_t[::1] radius, const int64_t[::1] members, int64_t lo, int64_t hi,
+                      Py_ssize_t row0, Py_ssize_t row1, double[:, ::1] acc, Py_ssize_t kmax) noexcept nogil:
+    # Rows are clipped to [row0, row1) (a band inside the image) and columns to [0, width), so every
+    # acc index is in range; wx/wy have kmax >= 2r + 1 slots.
+    cdef double* wx = <double*>malloc(2 * kmax * sizeof(double))
+    if wx == NULL:
+        return
+    cdef double* wy = wx + kmax
+    cdef Py_ssize_t width = acc.shape[1]
+    cdef int64_t m
+    cdef Py_ssize_t i, r, k, fx, fy, a, a0, a1, c0, c1, j
+    cdef double wya
+    for m in range(lo, hi):
+        i = members[m]
+        r = radius[i]
+        k = 2 * r + 1
+        fx = <Py_ssize_t>u[i] - r
+        fy = <Py_ssize_t>v[i] - r
+        _weights(u[i], s[i], fx, k, wx)
+        _weights(v[i], s[i], fy, k, wy)
+        a0 = max(row0 - fy, 0)
+        a1 = min(row1 - fy, k)
+        c0 = max(-fx, 0)
+        c1 = min(width - fx, k)
+        for a in range(a0, a1):
+            wya = wy[a]
+            for j in range(c0, c1):
+                acc[fy + a, fx + j] += wya * wx[j]
+    free(wx)
+
+
+# ---------------------------------------------------------------------------------------- patches
+@cython.boundscheck(False)
+def cut_patches(const pixel_t[:, :, :] frames, const int64_t[::1] f, const int64_t[::1] r,
+                const int64_t[::1] c, int size, float scale, float offset,
+                const float[:, ::1] offset_map=None, const float[:, ::1] gain_map=None, float qe=1.0,
+                threads=None):
+    """Cut (n, size, size) photon patches around (f[i], r[i], c[i]) with edge-replicated borders.
+
+    Photons as Camera.to_photons in float32: ``adu * scale + offset`` or, when both maps are given
+    (sCMOS), ``(adu - offset_map) / gain_map / qe``. Returns ``(patches float32, inside bool)``,
+    ``inside`` True for pixels within the frame. f, r, c must index inside ``frames`` (checked here).
+    """
+    cdef Py_ssize_t n = f.shape[0], nf = frames.shape[0], nr = frames.shape[1], nc = frames.shape[2]
+    if r.shape[0] != n or c.shape[0] != n:
+        raise ValueError("f, r and c must have the same length")
+    if size < 1 or size % 2 == 0:
+        raise ValueError("size must be a positive odd integer")
+    cdef bint scmos = offset_map is not None
+    if scmos and (gain_map is None or offset_map.shape[0] != nr or offset_map.shape[1] != nc
+                  or gain_map.shape[0] != nr or gain_map.shape[1] != nc):
+        raise ValueError("offset_map and gain_map must both be given, with the frame's shape")
+    cdef Py_ssize_t i
+    for i in range(n):
+        if f[i] < 0 or f[i] >= nf or r[i] < 0 or r[i] >= nr or c[i] < 0 or c[i] >= nc:
+            raise ValueError(f"patch centre {i} lies outside the frames")
+    out = np.empty((n, size, size), np.float32)
+    mask = np.empty((n, size, size), bool)
+    cdef float[:, :, ::1] o = out
+    cdef uint8_t[:, :, ::1] msk = mask.view(np.uint8)
+    cdef Py_ssize_t half = size // 2, a, b, rr, cc, rr2, cc2
+    cdef float adu
+    cdef int nt = _nthreads(threads)
+    # Every frames index is clipped to [0, n - 1] and f was checked above.
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        for a in range(size):
+            rr = r[i] + a - half
+            for b in range(size):
+                cc = c[i] + b - half
+                msk[i, a, b] = rr >= 0 and rr < nr and cc >= 0 and cc < nc
+                rr2 = min(max(rr, 0), nr - 1)
+                cc2 = min(max(cc, 0), nc - 1)
+                adu = <float>frames[f[i], rr2, cc2]
+                if scmos:
+                    o[i, a, b] = (adu - offset_map[rr2, cc2]) / gain_map[rr2, cc2] / qe
+                else:
+                    o[i, a, b] = adu * scale + offset
+    return out, mask
+
+
+# ---------------------------------------------------------------------------------- normalization
+@cython.boundscheck(False)
+def normalize(const float[:, ::1] flat, const float[::1] kernel, const uint8_t[::1] ring, double floor_,
+              bint fourth_root, threads=None):
+    """Per-patch normalization of regress.normalize, in one pass per patch (sums in float64).
+
+    flat: (n, m) patches; kernel: (m,) matched filter; ring: (m,) 1 on the outer ring.
+    Returns ``q (n, m) float32`` and ``stats (5, n) float32`` rows background, noise, amplitude, snr,
+    total; the formulas are regress._stats's.
+    """
+    cdef Py_ssize_t n = flat.shape[0], m = flat.shape[1]
+    if kernel.shape[0] != m or ring.shape[0] != m:
+        raise ValueError("kernel and ring must have one entry per patch pixel")
+    cdef double nring = 0, ksum = 0, kk = 0
+    cdef Py_ssize_t i, j
+    for j in range(m):
+        nring += ring[j] != 0
+        ksum += kernel[j]
+        kk += <double>kernel[j] * kernel[j]
+    if nring == 0:
+        raise ValueError("ring has no pixels")
+    q_arr = np.empty((n, m), np.float32)
+    st_arr = np.empty((5, n), np.float32)
+    cdef float[:, ::1] q = q_arr
+    cdef float[:, ::1] st = st_arr
+    cdef double rs, rss, dot, bg, var, amp, noise, ampf, d, tot, root
+    cdef float bgf
+    cdef int nt = _nthreads(threads)
+    # i < n and j < m index flat/q (shape (n, m)), kernel/ring (m,) and st (5, n).
+    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        rs = 0
+        rss = 0
+        dot = 0
+        for j in range(m):
+            dot = dot + <double>flat[i, j] * kernel[j]
+            if ring[j]:
+                rs = rs + flat[i, j]
+                rss = rss + <double>flat[i, j] * flat[i, j]
+        bg = rs / nring
+        bgf = <float>bg
+        var = fmax(rss / nring - bg * bg, 1e-6)
+        amp = dot - bg * ksum
+        noise = sqrt(var * kk)
+        ampf = fmax(amp, floor_ * noise)
+        tot = 0
+        root = 0
+        for j in range(m):
+            d = <double>(flat[i, j] - bgf)      # float32 difference, as numpy's flat - bg
+            tot = tot + d
+            if fourth_root:
+                d = sqrt(sqrt(fmax(d, 0.0)))
+                root = root + d
+                q[i, j] = <float>d
+            else:
+                q[i, j] = <float>(d / ampf)
+        if fourth_root:
+            root = fmax(root, 1e-12)
+            for j in range(m):
+                q[i, j] = <float>(q[i, j] / root)
+        st[0, i] = bgf
+        st[1, i] = <float>sqrt(var)
+        st[2, i] = <float>amp
+        st[3, i] = <float>(amp / noise)
+        st[4, i] = <float>tot
+    return q_arr, st_arr

@@ -1,0 +1,147 @@
+# Cython declarations of spotfit's C++ core (cpp/include/spotcore/, installed as spotfit/include/spotcore/).
+#
+#     from spotfit.spotcore cimport localize, ImageStack, Camera, LocalizeOptions, Localization, Result
+#
+# Build with include_dirs=spotfit.get_include(), link to libspotcore in spotfit.get_library_dir()
+# (see docs/cython.md and examples/cython_downstream/). Every function here is plain C++: no Python
+# objects, safe to call without the GIL. Functions never throw; they return a Result.
+# Keep in step with the headers: the test tests/test_cython.py compiles a module against them.
+
+from libc.stdint cimport int32_t, int64_t
+from libcpp cimport bool
+from libcpp.string cimport string
+from libcpp.vector cimport vector
+
+
+cdef extern from "spotcore/types.h" namespace "spotcore" nogil:
+    enum class Status(int32_t):
+        ok
+        invalid_argument
+        out_of_memory
+        internal_error
+
+    cppclass Result:
+        Status status
+        string message      # empty when ok
+        bool ok()
+
+    # Per-fit outcome (data, not an error); same codes as spotfit.FitStatus.
+    enum class FitStatus(int32_t):
+        converged
+        max_iterations
+        singular
+        out_of_box
+        not_fitted
+
+    const char* fit_status_name(FitStatus s)
+
+    enum class Model(int32_t):
+        fixed_sigma
+        gauss
+        elliptical
+
+    int model_parameter_count(Model m)
+
+    enum class Estimator(int32_t):
+        lsq
+        mle
+
+    enum class PixelType(int32_t):
+        u8
+        u16
+        i16
+        u32
+        i32
+        f32
+        f64
+
+    # (frames, rows, cols) pixels of any PixelType; strides in BYTES, may be negative.
+    cppclass ImageStack:
+        const void* data
+        PixelType type
+        int64_t frames, rows, cols
+        int64_t stride_frame, stride_row, stride_col
+
+    # photons = (ADU - baseline) * sensitivity / (em_gain * qe); sCMOS maps (rows*cols float32) when set.
+    cppclass Camera:
+        double baseline
+        double sensitivity
+        double em_gain
+        double qe
+        const float* offset_map
+        const float* gain_map
+        const float* variance_map
+
+
+cdef extern from "spotcore/filter.h" namespace "spotcore" nogil:
+    # W1 = I - V1, W2 = V1 - V2 (à trous B-spline, order 3, scale 2). image, w1, w2: rows*cols float32;
+    # w1 may be NULL; scratch: 2*rows*cols floats.
+    Result wavelet_filter(const float* image, int64_t rows, int64_t cols, float* w1, float* w2,
+                          float* scratch)
+    double standard_deviation(const float* values, int64_t n)
+
+
+cdef extern from "spotcore/detect.h" namespace "spotcore" nogil:
+    cppclass Peak:
+        int32_t row, col
+        float value
+
+    enum class ThresholdMode(int32_t):
+        std_w1
+        absolute
+
+    cppclass DetectOptions:
+        ThresholdMode mode
+        float threshold
+        float min_distance
+        int32_t border
+
+    # Local maxima of filtered (rows*cols) strictly above threshold, appended to out in raster order.
+    Result find_local_maxima(const float* filtered, int64_t rows, int64_t cols, float threshold,
+                             float min_distance, int32_t border, vector[Peak]& out)
+
+
+cdef extern from "spotcore/fit.h" namespace "spotcore" nogil:
+    cppclass FitOptions:
+        Model model
+        Estimator estimator
+        int32_t box               # odd, 3..31
+        float psf_sigma           # px
+        int32_t max_iterations
+        float tolerance
+        int32_t threads           # 0: OpenMP default
+
+    cppclass FitResult:
+        float x, y, photons, background, sigma_x, sigma_y
+        float crlb_x, crlb_y, crlb_photons, crlb_background, crlb_sigma_x, crlb_sigma_y
+        float loglik
+        float chi2
+        int32_t iterations
+        FitStatus status
+
+    # n boxes of box*box photons (row-major, box after box); NaN = outside the image.
+    # variance: NULL or per-pixel read-noise variance (photons^2), same layout. results: n slots.
+    Result fit_boxes(const float* boxes, const float* variance, int64_t n, const FitOptions& options,
+                     FitResult* results)
+    Result check_fit_options(const FitOptions& options)
+
+
+cdef extern from "spotcore/localize.h" namespace "spotcore" nogil:
+    cppclass Localization:
+        int64_t frame
+        int32_t peak_row, peak_col
+        FitResult fit             # x, y in image pixels; centre of pixel (0, 0) is (0, 0)
+
+    cppclass LocalizeOptions:
+        DetectOptions detect
+        FitOptions fit
+
+    # Localize every frame of stack; output appended to out ordered by frame, then peak raster order.
+    Result localize(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
+                    int64_t first_frame, vector[Localization]& out)
+    # One frame to photons (rows*cols float32).
+    Result frame_to_photons(const ImageStack& stack, int64_t frame, const Camera& camera, float* photons)
+
+
+cdef extern from "spotcore/spotcore.h" namespace "spotcore" nogil:
+    const char* version()
