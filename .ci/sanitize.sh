@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # CI step (issue 8): the C++ core and the Python extension built with -fsanitize=address,undefined.
-#   1. C++ core test + example under ASan/UBSan (meson -Dsanitize=true -Dexamples=true), leaks checked.
-#   2. The same core test and example under valgrind (plain -O1 build: valgrind and ASan do not mix).
-#   3. The extension built with -Dsanitize=true into a throwaway venv (build/sanitize/), then the
-#      C++-touching pytest files run with libasan preloaded into Python, detect_leaks=1. Python itself
+#   1. The extension built with -Dsanitize=true -Dexamples=true into a throwaway venv (build/sanitize/);
+#      the same meson build gives the C++ core test and example, run under ASan/UBSan, leaks checked.
+#   2. The core test and example again under valgrind (a plain build: valgrind and ASan do not mix).
+#   3. The C++-touching pytest files with libasan preloaded into Python, detect_leaks=1. Python itself
 #      keeps memory at exit by design, so a leak report fails the step only when one of its stacks runs
 #      through our code (spotcore / _spotcore); pybind11's one-off module-init allocations are suppressed.
-# Exits non-zero on any failure. Time-boxed: each stage has a `timeout`; ~5 min on 2 cores.
+# Exits non-zero on any failure. Time-boxed: each stage has a `timeout`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -51,33 +51,32 @@ leak:PyInit__spotcore
 SUPP
 asan_common="abort_on_error=0:halt_on_error=1:detect_stack_use_after_return=1:strict_string_checks=1:check_initialization_order=1"
 
-stage "C++ core under ASan/UBSan"
-meson setup "$OUT/core-asan" -Dsanitize=true -Dexamples=true -Dbuildtype=debugoptimized >"$OUT/logs/core-asan-setup.log"
-timeout 600 ninja -C "$OUT/core-asan" cpp/test_core cpp/localize_synthetic >"$OUT/logs/core-asan-build.log"
-export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
-ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/core-asan/cpp/test_core"
-ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/core-asan/cpp/localize_synthetic" 10 64
-
-stage "C++ core under valgrind"
-meson setup "$OUT/core-plain" -Dexamples=true -Dbuildtype=debugoptimized >"$OUT/logs/core-plain-setup.log"
-timeout 600 ninja -C "$OUT/core-plain" cpp/test_core cpp/localize_synthetic >"$OUT/logs/core-plain-build.log"
-# OpenMP's thread pool is kept until exit (reported as "possibly lost"); definite leaks fail the step.
-vg=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes)
-OMP_NUM_THREADS=2 timeout 600 "${vg[@]}" "$OUT/core-plain/cpp/test_core"
-OMP_NUM_THREADS=2 timeout 300 "${vg[@]}" "$OUT/core-plain/cpp/localize_synthetic" 3 48
-
-stage "extension with -Dsanitize=true into the venv"
-timeout 900 "$VPY" -m pip install -q --no-build-isolation --no-deps "$ROOT" \
-  -Csetup-args=-Dsanitize=true -Csetup-args=-Dbuildtype=debugoptimized -Cbuild-dir="$OUT/ext-build" \
-  >"$OUT/logs/ext-build.log" 2>&1 || { tail -50 "$OUT/logs/ext-build.log"; exit 1; }
+stage "extension + C++ core test with -Dsanitize=true (one meson build, installed into the venv)"
+# -Dexamples=true builds test_core and localize_synthetic in the same (sanitized) build directory.
+timeout 1200 "$VPY" -m pip install -q --no-build-isolation --no-deps "$ROOT" \
+  -Csetup-args=-Dsanitize=true -Csetup-args=-Dexamples=true -Csetup-args=-Dbuildtype=debug \
+  -Cbuild-dir="$OUT/ext-build" >"$OUT/logs/ext-build.log" 2>&1 || { tail -50 "$OUT/logs/ext-build.log"; exit 1; }
 # The installed copy must be the sanitized one (not a dev install of the main environment).
-(cd "$OUT" && "$VPY" - <<'PYCHECK'
+(cd "$OUT" && LD_PRELOAD="$LIBASAN" ASAN_OPTIONS=detect_leaks=0 "$VPY" - <<'PYCHECK'
 import spotfit._spotcore as m, subprocess, sys
 out = subprocess.run(["ldd", m.__file__], capture_output=True, text=True).stdout
 print("extension:", m.__file__)
 sys.exit(0 if "libasan" in out and "/build/sanitize/venv/" in m.__file__ else "extension is not the ASan build")
 PYCHECK
 ) || exit 1
+
+stage "C++ core test and example under ASan/UBSan"
+export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
+ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/ext-build/cpp/test_core"
+ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/ext-build/cpp/localize_synthetic" 10 64
+
+stage "C++ core test and example under valgrind"
+meson setup "$OUT/core-plain" -Dexamples=true -Dbuildtype=plain -Doptimization=1 -Ddebug=true >"$OUT/logs/core-plain-setup.log"
+timeout 1200 ninja -C "$OUT/core-plain" cpp/test_core cpp/localize_synthetic >"$OUT/logs/core-plain-build.log"
+# OpenMP's thread pool is kept until exit (reported as "possibly lost"); definite leaks fail the step.
+vg=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes)
+OMP_NUM_THREADS=2 timeout 900 "${vg[@]}" "$OUT/core-plain/cpp/test_core"
+OMP_NUM_THREADS=2 timeout 300 "${vg[@]}" "$OUT/core-plain/cpp/localize_synthetic" 3 48
 
 stage "pytest (C++-touching files) under ASan, detect_leaks=1"
 TESTS=(tests/test_filter.py tests/test_fit.py tests/test_localize.py tests/test_io.py

@@ -2,7 +2,8 @@
 
 Writes a simulated movie to TIFF files of ``C`` and ``4C`` frames (and optionally ``16C``), then runs
 ``spotfit.localize`` on each in a fresh Python process and reads that process's peak resident set size
-(``resource.getrusage(RUSAGE_SELF).ru_maxrss``). Movies stream through in chunks, so the peak must not
+(``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` where there is no ``/proc``: on Linux a child's
+``ru_maxrss`` starts at its parent's RSS at fork, which would hide the child's own figure). Movies stream through in chunks, so the peak must not
 grow with the movie's length: ``peak(4C) - peak(C)`` should be a small fraction of the extra
 ``3C`` frames' size (the localization table grows, by ~150 bytes per spot).
 
@@ -23,16 +24,27 @@ import tempfile
 
 CHILD = r"""
 import json, resource, sys, time
+
+def peak_bytes():
+    # VmHWM: peak RSS of this process's own address space. ru_maxrss is not used on Linux because the
+    # kernel carries the parent's RSS at fork into the child's ru_maxrss across exec.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+
 import spotfit
 path, chunk = sys.argv[1], int(sys.argv[2])
-kib = 1024 if sys.platform != "darwin" else 1   # ru_maxrss: KiB on Linux, bytes on macOS
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib
+before = peak_bytes()
 t = time.perf_counter()
 locs = spotfit.localize(path, camera=spotfit.Camera(baseline=100, sensitivity=0.5), chunk_frames=chunk,
                         threads=1)
 dt = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * kib
-print(json.dumps({"import_peak": before, "peak": peak, "n_locs": len(locs), "seconds": dt}))
+print(json.dumps({"import_peak": before, "peak": peak_bytes(), "n_locs": len(locs), "seconds": dt}))
 """
 
 

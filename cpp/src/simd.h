@@ -1,6 +1,7 @@
 // Private: portable multiversioning. The wheel targets baseline x86-64; hot kernels get an extra
 // AVX2+FMA clone chosen at load time (GCC/Clang target_clones, glibc ifunc).
 #pragma once
+#include <cstdint>
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(SPOTCORE_NO_CLONES) && \
     defined(__linux__)
 #define SPOTCORE_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
@@ -12,3 +13,19 @@
 #else
 #define SPOTCORE_INLINE inline
 #endif
+
+#include <cstring>
+
+namespace spotcore {
+// Eight floats processed as one value (GCC/Clang vector extension: two SSE registers in the baseline
+// build, one AVX register in the AVX2 clone). Same lane order everywhere, so sums are reproducible.
+typedef float f32x8 __attribute__((vector_size(32)));
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+typedef float f32x4 __attribute__((vector_size(16)));
+typedef int32_t i32x4 __attribute__((vector_size(16)));
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wpsabi"  // inline only: no ABI crosses a call
+SPOTCORE_INLINE f32x8 load8(const float* p) { f32x8 v; std::memcpy(&v, p, sizeof v); return v; }
+#pragma GCC diagnostic pop
+SPOTCORE_INLINE f32x4 load4(const float* p) { f32x4 v; std::memcpy(&v, p, sizeof v); return v; }
+}  // namespace spotcore

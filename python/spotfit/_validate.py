@@ -7,6 +7,7 @@ import numpy as np
 
 # Pixel dtypes the C++ core reads directly; others are converted once per chunk.
 _NATIVE = {np.dtype(t) for t in ("u1", "u2", "i2", "u4", "i4", "f4", "f8")}
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 def positive(name: str, value, *, allow_zero: bool = False) -> float:
@@ -27,12 +28,39 @@ def odd_box(box) -> int:
     return box
 
 
+# More OpenMP threads than this is never useful, and libgomp crashes (SIGSEGV) when it cannot create
+# the threads asked for (seen at threads=100000): refuse early.
+MAX_THREADS = 1024
+INT32_MAX = 2**31 - 1
+
+
 def threads(value) -> int:
     if value is None:
         return 0
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"threads must be a positive integer or None, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_THREADS:
+        raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}] or None, got {value!r}")
     return int(value)
+
+
+def integer(name: str, value, lo: int, hi: int = INT32_MAX) -> int:
+    """An integer parameter in [lo, hi] (the core takes int32); integral floats such as 3.0 are accepted."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Integral, numbers.Real)):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if not isinstance(value, numbers.Integral) and not float(value).is_integer():
+        raise ValueError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if not lo <= value <= hi:
+        raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value}")
+    return value
+
+
+def finite(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
 
 
 def choice(name: str, value, options) -> str:
@@ -53,4 +81,7 @@ def pixel_array(a, name: str = "stack") -> np.ndarray:
     if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
         raise ValueError(f"{name} contains NaN or inf (first at index {tuple(int(i) for i in bad)})")
+    if a.dtype == np.float64 and a.size and max(-float(a.min()), float(a.max())) > _F32_MAX:
+        # The core works in float32: such a pixel would become inf and blank its whole frame silently.
+        raise ValueError(f"{name} has values beyond the float32 range (|value| > {_F32_MAX:.4g})")
     return a

@@ -111,38 +111,17 @@ def _localize_kwargs(args) -> dict:
     return {"psf_sigma": args.psf_sigma, "box": args.box, "threshold": args.threshold,
             "threshold_mode": args.threshold_mode, "min_distance": args.min_distance, "border": args.border,
             "estimator": args.estimator, "model": args.model, "max_iterations": args.max_iterations,
-            "threads": args.threads}
+            "threads": args.threads, **({"classifier": args.classifier, "drop_bad": args.drop_bad}
+                                        if args.classifier else {})}
 
 
 def _localize_series(paths, info, camera, kwargs, chunk_frames: int, progress: bool):
-    """Localize one movie (a file, or several files as one series whose frame numbers continue)."""
+    """Localize one movie: a file, or several files as one series whose frame numbers continue."""
     import numpy as np
-    import pandas as pd
 
     import spotfit
-    from . import io
-    if len(paths) == 1:
-        locs = spotfit.localize(paths[0], camera=camera, chunk_frames=chunk_frames, progress=progress,
-                                **kwargs)
-    else:
-        # spotfit.localize takes one path; read the series chunk by chunk and number frames globally.
-        parts, attrs, bar = [], None, None
-        if progress:
-            from tqdm.auto import tqdm
-            bar = tqdm(total=info.n_frames, unit="frame", desc="localize")
-        try:
-            for first, chunk in io.iter_chunks(paths, chunk_frames=chunk_frames):
-                part = spotfit.localize(chunk, camera=camera, chunk_frames=chunk_frames, **kwargs)
-                part["frame"] += np.asarray(first, dtype=part["frame"].dtype)
-                attrs = part.attrs
-                parts.append(part)
-                if bar is not None:
-                    bar.update(chunk.shape[0])
-        finally:
-            if bar is not None:
-                bar.close()
-        locs = pd.concat(parts, ignore_index=True)
-        locs.attrs = attrs
+    locs = spotfit.localize(paths[0] if len(paths) == 1 else list(paths), camera=camera,
+                            chunk_frames=chunk_frames, progress=progress, **kwargs)
     md = dict(locs.attrs["spotfit"])
     md["movie_shape"] = (int(info.n_frames), int(info.rows), int(info.cols))
     md["movie_dtype"] = str(np.dtype(info.dtype))
@@ -154,11 +133,15 @@ def _localize_series(paths, info, camera, kwargs, chunk_frames: int, progress: b
 
 def _summary(locs, n_frames: int, seconds: float, out) -> str:
     import numpy as np
-    ok = locs[locs["status"] == "converged"] if "status" in locs else locs
+    fitted = "status" in locs and locs["status"].notna().any()
+    ok = locs[locs["status"] == "converged"] if fitted else locs
     px = locs.attrs.get("spotfit", {}).get("pixel_size_nm")
-    prec = float(np.nanmean(0.5 * (ok["uncertainty_x"] + ok["uncertainty_y"]))) if len(ok) else float("nan")
-    prec_txt = f"{prec:.4f} px" + (f" = {prec * px:.1f} nm" if px else "")
-    return (f"{len(locs)} localizations ({len(ok)} converged) in {n_frames} frames, {seconds:.2f} s "
+    with np.errstate(all="ignore"):
+        unc = 0.5 * (ok["uncertainty_x"] + ok["uncertainty_y"]) if "uncertainty_x" in ok else []
+        prec = float(np.nanmean(unc)) if len(unc) and np.isfinite(unc).any() else float("nan")
+    prec_txt = "n/a" if not np.isfinite(prec) else f"{prec:.4f} px" + (f" = {prec * px:.1f} nm" if px else "")
+    conv = f" ({len(ok)} converged)" if fitted else ""
+    return (f"{len(locs)} localizations{conv} in {n_frames} frames, {seconds:.2f} s "
             f"({n_frames / max(seconds, 1e-9):,.0f} frames/s), mean precision {prec_txt} -> {out}")
 
 
@@ -169,6 +152,8 @@ def _cmd_localize(args) -> int:
         raise UsageError(f"--chunk-frames must be >= 1, got {args.chunk_frames}")
     chunk_frames = args.chunk_frames or 256
     dask_mode = getattr(args, "scheduler", None) is not None or getattr(args, "workers", None) is not None
+    # Glob patterns (quoted, so the shell left them) expand to files in natural order ("_2" before "_10").
+    args.movies = [str(p) for m in args.movies for p in io._expand_paths(m)]
     if args.separate:
         fmt = args.format or "csv"
         if out.exists() and not out.is_dir():
@@ -246,10 +231,15 @@ def _add_localize(sub):
                      help="'absolute': --threshold in photons on the wavelet plane")
     fit.add_argument("--min-distance", type=float, default=0.0, help="merge maxima closer than this, px")
     fit.add_argument("--border", type=int, default=0, help="ignore peaks this close to the edge, px")
-    fit.add_argument("--estimator", choices=["mle", "lsq"], default="mle")
+    fit.add_argument("--estimator", choices=["mle", "lsq", "ridge", "tf-linear"], default="mle",
+                     help="mle (Poisson likelihood), lsq (least squares), or a packaged centroid regressor "
+                          "(ridge, tf-linear: no fit; see docs/regression.md)")
     fit.add_argument("--model", choices=["gauss", "elliptical", "fixed_sigma"], default="gauss")
     fit.add_argument("--max-iterations", type=int, default=30)
     fit.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all cores)")
+    fit.add_argument("--classifier", default=None, metavar="MODEL",
+                     help="add good/p_good columns from a trained spot classifier (spotfit classify train)")
+    fit.add_argument("--drop-bad", action="store_true", help="with --classifier: keep only good spots")
     try:
         from . import distributed
         distributed.add_arguments(p)  # --scheduler, --workers, --chunk-frames

@@ -74,7 +74,7 @@ def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: s
     _validate.odd_box(boxes.shape[1])
     rec = _spotcore.fit_boxes(boxes, variance, MODELS[_validate.choice("model", model, MODELS)],
                               ESTIMATORS[_validate.choice("estimator", estimator, ESTIMATORS)],
-                              _validate.positive("psf_sigma", psf_sigma), int(max_iterations),
+                              _validate.positive("psf_sigma", psf_sigma), _validate.integer("max_iterations", max_iterations, 1),
                               _validate.positive("tolerance", tolerance), _validate.threads(threads))
     return _table(rec).drop(columns=["frame", "peak_row", "peak_col"])
 
@@ -163,21 +163,16 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
             raise TypeError("classifier must be a spotfit.SpotClassifier or a path to a saved one")
     psf_sigma = _validate.positive("psf_sigma", psf_sigma)
     box = _validate.odd_box(box)
-    threshold = float(threshold)
-    if not np.isfinite(threshold):
-        raise ValueError(f"threshold must be finite, got {threshold}")
+    threshold = _validate.finite("threshold", threshold)
     mode = THRESHOLD_MODES[_validate.choice("threshold_mode", threshold_mode, THRESHOLD_MODES)]
     model_id = MODELS[_validate.choice("model", model, MODELS)]
     est_id = ESTIMATORS[estimator]
     min_distance = _validate.positive("min_distance", min_distance, allow_zero=True)
-    if int(border) < 0:
-        raise ValueError(f"border must be >= 0, got {border}")
-    if int(max_iterations) < 1:
-        raise ValueError(f"max_iterations must be >= 1, got {max_iterations}")
+    border = _validate.integer("border", border, 0)
+    max_iterations = _validate.integer("max_iterations", max_iterations, 1)
     tolerance = _validate.positive("tolerance", tolerance)
     nthreads = _validate.threads(threads)
-    if int(chunk_frames) < 1:
-        raise ValueError(f"chunk_frames must be >= 1, got {chunk_frames}")
+    chunk_frames = _validate.integer("chunk_frames", chunk_frames, 1)
 
     chunks, n_frames, frame_shape = _chunks(stack, int(chunk_frames))
     if n_frames == 0 or 0 in frame_shape:

@@ -157,14 +157,34 @@ def _open_raw(path: Path) -> _Part:
         what = "ends early" if size < expected else "is longer than described"
         raise MovieError(f"{str(path)!r} {what}: {size} bytes but {info_path.name} "
                          f"promises {n} frames of {rows}x{cols} {dtype.name} = {expected} bytes")
-    mm = np.memmap(path, dtype=dtype, mode="r", shape=(n, rows, cols)) if n else None
     px = info.get("Pixelsize", info.get("Camera.Pixelsize"))
     md = {"format": "picasso-raw", "pixel_size_nm": float(px) if px else None,
           "camera": {k: v for k, v in info.items() if str(k).startswith("Camera")},
           "picasso": info, "promised_frames": n}
     return _Part(path, n, rows, cols, dtype,
-                 lambda a, b: np.array(mm[a:b], dtype=dtype.newbyteorder("=")),
+                 _contiguous_reader(path, dtype, 0, rows, cols),
                  lambda: None, md)
+
+
+def _contiguous_reader(path, dtype, offset: int, rows: int, cols: int):
+    """read(a, b) -> frames a..b-1 of uncompressed frames stored back to back from byte `offset`.
+
+    Plain reads, not a memory map: pages of a memory map that have been read stay in the process's
+    resident set while the map is open, so the RSS of a streaming pass would grow with the movie's length
+    (measured with bench/bench_memory.py).
+    """
+    frame_bytes = rows * cols * dtype.itemsize
+    native = dtype.newbyteorder("=")
+
+    def read(a, b):
+        count = (b - a) * rows * cols
+        with open(path, "rb") as f:
+            f.seek(offset + a * frame_bytes)
+            data = np.fromfile(f, dtype=dtype, count=count)
+        if data.size != count:
+            raise MovieError(f"{str(path)!r} ends early: frames {a}..{b - 1} lie past the end of the file")
+        return data.reshape(b - a, rows, cols).astype(native, copy=False)
+    return read
 
 
 def _promised_frames(tif, series) -> list[tuple[str, int]]:
@@ -310,12 +330,8 @@ def _open_tiff_checked(path, multi, tifffile, log) -> _Part:
 
     native = dtype.newbyteorder("=")
     if series.dataoffset is not None and n_series:
-        # Contiguous uncompressed data: memory-map, copy out one chunk at a time.
-        mm = np.memmap(path, dtype=dtype, mode="r", offset=series.dataoffset,
-                       shape=(n_series, rows, cols))
-
-        def read(a, b):
-            return np.array(mm[a:b], dtype=native)
+        # Contiguous uncompressed data: read one chunk at a time with plain file reads.
+        read = _contiguous_reader(path, dtype, series.dataoffset, rows, cols)
     else:
         def read(a, b):
             try:

@@ -53,8 +53,26 @@ def _centres(locs: pd.DataFrame, n_frames: int, shape) -> tuple:
     return frames, rows, cols
 
 
+_KERNEL_DTYPES = {np.dtype(t) for t in (np.uint8, np.uint16, np.int16, np.uint32, np.int32, np.float32, np.float64)}
+
+
 def _cut(frames_arr, first, f, r, c, size, camera):
     """Patches of `frames_arr` (chunk starting at frame `first`) with edge-replicated borders."""
+    if isinstance(frames_arr, np.ndarray) and frames_arr.dtype in _KERNEL_DTYPES:
+        from . import _kernels  # Cython: same arithmetic; numpy version below for other arrays
+        idx = [np.ascontiguousarray(a, np.int64) for a in (f - first, r, c)]
+        if camera.is_scmos:
+            shape = frames_arr.shape[1:]
+            off = camera.offset_map if camera.offset_map is not None else np.full(shape, camera.baseline, np.float32)
+            gain = (camera.gain_map if camera.gain_map is not None
+                    else np.full(shape, 1.0 / camera.sensitivity, np.float32))
+            return _kernels.cut_patches(frames_arr, *idx, size, 0.0, 0.0, off, gain, np.float32(camera.qe))
+        scale = camera.sensitivity / (camera.em_gain * camera.qe)
+        return _kernels.cut_patches(frames_arr, *idx, size, np.float32(scale), np.float32(-camera.baseline * scale))
+    return _cut_numpy(frames_arr, first, f, r, c, size, camera)
+
+
+def _cut_numpy(frames_arr, first, f, r, c, size, camera):
     half = size // 2
     off = np.arange(-half, half + 1)
     rr, cc = r[:, None] + off, c[:, None] + off

@@ -139,20 +139,6 @@ def _kernel(size: int, psf_sigma: float) -> np.ndarray:
     return (g / g.dot(g)).astype(np.float32)
 
 
-def _stats(flat: np.ndarray, kernel: np.ndarray, floor: float):
-    """Background (ring mean), pixel noise (ring std), amplitude, floored amplitude and SNR per patch."""
-    size = int(round(np.sqrt(flat.shape[1])))
-    ring = _ring(size).ravel()
-    nr = float(ring.sum())
-    z = flat @ np.stack([kernel, ring / nr]).T.astype(np.float32)           # (n, 2)
-    bg = z[:, 1]
-    r = flat[:, ring]
-    var = np.maximum(np.einsum("ij,ij->i", r, r) / nr - bg * bg, 1e-6)
-    amp = z[:, 0] - bg * kernel.sum()
-    noise = np.sqrt(var * float(kernel.dot(kernel)))                          # std of amp from noise
-    return bg, np.sqrt(var), amp, np.maximum(amp, floor * noise), amp / noise
-
-
 def normalize(patches, psf_sigma: float = 1.3, transform: str = "none",
               floor: float = 3.0) -> Tuple[np.ndarray, pd.DataFrame]:
     """Per-patch normalization used by every estimator.
@@ -179,16 +165,14 @@ def normalize(patches, psf_sigma: float = 1.3, transform: str = "none",
     n, size = p.shape[0], p.shape[1]
     _validate.choice("transform", transform, TRANSFORMS)
     flat = p.reshape(n, -1)
-    bg, noise, amp, amp_f, snr = _stats(flat, _kernel(size, _validate.positive("psf_sigma", psf_sigma)), floor)
-    d = flat - bg[:, None]
-    if transform == "fourth_root":
-        r = np.sqrt(np.sqrt(np.maximum(d, 0)))
-        q = r / np.maximum(r.sum(axis=1), 1e-12)[:, None]
-    else:
-        q = d / amp_f[:, None]
-    stats = pd.DataFrame({"background": bg, "noise": noise, "amplitude": amp, "snr": snr,
-                          "total": d.sum(axis=1)})
-    return q.reshape(n, size, size).astype(np.float32, copy=False), stats
+    kernel = _kernel(size, _validate.positive("psf_sigma", psf_sigma))
+    # One pass per patch in Cython (sums in float64); numpy reference in tests/test_cython.py.
+    from . import _kernels
+    q, st = _kernels.normalize(flat, kernel, _ring(size).ravel().view(np.uint8), float(floor),
+                               transform == "fourth_root")
+    stats = pd.DataFrame({"background": st[0], "noise": st[1], "amplitude": st[2], "snr": st[3],
+                          "total": st[4]})
+    return q.reshape(n, size, size), stats
 
 
 def extract_patches(image, rows, cols, size: int = 9) -> np.ndarray:

@@ -3,8 +3,8 @@
 Coordinates follow spotfit's convention: camera pixel ``(row, col)`` covers
 ``[row - 0.5, row + 0.5) x [col - 0.5, col + 0.5)``, so with ``zoom`` rendered
 pixels per camera pixel a localization at ``(x, y)`` falls in rendered pixel
-``(floor((y + 0.5) * zoom), floor((x + 0.5) * zoom))``.  The kernels are plain
-numpy (``np.bincount``); a compiled kernel may replace them later.
+``(floor((y + 0.5) * zoom), floor((x + 0.5) * zoom))``.  The kernels are compiled
+(``spotfit._kernels``, Cython).
 """
 
 from __future__ import annotations
@@ -127,52 +127,17 @@ def render(locs: pd.DataFrame, pixel_size: float | None = None, zoom: float = 10
 
 
 def _histogram(u, v, height, width) -> np.ndarray:
-    ok = np.isfinite(u) & np.isfinite(v) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
-    idx = v[ok].astype(np.int64) * width + u[ok].astype(np.int64)
-    counts = np.bincount(idx, minlength=height * width)
-    return counts.reshape(height, width).astype(np.float32)
+    from . import _kernels  # Cython; numpy reference in tests/test_cython.py
+    return _kernels.histogram(np.ascontiguousarray(u, np.float64), np.ascontiguousarray(v, np.float64),
+                              int(height), int(width))
 
 
-def _erf(z):
-    from scipy.special import erf
-    return erf(z)
-
-
-def _weights_1d(c, s, r):
-    """Pixel-integrated normalised Gaussian weights over 2r + 1 pixels.
-
-    Returns the first pixel index (n,) and weights (n, 2r + 1) for centres
-    `c` and widths `s`, both in rendered pixels.
-    """
-    first = np.floor(c).astype(np.int64) - r
-    edges = first[:, None] + np.arange(2 * r + 2)[None, :]
-    cdf = _erf((edges - c[:, None]) / (math.sqrt(2.0) * s[:, None]))
-    w = 0.5 * np.diff(cdf, axis=1)
-    w /= w.sum(axis=1, keepdims=True)  # the window (+-3 sigma) holds unit mass
-    return first, w
-
-
-def _gaussian(u, v, s, height, width, max_block: int = 1 << 22) -> np.ndarray:
-    ok = np.isfinite(u) & np.isfinite(v) & (u >= 0) & (v >= 0) & (u < width) & (v < height)
-    u, v, s = u[ok], v[ok], s[ok]
-    img = np.zeros(height * width, np.float64)
-    radius = np.ceil(3.0 * s).astype(np.int64)
-    for r in np.unique(radius):
-        sel = np.flatnonzero(radius == r)
-        k = 2 * int(r) + 1
-        step = max(1, max_block // (k * k))
-        for a in range(0, len(sel), step):
-            b = sel[a:a + step]
-            x0, wx = _weights_1d(u[b], s[b], int(r))
-            y0, wy = _weights_1d(v[b], s[b], int(r))
-            cols = x0[:, None] + np.arange(k)[None, :]
-            rows = y0[:, None] + np.arange(k)[None, :]
-            w = wy[:, :, None] * wx[:, None, :]
-            inside = ((rows >= 0) & (rows < height))[:, :, None] & \
-                ((cols >= 0) & (cols < width))[:, None, :]
-            idx = rows[:, :, None] * width + cols[:, None, :]
-            img += np.bincount(idx[inside], weights=w[inside], minlength=height * width)
-    return img.reshape(height, width).astype(np.float32)
+def _gaussian(u, v, s, height, width) -> np.ndarray:
+    # Each point: pixel-integrated Gaussian over +-ceil(3 s) pixels around floor(u), floor(v),
+    # normalised to unit mass in that window; summed in float64 (Cython, tests/test_cython.py).
+    from . import _kernels
+    return _kernels.gaussian(np.ascontiguousarray(u, np.float64), np.ascontiguousarray(v, np.float64),
+                             np.ascontiguousarray(s, np.float64), int(height), int(width))
 
 
 # --------------------------------------------------------------------------
