@@ -87,7 +87,8 @@ def main(argv=None):
 
     m = a.patches
     movie = rng.integers(90, 4000, (200, 256, 256)).astype(np.uint16)
-    f, r, c = rng.integers(0, 200, m), rng.integers(0, 256, m), rng.integers(0, 256, m)
+    # sorted by frame, as extract_patches processes them (and localize emits them)
+    f, r, c = np.sort(rng.integers(0, 200, m)), rng.integers(0, 256, m), rng.integers(0, 256, m)
     cam = Camera(baseline=100, sensitivity=0.5)
     kern = regress._kernel(9, 1.3)
     ring = regress._ring(9).ravel().view(np.uint8)

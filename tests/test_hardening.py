@@ -323,14 +323,26 @@ def test_peak_rss_bounded_for_a_long_movie():
 
 
 # --------------------------------------------------------------------------------------------------
-# Reproducers of core bugs reported to the lead (the core is not edited from this file)
+# Regression tests of bugs found by fuzzing and the sanitizers (fixed; see docs/hardening.md)
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.xfail(SANITIZED, strict=True, reason=(
-    "UBSan: 'left shift of negative value' in fastmath::exp_nonpositive (cpp/src/fastmath.h:30, "
-    "`k << 23` with k < 0 is undefined in C++17); aborts every fit in the -Dsanitize=true build. "
-    "Fix: `k * (1 << 23)`. Only observable in the sanitized build (.ci/sanitize.sh)."))
 def test_fit_runs_clean_under_ubsan():
     code = ("import numpy as np, spotfit; "
             "print(spotfit.fit_spots(np.full((1, 7, 7), 20, np.float32)).status[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_zero_size_tiff_frame_is_a_movie_error():
+    path = Path(__file__).resolve().parent.parent / "fuzz" / "corpus" / "tiff" / "regress_zero_size_frame.tif"
+    if not path.exists():
+        pytest.skip("fuzz corpus not present")
+    with pytest.raises(spotfit.io.MovieError):
+        spotfit.io.movie_info(path)
+
+
+def test_huge_single_pixel_box_is_not_converged_with_inf():
+    box = np.zeros((1, 5, 5), np.float32)
+    box[0, 3, 1] = 3.7185e19
+    res = spotfit.fit_spots(box, psf_sigma=3.0, model="gauss", estimator="mle", threads=1)
+    row = res.iloc[0]
+    assert row.status != "converged" or np.isfinite(res[FIT_COLUMNS].to_numpy(float)).all(), row

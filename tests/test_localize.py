@@ -173,3 +173,25 @@ def test_camera_conversion_convention():
     cam = spotfit.Camera(baseline=100, sensitivity=4.0, em_gain=100, qe=0.9)
     assert cam.to_photons(np.array([1100.0]))[0] == pytest.approx(1000 * 4.0 / 100 / 0.9, rel=1e-6)
     assert cam.to_adu(cam.to_photons(np.array([1234.0])))[0] == pytest.approx(1234.0, rel=1e-6)
+
+
+def test_masking_close_neighbours_improves_pairs():
+    from spotfit.simulate import expected_image
+    rng = np.random.default_rng(5)
+    frames, truth = [], []
+    for f in range(60):
+        x0, y0 = rng.uniform(10, 50, 2)
+        angle = rng.uniform(0, np.pi)
+        xs = np.array([x0, x0 + 4.0 * np.cos(angle)])
+        ys = np.array([y0, y0 + 4.0 * np.sin(angle)])
+        frames.append(rng.poisson(expected_image((64, 64), xs, ys, [3000, 3000], 20, 1.3)))
+        truth.append(pd.DataFrame({"frame": f, "x": xs, "y": ys}))
+    movie, truth = np.stack(frames).astype(np.uint16), pd.concat(truth, ignore_index=True)
+    cam = spotfit.Camera(baseline=0, sensitivity=1)
+    plain = match(truth, spotfit.localize(movie, camera=cam, mask_neighbours=False))
+    masked = match(truth, spotfit.localize(movie, camera=cam))
+    # 4 px apart: each 7x7 box holds part of the other spot; masking removes the pull.
+    # Without masking most pairs end up > 1 px off (pulled towards each other); measured 0.36 vs 1.0.
+    assert masked["rmse"] < plain["rmse"]
+    assert masked["jaccard"] > plain["jaccard"] + 0.3
+    assert masked["recall"] > 0.95

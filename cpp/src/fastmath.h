@@ -27,7 +27,7 @@ SPOTCORE_INLINE float exp_nonpositive(float x) {
     p = p * r + 0.5f;
     p = p * r + 1.0f;
     p = p * r + 1.0f;
-    return bits_to_float(float_to_bits(p) + (k << 23));
+    return bits_to_float(float_to_bits(p) + k * (1 << 23));  // k >= -126: no overflow, no UB shift
 }
 
 // log(x) for normal x > 0: x = m 2^e with m in [sqrt(1/2), sqrt(2)); log m = 2 atanh(s),

@@ -86,21 +86,23 @@ double standard_deviation(const float* values, int64_t n) {
     for (int64_t start = 0; start < n; start += kBlock) {
         const int64_t len = std::min(kBlock, n - start);
         const float* v = values + start;
-        f32x8 s = {}, ss = {};
+        f32x4 s0 = {}, s1 = {}, ss0 = {}, ss1 = {};
         int64_t i = 0;
         for (; i + 8 <= len; i += 8) {
-            const f32x8 x = load8(v + i);
-            s += x;
-            ss += x * x;
+            const f32x4 x0 = load4(v + i), x1 = load4(v + i + 4);
+            s0 += x0;
+            s1 += x1;
+            ss0 += x0 * x0;
+            ss1 += x1 * x1;
         }
         double bs = 0.0, bss = 0.0;
         for (; i < len; ++i) {
             bs += v[i];
             bss += double(v[i]) * v[i];
         }
-        for (int l = 0; l < 8; ++l) {
-            bs += s[l];
-            bss += ss[l];
+        for (int l = 0; l < 4; ++l) {
+            bs += double(s0[l]) + double(s1[l]);
+            bss += double(ss0[l]) + double(ss1[l]);
         }
         sum += bs;
         sum_sq += bss;

@@ -414,6 +414,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         if (st != FitStatus::not_fitted) {
             bool finite = std::isfinite(r.x) && std::isfinite(r.y) && std::isfinite(r.photons) &&
                           std::isfinite(r.background) && std::isfinite(r.sigma_x) && std::isfinite(r.sigma_y);
+            finite = finite && std::isfinite(r.loglik) && std::isfinite(r.chi2);  // float32 overflow on absurd data
             if (!finite || !pd[l]) st = FitStatus::singular;
             else if (std::fabs(r.x - half) > half + 0.5f || std::fabs(r.y - half) > half + 0.5f) st = FitStatus::out_of_box;
         }
@@ -452,6 +453,15 @@ BatchFn select_batch(const FitOptions& o) {
 
 }  // namespace
 
+int thread_count(int requested) {
+#ifdef _OPENMP
+    const int n = requested > 0 ? requested : omp_get_max_threads();
+#else
+    const int n = requested;
+#endif
+    return std::max(1, std::min(n, kMaxThreads));
+}
+
 Result check_fit_options(const FitOptions& o) {
     if (o.box < 3 || o.box > kMaxBox || o.box % 2 == 0)
         return Result::invalid("box must be an odd number between 3 and 31, got " + std::to_string(o.box));
@@ -475,7 +485,7 @@ Result fit_boxes(const float* boxes, const float* variance, int64_t n, const Fit
     const int64_t batches = (n + W - 1) / W;
     bool alloc_failed = false;
 #ifdef _OPENMP
-    const int threads = o.threads > 0 ? o.threads : omp_get_max_threads();
+    const int threads = thread_count(o.threads);
 #pragma omp parallel num_threads(threads) if (batches > 1)
 #endif
     {

@@ -53,6 +53,29 @@ void convert_frame(const char* base, const ImageStack& s, const Camera& cam, flo
     convert_scalar<T>(base, s, float(scale), float(-cam.baseline * scale), out);
 }
 
+// Pixels of box k closer to another detected peak than to peak k are marked outside (NaN), so a
+// close neighbour does not pull the single-emitter fit (peaks are in raster order).
+void mask_nearer_peaks(const std::vector<Peak>& peaks, size_t k, int K, float* box, float* var) {
+    const int half = K / 2;
+    const Peak& own = peaks[k];
+    const float nan = std::numeric_limits<float>::quiet_NaN();
+    for (size_t m = 0; m < peaks.size(); ++m) {
+        if (m == k) continue;
+        const int dr = peaks[m].row - own.row, dc = peaks[m].col - own.col;
+        if (dr >= K) break;
+        if (dr <= -K || dc >= K || dc <= -K) continue;
+        for (int i = 0; i < K; ++i)
+            for (int j = 0; j < K; ++j) {
+                const int y = i - half, x = j - half;  // pixel relative to the own peak
+                const int d_own = y * y + x * x, d_other = (y - dr) * (y - dr) + (x - dc) * (x - dc);
+                if (d_other < d_own) {
+                    box[i * K + j] = nan;
+                    if (var) var[i * K + j] = nan;
+                }
+            }
+    }
+}
+
 Result check_stack(const ImageStack& s) {
     if (!s.data) return Result::invalid("image data is null");
     if (s.frames < 0 || s.rows < 1 || s.cols < 1)
@@ -113,7 +136,7 @@ Result localize(const ImageStack& s, const Camera& cam, const LocalizeOptions& o
 
     // Phase 1, per frame: convert, filter, detect, cut boxes (NaN outside the image).
 #ifdef _OPENMP
-    const int threads = opt.fit.threads > 0 ? opt.fit.threads : omp_get_max_threads();
+    const int threads = thread_count(opt.fit.threads);
 #pragma omp parallel num_threads(threads) if (s.frames > 1)
 #endif
     {
@@ -168,6 +191,7 @@ Result localize(const ImageStack& s, const Camera& cam, const LocalizeOptions& o
                         }
                     }
                 }
+                if (opt.mask_neighbours) mask_nearer_peaks(pk, k, K, dst, vdst);
             }
         }
     }

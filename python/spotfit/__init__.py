@@ -8,6 +8,7 @@
 __version__ = "0.1.0"
 
 from . import io, render
+from ._include import get_include, get_library_dir
 from .bounds import crlb, mortensen
 from .camera import Camera
 from .classify import SpotClassifier, label_spots
@@ -18,5 +19,5 @@ from .regress import CentroidRegressor, training_set
 from .simulate import simulate
 
 __all__ = ["Camera", "CentroidRegressor", "FIT_STATUS", "Localizer", "SpotClassifier", "crlb", "extract_patches",
-           "find_peaks", "fit_spots", "io", "label_spots", "localize", "localize_stream", "mortensen", "render",
+           "find_peaks", "fit_spots", "get_include", "get_library_dir", "io", "label_spots", "localize", "localize_stream", "mortensen", "render",
            "simulate", "training_set", "wavelet_filter", "__version__"]

@@ -216,6 +216,14 @@ def cut_patches(const pixel_t[:, :, :] frames, const int64_t[::1] f, const int64
     cdef int nt = _nthreads(threads)
     # Every frames index is clipped to [0, n - 1] and f was checked above.
     for i in prange(n, nogil=True, schedule="static", num_threads=nt):
+        if r[i] >= half and r[i] + half < nr and c[i] >= half and c[i] + half < nc and not scmos:
+            # Interior patch (the common case): no clipping, mask all True.
+            for a in range(size):
+                rr = r[i] + a - half
+                for b in range(size):
+                    o[i, a, b] = <float>frames[f[i], rr, c[i] + b - half] * scale + offset
+                    msk[i, a, b] = 1
+            continue
         for a in range(size):
             rr = r[i] + a - half
             for b in range(size):

@@ -100,7 +100,8 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
              threshold: float = 1.5, threshold_mode: str = "std", min_distance: float = 0.0, border: int = 0,
              estimator="mle", model: str = "gauss", max_iterations: int = 30, tolerance: float = 1e-3,
              threads: Optional[int] = None, chunk_frames: int = 256, progress: bool = False,
-             classifier=None, classify_threshold: float = 0.5, drop_bad: bool = False) -> pd.DataFrame:
+             classifier=None, classify_threshold: float = 0.5, drop_bad: bool = False,
+             mask_neighbours: bool = True) -> pd.DataFrame:
     """Detect and fit every spot of a movie.
 
     Parameters
@@ -127,6 +128,9 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         its image instead of fitting (detection unchanged; fit-only columns are NaN, ``status`` missing).
     model : {"gauss", "elliptical", "fixed_sigma"}
         Symmetric sigma, sigma_x and sigma_y, or sigma fixed at ``psf_sigma``.
+    mask_neighbours : bool
+        Fit each box without the pixels that lie closer to another detected spot than to its own, so
+        that close neighbours do not pull the single-emitter fit.
     threads : int, optional
         OpenMP threads (default: all cores, or ``OMP_NUM_THREADS``). Results do not depend on it.
     classifier : SpotClassifier or path, optional
@@ -199,7 +203,7 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
             rec = _spotcore.localize(
                 chunk, camera.baseline, camera.sensitivity, camera.em_gain, camera.qe, camera.offset_map,
                 camera.gain_map, use_variance, mode, threshold, min_distance, int(border), box, psf_sigma,
-                model_id, est_id, int(max_iterations), tolerance, nthreads, int(first))
+                model_id, est_id, int(max_iterations), tolerance, nthreads, int(first), bool(mask_neighbours))
             parts.append(rec)
             if classifier is not None:  # classify per chunk so that a file is read once
                 table = _table(rec)
@@ -221,7 +225,7 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
     locs.attrs["spotfit"] = _metadata(camera, n_frames, frame_shape, {
         "psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
         "min_distance": min_distance, "border": int(border), "estimator": estimator, "model": model,
-        "max_iterations": int(max_iterations), "tolerance": tolerance})
+        "max_iterations": int(max_iterations), "tolerance": tolerance, "mask_neighbours": bool(mask_neighbours)})
     if classifier is not None:
         locs.attrs["spotfit"]["classifier"] = {"model": classifier.model, "threshold": classify_threshold}
     return locs

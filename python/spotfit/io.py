@@ -129,6 +129,9 @@ class _Part:
     """One file of a movie: shape, native dtype, a reader and metadata."""
 
     def __init__(self, path, n_frames, rows, cols, dtype, read, close, metadata):
+        if rows < 1 or cols < 1:
+            close()
+            raise MovieError(f"{str(path)!r}: frames of {rows}x{cols} pixels hold no image")
         self.path, self.n_frames, self.rows, self.cols = path, n_frames, rows, cols
         self.dtype = np.dtype(dtype).newbyteorder("=")
         self.read, self.close, self.metadata = read, close, metadata

@@ -57,7 +57,7 @@ void bind_localize(py::module_& m) {
            py::object gain_map, py::object variance_map, spotcore::ThresholdMode mode, float threshold,
            float min_distance, int32_t border, int32_t box, float psf_sigma, spotcore::Model model,
            spotcore::Estimator estimator, int32_t max_iterations, float tolerance, int32_t threads,
-           int64_t first_frame) {
+           int64_t first_frame, bool mask_neighbours) {
             if (stack.ndim() != 3) throw py::value_error("localize: stack must be 3D (frames, rows, cols)");
             const spotcore::ImageStack s = stack_view(stack);
             const OptionalMap off = optional_map(offset_map, s.rows, s.cols, "offset");
@@ -83,6 +83,7 @@ void bind_localize(py::module_& m) {
             o.fit.max_iterations = max_iterations;
             o.fit.tolerance = tolerance;
             o.fit.threads = threads;
+            o.mask_neighbours = mask_neighbours;
             std::vector<spotcore::Localization> locs;
             spotcore::Result r;
             {
@@ -100,7 +101,7 @@ void bind_localize(py::module_& m) {
         py::arg("offset_map"), py::arg("gain_map"), py::arg("variance_map"), py::arg("threshold_mode"),
         py::arg("threshold"), py::arg("min_distance"), py::arg("border"), py::arg("box"), py::arg("psf_sigma"),
         py::arg("model"), py::arg("estimator"), py::arg("max_iterations"), py::arg("tolerance"),
-        py::arg("threads"), py::arg("first_frame"),
+        py::arg("threads"), py::arg("first_frame"), py::arg("mask_neighbours") = true,
         "Fused convert/filter/detect/fit over a (frames, rows, cols) stack; returns a structured array.");
     m.def(
         "frame_to_photons",

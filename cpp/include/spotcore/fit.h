@@ -34,6 +34,11 @@ struct FitResult {
 Result fit_boxes(const float* boxes, const float* variance, int64_t n, const FitOptions& options,
                  FitResult* results);
 
+// Threads actually used for a request (0: OpenMP default), capped at kMaxThreads so that an absurd
+// request or OMP_NUM_THREADS cannot exhaust the system's thread limit.
+constexpr int kMaxThreads = 256;
+int thread_count(int requested);
+
 // Validates options (box odd and in range, sigma > 0, ...). Called by fit_boxes and localize.
 Result check_fit_options(const FitOptions& options);
 

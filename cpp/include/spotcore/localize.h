@@ -17,6 +17,8 @@ struct Localization {
 struct LocalizeOptions {
     DetectOptions detect;
     FitOptions fit;  // fit.threads also sets the threads of detection
+    // Ignore the pixels of a box that are closer to another detected peak than to its own.
+    bool mask_neighbours = true;
 };
 
 // Localize every frame of `stack`; frame numbers in the output are first_frame + index.
