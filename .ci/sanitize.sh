@@ -33,7 +33,7 @@ mkdir -p "$OUT/logs"
 stage "venv with the build tools"
 "$PY" -m venv "$OUT/venv"
 VPY=$OUT/venv/bin/python
-timeout 600 "$VPY" -m pip install -q meson-python meson ninja pybind11 \
+timeout 600 "$VPY" -m pip install -q meson-python meson ninja pybind11 cython \
   numpy scipy pandas tifffile tqdm pytest hypothesis psutil h5py pyarrow pyyaml
 export PATH=$OUT/venv/bin:$PATH
 
