@@ -20,7 +20,7 @@
 namespace spotcore {
 namespace {
 
-constexpr int W = 8;        // lanes per batch
+constexpr int W = 8;        // lanes per batch (two f32x4 in the explicit-vector loops)
 constexpr int kMaxBox = 31;
 constexpr int kMaxPix = kMaxBox * kMaxBox;
 constexpr int kMaxEdge = kMaxBox + 1;
@@ -111,15 +111,24 @@ SPOTCORE_INLINE void accumulate(const float (*J)[W], const float* gf, const floa
                                 float (*acc_h)[W]) {
 #pragma GCC unroll 6
     for (int a = 0; a < P; ++a) {
+        // Explicit 4-lane vectors: GCC's SLP missed this loop in some instantiations (LSQ).
+        const f32x4 j0 = load4(J[a]), j1 = load4(J[a] + 4);
+        const f32x4 g0 = load4(acc_g[a]) + load4(gf) * j0, g1 = load4(acc_g[a] + 4) + load4(gf + 4) * j1;
+        std::memcpy(acc_g[a], &g0, sizeof g0);
+        std::memcpy(acc_g[a] + 4, &g1, sizeof g1);
         float hj[W];
-        for (int l = 0; l < W; ++l) {
-            acc_g[a][l] += gf[l] * J[a][l];
-            hj[l] = hf[l] * J[a][l];
-        }
+        const f32x4 hj0 = load4(hf) * j0, hj1 = load4(hf + 4) * j1;
+        std::memcpy(hj, &hj0, sizeof hj0);
+        std::memcpy(hj + 4, &hj1, sizeof hj1);
         const int t0 = a * (a + 1) / 2;
 #pragma GCC unroll 6
-        for (int c = 0; c <= a; ++c)
-            for (int l = 0; l < W; ++l) acc_h[t0 + c][l] += hj[l] * J[c][l];
+        for (int c = 0; c <= a; ++c) {
+            const f32x4 h0 = load4(hj), h1 = load4(hj + 4);
+            f32x4 s0 = load4(acc_h[t0 + c]) + h0 * load4(J[c]);
+            f32x4 s1 = load4(acc_h[t0 + c] + 4) + h1 * load4(J[c] + 4);
+            std::memcpy(acc_h[t0 + c], &s0, sizeof s0);
+            std::memcpy(acc_h[t0 + c] + 4, &s1, sizeof s1);
+        }
     }
 }
 

@@ -248,9 +248,25 @@ class _TiffLog(logging.Handler):
         super().__init__(logging.WARNING)
         self.damage: list[str] = []
 
+    # A damaged page chain can make tifffile log one error per bogus page for minutes (found by
+    # fuzzing): past this many messages the file is declared damaged at once.
+    MAX_MESSAGES = 200
+
     def emit(self, record):
         if self._DAMAGE.search(msg := record.getMessage()):
             self.damage.append(msg)
+
+    def handle(self, record):
+        # Logger.callHandlers lets an exception from handle() propagate (emit's would be swallowed).
+        result = super().handle(record)
+        self.count = getattr(self, "count", 0) + 1
+        if self.count > self.MAX_MESSAGES:
+            raise _TooDamaged(f"more than {self.MAX_MESSAGES} tifffile errors while opening")
+        return result
+
+
+class _TooDamaged(Exception):
+    """Raised from inside tifffile's logging to stop reading a hopelessly damaged file."""
 
 
 def _open_tiff(path: Path, multi: bool) -> _Part:
@@ -260,6 +276,8 @@ def _open_tiff(path: Path, multi: bool) -> _Part:
     logger.addHandler(log)
     try:
         return _open_tiff_checked(path, multi, tifffile, log)
+    except _TooDamaged as exc:
+        raise MovieError(f"{str(path)!r} is a damaged TIFF file ({exc})") from None
     finally:
         logger.removeHandler(log)
 
