@@ -338,8 +338,6 @@ def _cmd_info(args) -> int:
 
 def _write_movie(movie, path: Path, camera) -> None:
     """ImageJ TIFF (BigTIFF with --bigtiff) with the camera in its description, atomically."""
-    import uuid
-
     import tifffile
     md = {"axes": "TYX", "spotfit.baseline": camera.baseline, "spotfit.sensitivity": camera.sensitivity,
           "spotfit.em_gain": camera.em_gain, "spotfit.qe": camera.qe}
@@ -347,16 +345,9 @@ def _write_movie(movie, path: Path, camera) -> None:
     if camera.pixel_size_nm:
         md["unit"] = "nm"
         kw["resolution"] = (1.0 / camera.pixel_size_nm, 1.0 / camera.pixel_size_nm)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    from .io import _atomic
+    with _atomic(path) as tmp:
         tifffile.imwrite(tmp, movie, imagej=True, metadata=md, **kw)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _cmd_simulate(args) -> int:

@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import math
 import os
-import struct
-import uuid
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -144,23 +141,6 @@ def _gaussian(u, v, s, height, width) -> np.ndarray:
 # writing images
 # --------------------------------------------------------------------------
 
-def _png_bytes(pixels: np.ndarray) -> bytes:
-    """Encode uint8 grey (h, w) or RGB (h, w, 3) pixels as PNG (RFC 2083)."""
-    h, w = pixels.shape[:2]
-    color = 2 if pixels.ndim == 3 else 0
-
-    def chunk(tag, data):
-        return (struct.pack(">I", len(data)) + tag + data
-                + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF))
-
-    raw = np.ascontiguousarray(pixels, np.uint8).reshape(h, -1)
-    rows = np.concatenate([np.zeros((h, 1), np.uint8), raw], axis=1)  # filter 0
-    return (b"\x89PNG\r\n\x1a\n"
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, color, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
-            + chunk(b"IEND", b""))
-
-
 def save_image(img, path, *, vmin: float | None = None, vmax: float | None = None,
                cmap: str | None = None) -> Path:
     """Write a rendered image to TIFF or PNG, atomically.
@@ -205,33 +185,17 @@ def save_image(img, path, *, vmin: float | None = None, vmax: float | None = Non
             pos = data[data > 0]
             hi = float(np.percentile(pos, 99.5)) if pos.size else 1.0
         scaled = np.clip((data - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)
-        if cmap is None:
-            pixels = np.round(scaled * 255).astype(np.uint8)
-        else:
-            try:
-                import matplotlib
-            except ImportError as exc:
-                raise ImportError("save_image(cmap=...) needs matplotlib; "
-                                  "install it with `pip install spotfit[plot]`") from exc
-            rgba = matplotlib.colormaps[cmap](scaled)
-            pixels = np.round(rgba[..., :3] * 255).astype(np.uint8)
-        png = _png_bytes(pixels)
+        try:
+            import matplotlib.image
+        except ImportError as exc:
+            raise ImportError("saving PNG needs matplotlib; install it with `pip install spotfit[plot]` "
+                              "(or save a .tif)") from exc
 
         def write(tmp):
-            with open(tmp, "wb") as f:
-                f.write(png)
+            matplotlib.image.imsave(tmp, scaled, vmin=0.0, vmax=1.0, cmap=cmap or "gray", format="png")
     else:
         raise ValueError(f"cannot save image {str(path)!r}: use a .png, .tif or .tiff suffix")
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder does not exist: {str(path.parent)!r}")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
+    from .io import _atomic
+    with _atomic(path) as tmp:
         write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
     return path
