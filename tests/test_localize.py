@@ -167,6 +167,11 @@ def test_camera_rejects_impossible_values():
     for kw in (dict(sensitivity=0), dict(em_gain=-1), dict(qe=1.5), dict(baseline=np.nan)):
         with pytest.raises(ValueError):
             spotfit.Camera(**kw)
+    # finite but absurd conversions would overflow float32 photons (1e300) or vanish (1e-300)
+    for kw in (dict(sensitivity=1e300), dict(sensitivity=1e-300), dict(em_gain=1e12)):
+        with pytest.raises(ValueError, match="photons per count"):
+            spotfit.Camera(**kw)
+    assert spotfit.Camera(sensitivity=0.1, em_gain=1000, qe=0.5).sensitivity == 0.1   # real EMCCD settings pass
 
 
 def test_camera_conversion_convention():

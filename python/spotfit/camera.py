@@ -53,6 +53,11 @@ class Camera:
         qe = _validate.positive("qe", self.qe)
         if qe > 1:
             raise ValueError(f"qe must be in (0, 1], got {qe}")
+        # Real cameras span ~1e-4..1e3 photons per count; far outside, float32 pixels over/underflow.
+        scale = float(self.sensitivity) / (float(self.em_gain) * qe)
+        if not 1e-6 <= scale <= 1e6:
+            raise ValueError(f"sensitivity / (em_gain * qe) = {scale:.3g} photons per count is outside "
+                             "[1e-6, 1e6]: check the camera calibration")
         if self.pixel_size_nm is not None:
             _validate.positive("pixel_size_nm", self.pixel_size_nm)
         shape = None
