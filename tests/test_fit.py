@@ -122,6 +122,17 @@ def test_degenerate_boxes_report_status_not_nan():
         assert np.isfinite(conv.drop(columns="status").to_numpy(float)).all()
 
 
+@pytest.mark.parametrize("model", ["elliptical", "gauss", "fixed_sigma"])
+def test_absurd_flat_box_is_not_converged_with_infinite_bounds(model):
+    # fuzz/findings/fit-converged-inf-uncertainty-57b.bin: 3x3 boxes of 2e34 photons/px, MLE; the
+    # Fisher information underflows and its inverse overflows to inf.
+    b = np.full((2, 3, 3), 2.0158328e34, np.float32)
+    r = spotfit.fit_spots(b, psf_sigma=3.0, model=model, estimator="mle")
+    conv = r[r.status == "converged"]
+    assert np.isfinite(conv.drop(columns="status").to_numpy(float)).all()
+    assert (r.status == "singular").all()
+
+
 def test_variance_map_widens_mle_bound():
     b, x, y = boxes(200, 1000.0, seed=7)
     r0 = spotfit.fit_spots(b)

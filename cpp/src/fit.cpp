@@ -424,6 +424,8 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             bool finite = std::isfinite(r.x) && std::isfinite(r.y) && std::isfinite(r.photons) &&
                           std::isfinite(r.background) && std::isfinite(r.sigma_x) && std::isfinite(r.sigma_y);
             finite = finite && std::isfinite(r.loglik) && std::isfinite(r.chi2);  // float32 overflow on absurd data
+            // Fisher entries underflow on absurd data (e.g. 1e34 photons/px): an infinite bound is no bound.
+            for (int s = 0; s < P; ++s) finite = finite && std::isfinite(bound(s));
             if (!finite || !pd[l]) st = FitStatus::singular;
             else if (std::fabs(r.x - half) > half + 0.5f || std::fabs(r.y - half) > half + 0.5f) st = FitStatus::out_of_box;
         }
