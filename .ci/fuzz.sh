@@ -1,15 +1,19 @@
 #!/usr/bin/env bash
 # CI step (issue 8): coverage-guided fuzzing (atheris/libFuzzer) of the TIFF -> localize path and of the
-# fitter's inputs, FUZZ_SECONDS (default 60) per target, starting from the seed corpus in fuzz/corpus/.
+# fitter's inputs, FUZZ_SECONDS (default 60) per target, libFuzzer -seed FUZZ_SEED (default 1), starting
+# from the seed corpus in fuzz/corpus/.
 # New corpus entries go to build/fuzz/ (the committed corpus is not modified); a crash, a hang
 # (-timeout), an out-of-memory (-rss_limit_mb) or a broken invariant leaves its input in build/fuzz/
-# and fails the step. Without atheris (no wheel for this Python) a bounded random-mutation loop runs the
-# same targets instead (fuzz/_common.py). Uses the spotfit of the current Python (installs it if missing).
+# and fails the step. Past findings (fuzz/findings/; any bytes are a valid input of either target) are
+# run first, as seeds of both targets, so a regression fails at once. Without atheris (no wheel for this Python) a bounded
+# random-mutation loop runs the same targets instead (fuzz/_common.py). Uses the spotfit of the current
+# Python (installs it if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore OMP_NUM_THREADS=1 OMP_WAIT_POLICY=passive
 PY=${PYTHON:-python3}
 SECONDS_PER_TARGET=${FUZZ_SECONDS:-60}
+SEED=${FUZZ_SEED:-1}   # libFuzzer -seed (fixed in CI so that a run is reproducible)
 OUT=$PWD/build/fuzz
 start=$SECONDS
 
@@ -25,9 +29,9 @@ for target in tiff fit; do
   rc=0
   # Outer timeout: fuzz budget + start-up (instrumenting imports) + slack; a hang past it fails too.
   timeout $((SECONDS_PER_TARGET + 420)) "$PY" -u "fuzz/fuzz_$target.py" \
-    -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=3072 -max_len=16384 -seed=1 \
+    -max_total_time="$SECONDS_PER_TARGET" -timeout=30 -rss_limit_mb=3072 -max_len=16384 -seed="$SEED" \
     -print_final_stats=1 -artifact_prefix="$OUT/$target/artifacts/" \
-    "$OUT/$target/corpus" "fuzz/corpus/$target" >"$OUT/$target/log.txt" 2>&1 || rc=$?
+    "$OUT/$target/corpus" "fuzz/corpus/$target" fuzz/findings >"$OUT/$target/log.txt" 2>&1 || rc=$?
   grep -E "^(#[0-9]+ *DONE|stat::number_of_executed_units|stat::peak_rss_mb|fallback fuzzer)" "$OUT/$target/log.txt" || true
   if [ "$rc" -ne 0 ]; then
     echo "fuzz target $target FAILED (exit $rc); log tail:" >&2

@@ -346,3 +346,89 @@ def test_huge_single_pixel_box_is_not_converged_with_inf():
     res = spotfit.fit_spots(box, psf_sigma=3.0, model="gauss", estimator="mle", threads=1)
     row = res.iloc[0]
     assert row.status != "converged" or np.isfinite(res[FIT_COLUMNS].to_numpy(float)).all(), row
+
+
+# A damaged TIFF must give MovieError quickly from every entry point; run in a child process so that a
+# regression (a hang inside tifffile) fails the test on its timeout instead of hanging the suite.
+_TIFF_BOUNDED_SCRIPT = r"""
+import sys, time, spotfit, spotfit.io as io
+calls = {"movie_info": io.movie_info, "read_movie": io.read_movie,
+         "iter_chunks": lambda p: list(io.iter_chunks(p, chunk_frames=2)),
+         "localize": lambda p: spotfit.localize(p, box=3, threads=1)}
+for path in sys.argv[1:]:
+    for name, call in calls.items():
+        t0 = time.perf_counter()
+        try:
+            call(path)
+            outcome = "ok"
+        except io.MovieError as exc:
+            outcome = "MovieError " + str(exc).replace("\n", " ")
+        print(f"{time.perf_counter() - t0:.3f}\t{name}\t{path}\t{outcome}", flush=True)
+"""
+
+
+def _open_damaged_tiffs(paths, limit_s=20.0):
+    """{(path, call): message} for the four movie entry points; each call must end within limit_s."""
+    out = subprocess.run([sys.executable, "-c", _TIFF_BOUNDED_SCRIPT, *map(str, paths)],
+                         capture_output=True, text=True, timeout=4 * len(paths) * limit_s + 60)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = [line.split("\t") for line in out.stdout.splitlines()]
+    assert len(rows) == 4 * len(paths), out.stdout
+    slow = [r[:3] for r in rows if float(r[0]) > limit_s]
+    assert not slow, slow
+    return {(r[2], r[1]): r[3] for r in rows}
+
+
+def test_tiff_with_a_looping_ifd_chain_fails_fast():
+    """Finding 9: a 291-byte fuzz input whose last (empty) IFD names itself as the next IFD. tifffile
+    only detects such loops when it indexes all pages at once, so TiffFile.series parsed the same IFD
+    up to 2**32 times (minutes, then hours). Now every entry point raises MovieError in < 20 s (~0.05 s)."""
+    path = Path(__file__).resolve().parent / "data" / "ifd_loop_291b.tif"  # = fuzz/findings/hang-...
+    results = _open_damaged_tiffs([path])
+    for (_, call), outcome in results.items():
+        assert outcome.startswith("MovieError") and "ifd_loop_291b.tif" in outcome, (call, outcome)
+        assert "loop" in outcome, (call, outcome)
+
+
+def _loop_and_overlap_tiffs(tmp_path, bigtiff):
+    """Valid 3-page files made damaged: the last IFD points back to the first, or a SubIFD names a page."""
+    import struct
+
+    tifffile = pytest.importorskip("tifffile")
+    ofmt = "<Q" if bigtiff else "<I"
+    valid = tmp_path / f"valid{int(bigtiff)}.tif"
+    with tifffile.TiffWriter(valid, bigtiff=bigtiff) as tw:
+        for i in range(3):
+            tw.write(np.full((8, 8), i, np.uint16), photometric="minisblack", metadata=None,
+                     subifds=1 if i == 0 else None)
+            if i == 0:
+                tw.write(np.zeros((4, 4), np.uint16), photometric="minisblack", subfiletype=1)
+    with tifffile.TiffFile(valid) as tif:
+        pages = [(p.offset, len(p.tags)) for p in tif.pages]
+        subifd_value_at = tif.pages[0].tags[330].valueoffset
+    tagno, tagsize = (8, 20) if bigtiff else (2, 12)
+    data = valid.read_bytes()
+    loop = bytearray(data)  # next-IFD offset of the last page -> first page
+    last, ntags = pages[-1]
+    struct.pack_into(ofmt, loop, last + tagno + ntags * tagsize, pages[0][0])
+    shared = bytearray(data)  # page 0's SubIFD is page 1's IFD
+    struct.pack_into(ofmt, shared, subifd_value_at, pages[1][0])
+    overlap = bytearray(data)  # page 1's next IFD starts inside page 1's own tag entries
+    first1, ntags1 = pages[1]
+    struct.pack_into(ofmt, overlap, first1 + tagno + ntags1 * tagsize, first1 + tagsize)
+    out = {"valid": valid}
+    for name, content in (("loop", loop), ("shared", shared), ("overlap", overlap)):
+        out[name] = tmp_path / f"{name}{int(bigtiff)}.tif"
+        out[name].write_bytes(bytes(content))
+    return out
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+def test_tiff_ifd_loops_and_overlaps_are_refused(tmp_path, bigtiff):
+    files = _loop_and_overlap_tiffs(tmp_path, bigtiff)
+    assert spotfit.io._scan_ifds(files["valid"]) == 3  # the undamaged file passes the IFD walk
+    results = _open_damaged_tiffs([files["loop"], files["shared"], files["overlap"]])
+    for (path, call), outcome in results.items():
+        assert outcome.startswith("MovieError"), (path, call, outcome)
+        expect = "overlap" if "overlap" in Path(path).name else "a second time"
+        assert expect in outcome and Path(path).name in outcome, (path, call, outcome)

@@ -56,10 +56,12 @@ def _train(args) -> int:
     n_test = int(round(args.test_fraction * len(idx)))
     test, train = idx[:n_test], idx[n_test:]
     if args.model == "auto":
-        clf = SpotClassifier.select_model(patches[train], labels[train], random_state=args.seed)
+        clf = SpotClassifier.select_model(patches[train], labels[train], features=args.features,
+                                          random_state=args.seed)
         print("cross-validated ROC AUC:\n" + clf.cv_results_.to_string())
     else:
-        clf = SpotClassifier(args.model, random_state=args.seed).fit(patches[train], labels[train])
+        clf = SpotClassifier(args.model, features=args.features, random_state=args.seed).fit(patches[train],
+                                                                                             labels[train])
     if n_test:
         print(f"\nheld-out {n_test} spots:")
         print(format_report(clf.report(patches[test], labels[test], png=args.png)))
@@ -124,6 +126,8 @@ def register(subparsers) -> None:
     tr.add_argument("-o", "--output", required=True, help="classifier file to write")
     tr.add_argument("--model", default="hgb", choices=["hgb", "logistic", "svm-poly", "auto"],
                     help="default hgb; 'auto' picks by 5-fold cross-validated ROC AUC")
+    tr.add_argument("--features", default="shape", choices=["shape", "moments", "raw"],
+                    help="what the model sees of each patch (default: 14 shape numbers; see docs/classification.md)")
     tr.add_argument("--test-fraction", type=float, default=0.25, help="share of spots held out for the report (default 0.25)")
     tr.add_argument("--png", default=None, help="write a grid of example spots here")
     tr.add_argument("--export-dataset", default=None, help="also write patches + fit + labels (.npz/.h5)")

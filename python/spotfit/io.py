@@ -269,6 +269,118 @@ class _TooDamaged(Exception):
     """Raised from inside tifffile's logging to stop reading a hopelessly damaged file."""
 
 
+_TIFF_LAYOUTS = {  # version -> (header bytes, tag-count format, tag size, offset format)
+    42: (8, "H", 12, "I"),   # classic TIFF
+    43: (16, "Q", 20, "Q"),  # BigTIFF
+}
+_TAG_SUBIFDS = 330
+
+
+def _scan_ifds(path: Path) -> int:
+    """Walk a TIFF file's IFD structure cheaply; refuse one that would make tifffile loop.
+
+    tifffile follows the chain of IFDs (one per page) lazily, page by page.  It detects a chain that
+    points back to an earlier IFD only when it indexes all pages at once, so a chain that loops (found
+    by fuzzing: an empty IFD whose next-IFD offset is its own) makes ``TiffFile.series`` parse the same
+    IFD up to 2**32 times.  IFDs that overlap each other let a small file hold about ``size**2 / 24``
+    tags to parse.  A valid TIFF has neither: every IFD (its tag count, its 12- or 20-byte entries and
+    its next-IFD offset) occupies bytes of its own, so after this check tifffile parses at most
+    ``size / 12`` tags and ``size / 6`` pages.  The walk covers the main chain and the IFDs listed in
+    SubIFDs tags (which tifffile also parses).  Damage that tifffile reports itself (an offset past the
+    end, more than 4096 tags, a header that is not TIFF) ends the walk and is left to tifffile.
+
+    Returns
+    -------
+    int
+        Number of IFDs seen in the main chain (0 if the walk could not start).
+
+    Raises
+    ------
+    MovieError
+        If an IFD is reached twice (a loop) or two IFDs overlap.
+    """
+    import bisect
+    import mmap
+    import struct
+
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size < 8:
+            return 0
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+            size = len(buf)  # the bounds below are those of this map
+            bo = {b"II": "<", b"MM": ">"}.get(bytes(buf[:2]))
+            if bo is None:
+                return 0
+            layout = _TIFF_LAYOUTS.get(struct.unpack_from(bo + "H", buf, 2)[0])
+            if layout is None or size < layout[0]:
+                return 0
+            header, nfmt, tagsize, ofmt = layout
+            nsize, osize = struct.calcsize(nfmt), struct.calcsize(ofmt)
+            nfmt, ofmt = bo + nfmt, bo + ofmt
+            entry = struct.Struct(bo + ("HHQQ" if osize == 8 else "HHII"))
+            subifds_code = struct.pack(bo + "H", _TAG_SUBIFDS)
+            first = struct.unpack_from(ofmt, buf, header - osize)[0]
+            seen: dict[int, int] = {}  # IFD offset -> end of its bytes
+            starts: list[int] = []  # the same offsets, sorted
+
+            def ifd(off: int, what: str):
+                """(tag count, end) of the IFD at `off`, or None if tifffile would reject it itself."""
+                if off in seen:
+                    raise MovieError(f"{str(path)!r} is a damaged TIFF file: {what} leads to the "
+                                     f"IFD at byte {off} a second time (a loop in its IFD "
+                                     "structure)")
+                if off < header or off + nsize > size:
+                    return None
+                n = struct.unpack_from(nfmt, buf, off)[0]
+                end = off + nsize + n * tagsize + osize
+                if n > 4096 or end > size:
+                    return None
+                # Checked as the walk goes, so that the walk itself reads at most size / 12 entries.
+                i = bisect.bisect_left(starts, off)
+                before = starts[i - 1] if i > 0 and seen[starts[i - 1]] > off else None
+                after = starts[i] if i < len(starts) and starts[i] < end else None
+                if before is not None or after is not None:
+                    a, b = (before, off) if before is not None else (off, after)
+                    raise MovieError(f"{str(path)!r} is a damaged TIFF file: the IFDs at "
+                                     f"bytes {a} and {b} overlap")
+                seen[off] = end
+                starts.insert(i, off)
+                return n, end
+
+            def subifds(off: int, n: int) -> list[int]:
+                table = off + nsize
+                entries = buf[table:table + n * tagsize]
+                if subifds_code not in entries:  # fast path: no SubIFDs tag in this IFD
+                    return []
+                for i, (code, typ, count, value) in enumerate(entry.iter_unpack(entries)):
+                    if code != _TAG_SUBIFDS:
+                        continue
+                    width = {4: 4, 13: 4, 16: 8, 18: 8}.get(typ)
+                    if width is None or count < 1:
+                        return []
+                    # the value field follows code, type (2 bytes each) and count (osize bytes)
+                    at = value if count * width > osize else table + i * tagsize + 4 + osize
+                    if at + count * width > size:
+                        return []
+                    return list(struct.unpack_from(f"{bo}{count}{'I' if width == 4 else 'Q'}",
+                                                   buf, at))
+                return []
+
+            pages, off = 0, first
+            while off:
+                found = ifd(off, "the page chain" if pages else "the header")
+                if found is None:
+                    break
+                n, end = found
+                pages += 1
+                for sub in subifds(off, n):
+                    if sub >= 8:  # tifffile skips smaller SubIFD offsets
+                        ifd(sub, f"a SubIFDs entry of page {pages - 1}")
+                off = struct.unpack_from(ofmt, buf, end - osize)[0]
+    return pages
+
+
 def _open_tiff(path: Path, multi: bool) -> _Part:
     import tifffile
 
@@ -283,6 +395,12 @@ def _open_tiff(path: Path, multi: bool) -> _Part:
 
 
 def _open_tiff_checked(path, multi, tifffile, log) -> _Part:
+    try:
+        _scan_ifds(path)  # bounds tifffile's work on a damaged IFD structure (see its docstring)
+    except MovieError:
+        raise
+    except (OSError, ValueError):
+        pass  # cannot map the file (e.g. not a regular file): tifffile reports what is wrong
     try:
         # In a list of files, each file is read on its own (a multi-file OME
         # or Micro-Manager header would otherwise pull in the other files).
