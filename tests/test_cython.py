@@ -245,3 +245,58 @@ def test_downstream_extension_builds_and_matches_localize(tmp_path):
     assert np.array_equal(got["status"], ref.status.cat.codes.to_numpy())
     with pytest.raises(ValueError, match="box"):
         mod.localize_frame(frame, box=4)      # the core's error message crosses the boundary
+
+
+_FRESH_VENV_CHECK = r"""
+import importlib.util, subprocess, sys, sysconfig
+from pathlib import Path
+import numpy as np
+import spotfit
+venv, src, build = map(Path, sys.argv[1:4])
+assert Path(spotfit.__file__).resolve().is_relative_to(venv.resolve()), spotfit.__file__
+meson = [sys.executable, "-m", "mesonbuild.mesonmain"]
+for cmd in (meson + ["setup", str(build), str(src)], meson + ["compile", "-C", str(build)]):
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+so = next(build.glob("localize_frame*" + sysconfig.get_config_var("EXT_SUFFIX")))
+spec = importlib.util.spec_from_file_location("localize_frame", so)
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+camera = spotfit.Camera(baseline=100, sensitivity=0.5)
+movie, _ = spotfit.simulate(frames=1, shape=(96, 128), density=20, camera=camera, seed=3)
+frame = np.ascontiguousarray(movie[0])
+got = mod.localize_frame(frame, baseline=100, sensitivity=0.5)
+ref = spotfit.localize(frame, camera=camera)
+assert len(ref) >= 10 and np.array_equal(got["x"], ref.x.to_numpy(np.float32)), "x differs"
+assert np.array_equal(got["photons"], ref.photons.to_numpy(np.float32)), "photons differ"
+print("fresh-venv downstream OK", len(ref))
+"""
+
+
+def test_downstream_extension_builds_against_wheel_in_fresh_venv(tmp_path):
+    """Issue 11: build a wheel of this checkout, install it alone into a new virtual environment, and
+    build + run the downstream example there. The venv sees the build tools and spotfit's dependencies
+    through a path entry (not the parent's site hooks, so an editable install cannot shadow the wheel)."""
+    root = Path(__file__).resolve().parents[1]
+    env = _build_tools_env()
+    wheels = tmp_path / "wheels"
+    proc = subprocess.run([sys.executable, "-m", "pip", "wheel", str(root), "--no-build-isolation", "--no-deps",
+                           "-q", "-w", str(wheels)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    wheel = next(wheels.glob("spotfit-*.whl"))
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    vpy = venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+    vsite = Path(subprocess.run([str(vpy), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                                check=True, capture_output=True, text=True).stdout.strip())
+    # Install the wheel with this interpreter's pip into the venv's site-packages (pip has no --prefix
+    # for another interpreter; --target is exactly "unpack the wheel here").
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                           "--target", str(vsite), str(wheel)], env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    (vsite / "zz_parent_packages.pth").write_text(sysconfig.get_path("purelib") + "\n")
+    src = tmp_path / "src"
+    shutil.copytree(EXAMPLE, src)
+    proc = subprocess.run([str(vpy), "-c", _FRESH_VENV_CHECK, str(venv), str(src), str(tmp_path / "build")],
+                          env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-4000:]
+    assert "fresh-venv downstream OK" in proc.stdout
