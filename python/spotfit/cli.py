@@ -44,12 +44,12 @@ class UsageError(ValueError):
 # --------------------------------------------------------------------------------------------------------
 
 def _output_format(path: Path, fmt):
-    from . import io
+    from . import _tables
     try:
-        return io._infer_format(path, fmt, reading=False)
+        return _tables._infer_format(path, fmt, reading=False)
     except ValueError:
         raise UsageError(f"cannot tell the output format from {str(path)!r}: give --format "
-                         f"({'|'.join(io.FORMATS)}) or a .parquet/.csv/.hdf5 name") from None
+                         f"({'|'.join(_tables.FORMATS)}) or a .parquet/.csv/.hdf5 name") from None
 
 
 def _check_writer(fmt: str) -> None:
@@ -345,7 +345,7 @@ def _write_movie(movie, path: Path, camera) -> None:
     if camera.pixel_size_nm:
         md["unit"] = "nm"
         kw["resolution"] = (1.0 / camera.pixel_size_nm, 1.0 / camera.pixel_size_nm)
-    from .io import _atomic
+    from ._tables import _atomic
     with _atomic(path) as tmp:
         tifffile.imwrite(tmp, movie, imagej=True, metadata=md, **kw)
 

@@ -361,9 +361,9 @@ def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwa
 # --------------------------------------------------------------------------
 
 def _schema_metadata(meta: pd.DataFrame) -> dict:
-    from . import io
-    return {"spotfit": io._dumps(meta.attrs),
-            "spotfit.categories": json.dumps(io._categories(meta))}
+    from . import _tables
+    return {"spotfit": _tables._dumps(meta.attrs),
+            "spotfit.categories": json.dumps(_tables._categories(meta))}
 
 
 def to_parquet(locs, path, *, overwrite: bool = False, compute: bool = True, **kwargs):
@@ -409,13 +409,13 @@ def read_parquet(path, *, lazy: bool = True):
     the fixed ``status`` categories and ``.attrs["spotfit"]`` restored.
     """
     pq = _require("pyarrow.parquet")
-    from . import io
+    from . import _tables, io
     files = sorted(Path(path).glob("*.parquet"), key=io._natural_key)
     if not files:
         raise FileNotFoundError(f"no Parquet files in {str(path)!r}")
     smeta = pq.read_schema(files[0]).metadata or {}
-    attrs = io._loads(smeta[b"spotfit"].decode()) if b"spotfit" in smeta else {}
-    cats = json.loads(smeta.get(b"spotfit.categories", b"{}"), object_hook=io._decode_hook)
+    attrs = _tables._loads(smeta[b"spotfit"].decode()) if b"spotfit" in smeta else {}
+    cats = json.loads(smeta.get(b"spotfit.categories", b"{}"), object_hook=_tables._decode_hook)
 
     def fix(df):
         for c, cc in cats.items():

@@ -15,7 +15,7 @@ import pandas as pd
 
 from . import _spotcore, _validate
 from .camera import Camera
-from .regress import CentroidRegressor, as_regressor, extract_patches
+from .regress import as_regressor, extract_patches
 
 COLUMNS = ["frame", "x", "y", "photons", "background", "snr", "peak_row", "peak_col"]
 FIT_ESTIMATORS = ("mle", "lsq")

@@ -10,7 +10,6 @@ pixels per camera pixel a localization at ``(x, y)`` falls in rendered pixel
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
@@ -195,7 +194,7 @@ def save_image(img, path, *, vmin: float | None = None, vmax: float | None = Non
             matplotlib.image.imsave(tmp, scaled, vmin=0.0, vmax=1.0, cmap=cmap or "gray", format="png")
     else:
         raise ValueError(f"cannot save image {str(path)!r}: use a .png, .tif or .tiff suffix")
-    from .io import _atomic
+    from ._tables import _atomic
     with _atomic(path) as tmp:
         write(tmp)
     return path

@@ -1,0 +1,480 @@
+"""Localization tables: reading and writing (public as :func:`spotfit.io.save` / :func:`spotfit.io.load`).
+
+:func:`save` and :func:`load` handle four formats:
+
+``parquet``
+    Native.  Columns and dtypes as they are (``status`` as a dictionary
+    column); ``DataFrame.attrs`` as JSON under the schema metadata key
+    ``b"spotfit"``.  Needs :mod:`pyarrow` (extra ``spotfit[io]``).
+``csv``
+    Native.  Line 1 is ``# spotfit localizations csv v1``; line 2 is ``# ``
+    followed by one line of JSON ``{"dtypes": ..., "categories": ...,
+    "attrs": ...}``; then a normal CSV table.  Floats are written with full
+    precision, so the round trip is exact.
+``thunderstorm``
+    ThunderSTORM's CSV (``"id","frame","x [nm]",...``): frames are 1-based,
+    lengths in nm and x/y are measured from the image corner (ThunderSTORM
+    adds half a pixel to the fitted pixel-centre coordinate), so
+    ``x_nm = (x + 0.5) * pixel_size_nm``.  Needs the camera pixel size.
+``picasso``
+    Picasso's HDF5 (dataset ``locs``, a structured array) plus a ``.yaml``
+    sidecar with two YAML documents: the movie (``Frames``, ``Height``,
+    ``Width``...) and the localization step (``Pixelsize``...).  Picasso's
+    x/y use the same pixel-centre convention as spotfit.  Needs :mod:`h5py`
+    and :mod:`yaml` (extra ``spotfit[io]``).
+
+All writes are atomic: data go to a temporary file in the destination folder
+which is renamed over the target with :func:`os.replace` only after it has
+been written completely; on any error the temporary file is removed.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMATS = ("parquet", "csv", "thunderstorm", "picasso")
+
+
+def _need(module: str, pip_name: str):
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"this file format needs the {pip_name!r} package; "
+                          f"install it or `pip install spotfit[io]`") from exc
+
+
+@contextlib.contextmanager
+def _atomic(path: Path):
+    """Yield a temporary path beside `path`; move it over `path` on success."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder does not exist: {str(path.parent)!r}")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _encode(obj):
+    """Make attrs JSON-safe while keeping tuples and arrays recoverable."""
+    if isinstance(obj, dict):
+        return {str(k): _encode(v) for k, v in obj.items()}
+    if isinstance(obj, tuple):
+        return {"__tuple__": [_encode(v) for v in obj]}
+    if isinstance(obj, list):
+        return [_encode(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return {"__ndarray__": obj.tolist(), "dtype": obj.dtype.str}
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _decode_hook(d):
+    if "__tuple__" in d and len(d) == 1:
+        return tuple(d["__tuple__"])
+    if "__ndarray__" in d and set(d) == {"__ndarray__", "dtype"}:
+        return np.array(d["__ndarray__"], dtype=np.dtype(d["dtype"]))
+    return d
+
+
+def _dumps(attrs) -> str:
+    return json.dumps(_encode(dict(attrs)), separators=(",", ":"))
+
+
+def _loads(text: str) -> dict:
+    return json.loads(text, object_hook=_decode_hook)
+
+
+def _check_locs(locs, path) -> pd.DataFrame:
+    if not isinstance(locs, pd.DataFrame):
+        raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
+    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
+    if missing:
+        raise ValueError(f"cannot save to {str(path)!r}: localization table lacks "
+                         f"column(s) {missing}")
+    return locs
+
+
+def _meta(locs) -> dict:
+    md = locs.attrs.get("spotfit") if isinstance(locs.attrs, dict) else None
+    return md if isinstance(md, dict) else {}
+
+
+def _infer_format(path: Path, format, reading: bool) -> str:
+    if format is not None:
+        if format not in FORMATS:
+            raise ValueError(f"unknown format {format!r}; choose from {FORMATS}")
+        return format
+    suf = path.suffix.lower()
+    if suf in (".parquet", ".pq"):
+        return "parquet"
+    if suf in (".hdf5", ".h5"):
+        return "picasso"
+    if suf in (".csv", ".txt"):
+        if reading and path.is_file():
+            with open(path, encoding="utf-8", errors="replace") as f:
+                head = f.readline()
+            if head.startswith("#"):
+                return "csv"
+            if "[nm]" in head or "[px]" in head or "[um]" in head:
+                return "thunderstorm"
+        return "csv"
+    raise ValueError(f"cannot infer the format of {str(path)!r} from its suffix; "
+                     f"pass format= one of {FORMATS}")
+
+
+def save(locs: pd.DataFrame, path, format: str | None = None, *,
+         pixel_size_nm: float | None = None, movie_shape=None) -> Path:
+    """Save a localization table, atomically.
+
+    Parameters
+    ----------
+    locs : pandas.DataFrame
+        Localization table (at least ``frame``, ``x``, ``y``); its
+        ``attrs["spotfit"]`` metadata is stored where the format allows.
+    path : str or os.PathLike
+        Destination.  For ``picasso`` a ``.yaml`` sidecar with the same stem
+        is written as well.
+    format : {"parquet", "csv", "thunderstorm", "picasso"}, optional
+        Inferred from the suffix when None: ``.parquet``/``.pq`` → parquet,
+        ``.csv`` → csv, ``.hdf5``/``.h5`` → picasso.
+    pixel_size_nm : float, optional
+        Camera pixel size; overrides ``attrs["spotfit"]["pixel_size_nm"]``.
+        Required for ``thunderstorm``.
+    movie_shape : tuple of int, optional
+        ``(frames, rows, cols)`` of the source movie for Picasso's yaml;
+        defaults to ``attrs["spotfit"]["movie_shape"]`` or is estimated from
+        the localizations.
+
+    Returns
+    -------
+    pathlib.Path
+        The path written.
+    """
+    path = Path(path)
+    fmt = _infer_format(path, format, reading=False)
+    locs = _check_locs(locs, path)
+    md = _meta(locs)
+    px = pixel_size_nm if pixel_size_nm is not None else md.get("pixel_size_nm")
+    if fmt == "parquet":
+        _save_parquet(locs, path)
+    elif fmt == "csv":
+        _save_csv(locs, path)
+    elif fmt == "thunderstorm":
+        _save_thunderstorm(locs, path, px)
+    else:
+        _save_picasso(locs, path, px, movie_shape or md.get("movie_shape"))
+    return path
+
+
+def load(path, format: str | None = None, *, pixel_size_nm: float | None = None
+         ) -> pd.DataFrame:
+    """Load a localization table written by :func:`save` or a peer program.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        File to read.
+    format : {"parquet", "csv", "thunderstorm", "picasso"}, optional
+        Inferred when None from the suffix and, for ``.csv``, from the
+        header line (``# spotfit`` → csv, ``"x [nm]"`` → thunderstorm).
+    pixel_size_nm : float, optional
+        Camera pixel size, needed to convert ThunderSTORM's nm to pixels
+        (else read from a ThunderSTORM ``<stem>-protocol.txt`` beside it).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Table in spotfit's columns and conventions (0-based frames, pixel
+        coordinates with pixel centres at integers) with ``attrs["spotfit"]``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"localization file not found: {str(path)!r}")
+    if path.is_dir():
+        raise IsADirectoryError(f"{str(path)!r} is a directory, not a localization file")
+    fmt = _infer_format(path, format, reading=True)
+    try:
+        if fmt == "parquet":
+            return _load_parquet(path)
+        if fmt == "csv":
+            return _load_csv(path)
+        if fmt == "thunderstorm":
+            return _load_thunderstorm(path, pixel_size_nm)
+        return _load_picasso(path)
+    except (ImportError, FileNotFoundError):
+        raise
+    except ValueError as exc:
+        if str(path) in str(exc):
+            raise
+        raise ValueError(f"{str(path)!r}: cannot read as {fmt} ({exc})") from exc
+    except Exception as exc:
+        raise ValueError(f"{str(path)!r}: cannot read as {fmt} "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def _categories(locs) -> dict:
+    return {str(c): [_encode(v) for v in locs[c].cat.categories] for c in locs.columns
+            if isinstance(locs[c].dtype, pd.CategoricalDtype)}
+
+
+# parquet: schema metadata b"spotfit" = JSON of DataFrame.attrs
+def _save_parquet(locs, path):
+    pa = _need("pyarrow", "pyarrow")
+    pq = _need("pyarrow.parquet", "pyarrow")
+    bare = locs.copy(deep=False)
+    bare.attrs = {}  # attrs go in our own key below, as exact JSON
+    table = pa.Table.from_pandas(bare, preserve_index=False)
+    meta = dict(table.schema.metadata or {})
+    meta[b"spotfit"] = _dumps(locs.attrs).encode()
+    # Arrow drops unused categories of an empty column; keep them ourselves.
+    meta[b"spotfit.categories"] = json.dumps(_categories(locs)).encode()
+    table = table.replace_schema_metadata(meta)
+    with _atomic(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def _load_parquet(path):
+    pq = _need("pyarrow.parquet", "pyarrow")
+    table = pq.read_table(path)
+    meta = table.schema.metadata or {}
+    df = table.to_pandas()
+    for c, cats in json.loads(meta.get(b"spotfit.categories", b"{}"), object_hook=_decode_hook
+                              ).items():
+        df[c] = pd.Categorical(df[c], categories=cats)
+    df.attrs = _loads(meta[b"spotfit"].decode()) if b"spotfit" in meta else {}
+    return df
+
+
+# native csv: two comment lines (magic, JSON of dtypes/categories/attrs)
+_CSV_MAGIC = "# spotfit localizations csv v1"
+
+
+def _save_csv(locs, path):
+    header = {"dtypes": {c: str(t) for c, t in locs.dtypes.items()},
+              "categories": _categories(locs),
+              "attrs": json.loads(_dumps(locs.attrs))}
+    with _atomic(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
+            f.write(_CSV_MAGIC + "\n# " + json.dumps(header, separators=(",", ":")) + "\n")
+            locs.to_csv(f, index=False, lineterminator="\n")
+
+
+def _load_csv(path):
+    with open(path, encoding="utf-8") as f:
+        first = f.readline()
+        header = {}
+        skip = 0
+        if first.startswith(_CSV_MAGIC):
+            second = f.readline()
+            if not second.startswith("# "):
+                raise ValueError("second line should be '# {json}' metadata")
+            header = _loads(second[2:])
+            skip = 2
+    dtypes = header.get("dtypes", {})
+    cats = header.get("categories", {})
+    # Read floats as float64 (their text is exact) and cast back below; only
+    # empty fields are missing values, so a category named "NA" survives.
+    read_types = {c: ("object" if c in cats else "float64" if "float" in t else t)
+                  for c, t in dtypes.items()}
+    df = pd.read_csv(path, skiprows=skip, dtype=read_types or None, keep_default_na=False,
+                     na_values=[""])
+    for c, t in dtypes.items():
+        if c in cats:
+            df[c] = pd.Categorical(df[c], categories=cats[c])
+        elif c in df.columns and str(df[c].dtype) != t:
+            df[c] = df[c].astype(t)
+    df.attrs = header.get("attrs", {})
+    return df
+
+
+# ThunderSTORM CSV: 1-based frames, nm, origin at the image corner.
+_TS_UNITS = {"nm": 1.0, "um": 1e3, "µm": 1e3}
+
+
+def _save_thunderstorm(locs, path, px):
+    if not px:
+        raise ValueError(f"cannot write ThunderSTORM file {str(path)!r}: it stores nm, so "
+                         "pixel_size_nm is needed (argument or attrs['spotfit'])")
+    px = float(px)
+    out = {"id": np.arange(1, len(locs) + 1, dtype=np.int64),
+           "frame": locs["frame"].to_numpy(np.int64) + 1,
+           "x [nm]": (locs["x"].to_numpy(np.float64) + 0.5) * px,
+           "y [nm]": (locs["y"].to_numpy(np.float64) + 0.5) * px}
+    if {"sigma_x", "sigma_y"} <= set(locs.columns):
+        out["sigma [nm]"] = 0.5 * (locs["sigma_x"].to_numpy(np.float64)
+                                   + locs["sigma_y"].to_numpy(np.float64)) * px
+    if "photons" in locs:
+        out["intensity [photon]"] = locs["photons"].to_numpy(np.float64)
+    if "background" in locs:
+        bg = locs["background"].to_numpy(np.float64)
+        out["offset [photon]"] = bg
+        # ThunderSTORM's bkgstd: std of the background; Poisson → sqrt(bg).
+        out["bkgstd [photon]"] = np.sqrt(np.clip(bg, 0, None))
+    if {"uncertainty_x", "uncertainty_y"} <= set(locs.columns):
+        ux = locs["uncertainty_x"].to_numpy(np.float64)
+        uy = locs["uncertainty_y"].to_numpy(np.float64)
+        out["uncertainty [nm]"] = np.sqrt(0.5 * (ux * ux + uy * uy)) * px
+    df = pd.DataFrame(out)
+    import csv
+    with _atomic(path) as tmp:
+        # ThunderSTORM quotes the header names and leaves numbers bare.
+        df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
+
+
+def _load_thunderstorm(path, px):
+    df = pd.read_csv(path)
+    if px is None:
+        proto = path.with_name(path.stem + "-protocol.txt")
+        if proto.exists():
+            with contextlib.suppress(Exception):
+                text = proto.read_text(errors="replace")
+                px = float(json.loads(text[text.index("{"):])["cameraSettings"]["pixelSize"])
+    out = {}
+    for label in df.columns:
+        m = re.fullmatch(r"\s*(.*?)\s*(?:\[(.*)\])?\s*", str(label))
+        name, unit = m.group(1), (m.group(2) or "").strip()
+        values = df[label].to_numpy(np.float64)
+        if unit in _TS_UNITS or unit == "px":
+            if unit != "px":
+                if not px:
+                    raise ValueError(f"{str(path)!r} stores {label!r} in {unit}; pass "
+                                     "pixel_size_nm to convert it to pixels")
+                values = values * (_TS_UNITS[unit] / float(px))
+            if name in ("x", "y"):
+                values = values - 0.5
+        key = {"x": ["x"], "y": ["y"], "sigma": ["sigma_x", "sigma_y"],
+               "sigma1": ["sigma_x"], "sigma2": ["sigma_y"], "intensity": ["photons"],
+               "offset": ["background"], "bkgstd": ["background_std"],
+               "uncertainty": ["uncertainty_x", "uncertainty_y"],
+               "uncertainty_xy": ["uncertainty_x", "uncertainty_y"],
+               "frame": ["frame"], "id": []}.get(name, [name])
+        for k in key:
+            out[k] = values
+    if not {"frame", "x", "y"} <= set(out):
+        raise ValueError(f"{str(path)!r}: ThunderSTORM file needs frame, x and y columns")
+    out["frame"] = np.asarray(np.rint(out["frame"]), dtype=np.int64) - 1
+    res = pd.DataFrame(out)
+    res.attrs = {"spotfit": {"pixel_size_nm": float(px) if px else None,
+                             "source": {"format": "thunderstorm", "file": str(path)}}}
+    return res
+
+
+# Picasso: HDF5 dataset "locs" + two-document yaml sidecar.
+_PICASSO_FLOATS = [("x", "x"), ("y", "y"), ("photons", "photons"), ("sx", "sigma_x"),
+                   ("sy", "sigma_y"), ("bg", "background"), ("lpx", "uncertainty_x"),
+                   ("lpy", "uncertainty_y")]
+
+
+def _save_picasso(locs, path, px, movie_shape):
+    h5py = _need("h5py", "h5py")
+    yaml = _need("yaml", "pyyaml")
+    n = len(locs)
+    frame = locs["frame"].to_numpy(np.int64)
+    if n and (frame.min() < 0 or frame.max() > np.iinfo(np.uint32).max):
+        raise ValueError(f"cannot write {str(path)!r}: frames must fit Picasso's uint32")
+    fields = [("frame", "<u4")] + [(p, "<f4") for p, _ in _PICASSO_FLOATS] + [
+        ("ellipticity", "<f4"), ("net_gradient", "<f4")]
+    if "loglik" in locs:
+        fields.append(("likelihood", "<f4"))
+    if "iterations" in locs:
+        fields.append(("iterations", "<i4"))
+    arr = np.zeros(n, dtype=fields)
+    arr["frame"] = frame
+    for pic, ours in _PICASSO_FLOATS:
+        arr[pic] = locs[ours].to_numpy(np.float32) if ours in locs else np.nan
+    if "ellipticity" in locs:
+        arr["ellipticity"] = locs["ellipticity"].to_numpy(np.float32)
+    else:  # Picasso's definition: (max(sx, sy) - min(sx, sy)) / max(sx, sy)
+        hi = np.maximum(arr["sx"], arr["sy"])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            arr["ellipticity"] = (hi - np.minimum(arr["sx"], arr["sy"])) / hi
+    # spotfit has no net gradient; 0 unless the table carries one.
+    if "net_gradient" in locs:
+        arr["net_gradient"] = locs["net_gradient"].to_numpy(np.float32)
+    if "loglik" in locs:
+        arr["likelihood"] = locs["loglik"].to_numpy(np.float32)
+    if "iterations" in locs:
+        arr["iterations"] = locs["iterations"].to_numpy(np.int32)
+    if movie_shape is None:
+        movie_shape = (int(frame.max()) + 1 if n else 0,
+                       int(math.ceil(np.nanmax(arr["y"]) + 0.5)) if n else 0,
+                       int(math.ceil(np.nanmax(arr["x"]) + 0.5)) if n else 0)
+    frames, rows, cols = (int(v) for v in movie_shape)
+    md = _meta(locs)
+    params = md.get("parameters") or {}
+    movie_doc = {"Byte Order": "<", "Data Type": str(md.get("movie_dtype", "uint16")),
+                 "Frames": frames, "Height": rows, "Width": cols,
+                 "Generated by": "spotfit"}
+    loc_doc = {"Generated by": f"spotfit {md.get('version', '')} localize".replace("  ", " ")}
+    if px:
+        loc_doc["Pixelsize"] = float(px)
+    for keys, name in ((("box", "box_size"), "Box Size"), (("estimator", "method"), "Fit method")):
+        for key in keys:
+            if isinstance(params, dict) and isinstance(params.get(key), (int, float, str)):
+                loc_doc.setdefault(name, params[key])
+    loc_doc["spotfit attrs (json)"] = _dumps(locs.attrs)
+    yaml_path = path.with_suffix(".yaml")
+    with _atomic(path) as tmp_h5, _atomic(yaml_path) as tmp_yaml:
+        with h5py.File(tmp_h5, "w") as f:
+            f.create_dataset("locs", data=arr)
+        with open(tmp_yaml, "w") as f:
+            yaml.safe_dump_all([movie_doc, loc_doc], f, default_flow_style=False)
+
+
+def _load_picasso(path):
+    h5py = _need("h5py", "h5py")
+    yaml = _need("yaml", "pyyaml")
+    with h5py.File(path, "r") as f:
+        if "locs" not in f:
+            raise ValueError(f"{str(path)!r}: no 'locs' dataset (not a Picasso file)")
+        arr = f["locs"][...]
+    names = arr.dtype.names or ()
+    out = {"frame": arr["frame"].astype(np.int64)}
+    for pic, ours in _PICASSO_FLOATS:
+        if pic in names:
+            out[ours] = arr[pic]
+    if "likelihood" in names:
+        out["loglik"] = arr["likelihood"]
+    if "iterations" in names:
+        out["iterations"] = arr["iterations"].astype(np.int32)
+    for name in names:
+        if name not in ("frame", "likelihood", "iterations") and \
+                name not in dict(_PICASSO_FLOATS):
+            out[name] = arr[name]
+    df = pd.DataFrame(out)
+    docs = []
+    yaml_path = path.with_suffix(".yaml")
+    if yaml_path.exists():
+        with open(yaml_path) as f:
+            docs = [d for d in yaml.safe_load_all(f) if isinstance(d, dict)]
+    for d in docs:
+        if "spotfit attrs (json)" in d:
+            df.attrs = _loads(d["spotfit attrs (json)"])
+            return df
+    md = {"pixel_size_nm": None, "movie_shape": None,
+          "source": {"format": "picasso", "file": str(path), "info": docs}}
+    for d in docs:
+        if d.get("Pixelsize"):
+            md["pixel_size_nm"] = float(d["Pixelsize"])
+    if docs and {"Frames", "Height", "Width"} <= set(docs[0]):
+        md["movie_shape"] = (int(docs[0]["Frames"]), int(docs[0]["Height"]),
+                             int(docs[0]["Width"]))
+    df.attrs = {"spotfit": md}
+    return df
