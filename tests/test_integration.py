@@ -1,5 +1,6 @@
 """localize() with a trained classifier and with a learned centroid estimator."""
 import numpy as np
+import pandas as pd
 import pytest
 
 import spotfit
@@ -37,8 +38,18 @@ def test_localize_with_classifier_adds_good_column(small_movie, tmp_path):
     out = spotfit.localize(movie, camera=cam, classifier=path, chunk_frames=16)
     assert {"good", "p_good"} <= set(out.columns)
     np.testing.assert_array_equal(out.good.to_numpy(), clf.predict(patches))
-    kept = spotfit.localize(movie, camera=cam, classifier=clf, drop_bad=True)
-    assert len(kept) == int(out.good.sum())
+    # drop_bad screens before the fit: the same rows, bit for bit, as fitting all and dropping the bad
+    kept = spotfit.localize(movie, camera=cam, classifier=clf, drop_bad=True, chunk_frames=7)
+    assert 0 < len(kept) == int(out.good.sum()) < len(out)
+    pd.testing.assert_frame_equal(kept, out[out.good].reset_index(drop=True), check_exact=True)
+    # with an sCMOS variance map (the boxes carry their variance to the fit)
+    rng = np.random.default_rng(4)
+    scmos = spotfit.Camera(offset_map=np.full(movie.shape[1:], cam.baseline, np.float32),
+                           gain_map=np.full(movie.shape[1:], 1 / cam.sensitivity, np.float32),
+                           variance_map=rng.uniform(0, 9, movie.shape[1:]).astype(np.float32))
+    full = spotfit.localize(movie, camera=scmos, classifier=clf)
+    kept = spotfit.localize(movie, camera=scmos, classifier=clf, drop_bad=True)
+    pd.testing.assert_frame_equal(kept, full[full.good].reset_index(drop=True), check_exact=True)
 
 
 def test_unknown_estimator_is_a_clear_error(small_movie):

@@ -113,8 +113,8 @@ Result frame_to_photons(const ImageStack& s, int64_t frame, const Camera& cam, f
     return Result::success();
 }
 
-Result localize(const ImageStack& s, const Camera& cam, const LocalizeOptions& opt, int64_t first_frame,
-                std::vector<Localization>& out) {
+Result detect_boxes(const ImageStack& s, const Camera& cam, const LocalizeOptions& opt, int64_t first_frame,
+                    Detections& out) {
     Result r = check_stack(s);
     if (!r.ok()) return r;
     r = check_camera(cam);
@@ -197,41 +197,64 @@ Result localize(const ImageStack& s, const Camera& cam, const LocalizeOptions& o
     }
     if (failed) return {Status::out_of_memory, failure};
 
-    // Phase 2: one batch of boxes for the whole chunk, fitted in parallel.
+    // Gather in frame order (per-frame vectors freed as they are copied).
     size_t total = 0;
     for (const auto& pk : peaks) total += pk.size();
-    std::vector<float> boxes, vars;
+    try {
+        const size_t n0 = out.size();
+        out.frame.reserve(n0 + total);
+        out.peak_row.reserve(n0 + total);
+        out.peak_col.reserve(n0 + total);
+        out.boxes.reserve((n0 + total) * size_t(KK));
+        if (sensor_variance) out.variance.reserve((n0 + total) * size_t(KK));
+        for (int64_t f = 0; f < s.frames; ++f) {
+            for (const Peak& pk : peaks[size_t(f)]) {
+                out.frame.push_back(first_frame + f);
+                out.peak_row.push_back(pk.row);
+                out.peak_col.push_back(pk.col);
+            }
+            out.boxes.insert(out.boxes.end(), frame_boxes[size_t(f)].begin(), frame_boxes[size_t(f)].end());
+            std::vector<float>().swap(frame_boxes[size_t(f)]);
+            if (sensor_variance) {
+                out.variance.insert(out.variance.end(), frame_vars[size_t(f)].begin(), frame_vars[size_t(f)].end());
+                std::vector<float>().swap(frame_vars[size_t(f)]);
+            }
+        }
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in localize"};
+    }
+    return Result::success();
+}
+
+Result localize(const ImageStack& s, const Camera& cam, const LocalizeOptions& opt, int64_t first_frame,
+                std::vector<Localization>& out) {
+    Detections det;
+    Result r = detect_boxes(s, cam, opt, first_frame, det);
+    if (!r.ok()) return r;
+    const size_t total = det.size();
+    if (total == 0) return Result::success();
     std::vector<FitResult> fits;
     try {
-        boxes.reserve(total * size_t(KK));
-        if (sensor_variance) vars.reserve(total * size_t(KK));
         fits.resize(total);
         out.reserve(out.size() + total);
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in localize"};
     }
-    for (int64_t f = 0; f < s.frames; ++f) {
-        boxes.insert(boxes.end(), frame_boxes[size_t(f)].begin(), frame_boxes[size_t(f)].end());
-        std::vector<float>().swap(frame_boxes[size_t(f)]);
-        if (sensor_variance) {
-            vars.insert(vars.end(), frame_vars[size_t(f)].begin(), frame_vars[size_t(f)].end());
-            std::vector<float>().swap(frame_vars[size_t(f)]);
-        }
-    }
-    r = fit_boxes(boxes.data(), sensor_variance ? vars.data() : nullptr, int64_t(total), opt.fit, fits.data());
+    // One batch of boxes for the whole chunk, fitted in parallel.
+    r = fit_boxes(det.boxes.data(), det.variance.empty() ? nullptr : det.variance.data(), int64_t(total), opt.fit,
+                  fits.data());
     if (!r.ok()) return r;
-    size_t k = 0;
-    for (int64_t f = 0; f < s.frames; ++f)
-        for (const Peak& pk : peaks[size_t(f)]) {
-            Localization loc;
-            loc.frame = first_frame + f;
-            loc.peak_row = pk.row;
-            loc.peak_col = pk.col;
-            loc.fit = fits[k++];
-            loc.fit.x += float(pk.col - half);
-            loc.fit.y += float(pk.row - half);
-            out.push_back(loc);
-        }
+    const int half = opt.fit.box / 2;
+    for (size_t k = 0; k < total; ++k) {
+        Localization loc;
+        loc.frame = det.frame[k];
+        loc.peak_row = det.peak_row[k];
+        loc.peak_col = det.peak_col[k];
+        loc.fit = fits[k];
+        loc.fit.x += float(det.peak_col[k] - half);
+        loc.fit.y += float(det.peak_row[k] - half);
+        out.push_back(loc);
+    }
     return Result::success();
 }
 

@@ -173,6 +173,18 @@ static void test_localize_threads() {
     CHECK(a.size() >= size_t(frames));
     if (a.size() == b.size()) CHECK(std::memcmp(a.data(), b.data(), sizeof(Localization) * a.size()) == 0);
     for (const auto& l : a) CHECK(l.frame >= 10 && l.frame < 10 + frames);
+
+    // localize == detect_boxes + fit_boxes (what an embedding tool does to screen spots before fitting).
+    Detections det;
+    CHECK(detect_boxes(s, cam, lo, 10, det).ok());
+    CHECK(det.size() == a.size() && det.boxes.size() == det.size() * 49 && det.variance.empty());
+    std::vector<FitResult> fits(det.size());
+    CHECK(fit_boxes(det.boxes.data(), nullptr, int64_t(det.size()), lo.fit, fits.data()).ok());
+    for (size_t k = 0; k < det.size() && k < a.size(); ++k) {
+        CHECK(det.frame[k] == a[k].frame && det.peak_row[k] == a[k].peak_row && det.peak_col[k] == a[k].peak_col);
+        CHECK(fits[k].x + float(det.peak_col[k] - 3) == a[k].fit.x);
+        CHECK(fits[k].photons == a[k].fit.photons);
+    }
 }
 
 int main() {

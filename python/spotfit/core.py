@@ -135,7 +135,8 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         OpenMP threads (default: all cores, or ``OMP_NUM_THREADS``). Results do not depend on it.
     classifier : SpotClassifier or path, optional
         Adds ``good`` (bool) and ``p_good`` columns from a trained :class:`spotfit.SpotClassifier`
-        applied to each spot's image; ``drop_bad=True`` keeps only the good spots.
+        applied to each spot's image; ``drop_bad=True`` keeps only the good spots, screening each detection
+        before the fit so that bad spots are never fitted (same rows as fitting all, then dropping).
 
     Returns
     -------
@@ -200,12 +201,22 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
             chunk = _validate.pixel_array(chunk)
             if chunk.ndim == 2:
                 chunk = chunk[None]
-            rec = _spotcore.localize(
-                chunk, camera.baseline, camera.sensitivity, camera.em_gain, camera.qe, camera.offset_map,
-                camera.gain_map, use_variance, mode, threshold, min_distance, int(border), box, psf_sigma,
-                model_id, est_id, int(max_iterations), tolerance, nthreads, int(first), bool(mask_neighbours))
-            parts.append(rec)
-            if classifier is not None:  # classify per chunk so that a file is read once
+            cam_args = (chunk, camera.baseline, camera.sensitivity, camera.em_gain, camera.qe, camera.offset_map,
+                        camera.gain_map, use_variance, mode, threshold, min_distance, int(border), box)
+            if classifier is not None and drop_bad:
+                # Screen the detections' images first and fit only the good ones (bad spots are
+                # dropped anyway, and they are the slow fits). Same rows as fitting all and dropping.
+                rec, good, p_good = _screen_then_fit(classifier, cam_args, camera, classify_threshold, box,
+                                                     psf_sigma, model_id, est_id, int(max_iterations), tolerance,
+                                                     nthreads, int(first), bool(mask_neighbours))
+                parts.append(rec)
+                goods.append(good)
+                probs.append(p_good)
+            else:
+                rec = _spotcore.localize(*cam_args, psf_sigma, model_id, est_id, int(max_iterations), tolerance,
+                                         nthreads, int(first), bool(mask_neighbours))
+                parts.append(rec)
+            if classifier is not None and not drop_bad:  # classify per chunk so that a file is read once
                 table = _table(rec)
                 table["frame"] -= first
                 good, p_good = classifier.predict_spots(chunk, table, camera=camera, threshold=classify_threshold)
@@ -220,7 +231,7 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
     if classifier is not None:
         locs["good"] = np.concatenate(goods)
         locs["p_good"] = np.concatenate(probs)
-        if drop_bad:
+        if drop_bad:  # already screened before the fit; kept as a guard
             locs = locs[locs["good"]].reset_index(drop=True)
     locs.attrs["spotfit"] = _metadata(camera, n_frames, frame_shape, {
         "psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
@@ -229,6 +240,23 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
     if classifier is not None:
         locs.attrs["spotfit"]["classifier"] = {"model": classifier.model, "threshold": classify_threshold}
     return locs
+
+
+def _screen_then_fit(classifier, cam_args, camera, classify_threshold, box, psf_sigma, model_id, est_id,
+                     max_iterations, tolerance, nthreads, first, mask_neighbours):
+    """One chunk: detect (C++), classify each detection's image, fit the good boxes only (C++)."""
+    chunk = cam_args[0]
+    frame, peak_row, peak_col, boxes, variance = _spotcore.detect_boxes(*cam_args, nthreads, first, mask_neighbours)
+    peaks = pd.DataFrame({"frame": frame - first, "peak_row": peak_row, "peak_col": peak_col})
+    good, p_good = classifier.predict_spots(chunk, peaks, camera=camera, threshold=classify_threshold)
+    keep = np.flatnonzero(good)
+    rec = _spotcore.fit_boxes(boxes[keep], None if variance is None else variance[keep], model_id, est_id,
+                              psf_sigma, max_iterations, tolerance, nthreads)
+    half = box // 2
+    rec["frame"], rec["peak_row"], rec["peak_col"] = frame[keep], peak_row[keep], peak_col[keep]
+    rec["x"] += (peak_col[keep] - half).astype(np.float32)
+    rec["y"] += (peak_row[keep] - half).astype(np.float32)
+    return rec, np.ones(len(keep), bool), np.asarray(p_good, np.float32)[keep]
 
 
 def _metadata(camera: Camera, n_frames: int, frame_shape, parameters: dict) -> dict:

@@ -135,7 +135,18 @@ cdef extern from "spotcore/localize.h" namespace "spotcore" nogil:
     cppclass LocalizeOptions:
         DetectOptions detect
         FitOptions fit
+        bint mask_neighbours
 
+    cppclass Detections:
+        vector[int64_t] frame
+        vector[int32_t] peak_row, peak_col
+        vector[float] boxes        # size() * box * box photons, NaN outside the image / masked
+        vector[float] variance     # same layout when the camera has a variance map, else empty
+        size_t size()
+
+    # The detection half of localize (boxes ready for fit_boxes); appended in localize's order.
+    Result detect_boxes(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
+                        int64_t first_frame, Detections& out)
     # Localize every frame of stack; output appended to out ordered by frame, then peak raster order.
     Result localize(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
                     int64_t first_frame, vector[Localization]& out)

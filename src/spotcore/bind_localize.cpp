@@ -1,3 +1,4 @@
+#include <cstring>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,35 @@ OptionalMap optional_map(const py::object& o, int64_t rows, int64_t cols, const 
     return OptionalMap{a, true};
 }
 
+// Camera with its maps (kept alive by the OptionalMaps) and the localize options, from Python arguments.
+struct CameraArgs {
+    OptionalMap off, gain, var;
+    spotcore::Camera cam;
+};
+
+CameraArgs camera_args(const spotcore::ImageStack& s, double baseline, double sensitivity, double em_gain, double qe,
+                       const py::object& offset_map, const py::object& gain_map, const py::object& variance_map) {
+    CameraArgs c;
+    c.off = optional_map(offset_map, s.rows, s.cols, "offset");
+    c.gain = optional_map(gain_map, s.rows, s.cols, "gain");
+    c.var = optional_map(variance_map, s.rows, s.cols, "variance");
+    c.cam.baseline = baseline;
+    c.cam.sensitivity = sensitivity;
+    c.cam.em_gain = em_gain;
+    c.cam.qe = qe;
+    c.cam.offset_map = c.off.data();
+    c.cam.gain_map = c.gain.data();
+    c.cam.variance_map = c.var.data();
+    return c;
+}
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v) {
+    py::array_t<T> a(py::ssize_t(v.size()));
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+    return a;
+}
+
 }  // namespace
 
 void bind_localize(py::module_& m) {
@@ -60,17 +90,8 @@ void bind_localize(py::module_& m) {
            int64_t first_frame, bool mask_neighbours) {
             if (stack.ndim() != 3) throw py::value_error("localize: stack must be 3D (frames, rows, cols)");
             const spotcore::ImageStack s = stack_view(stack);
-            const OptionalMap off = optional_map(offset_map, s.rows, s.cols, "offset");
-            const OptionalMap gain = optional_map(gain_map, s.rows, s.cols, "gain");
-            const OptionalMap var = optional_map(variance_map, s.rows, s.cols, "variance");
-            spotcore::Camera cam;
-            cam.baseline = baseline;
-            cam.sensitivity = sensitivity;
-            cam.em_gain = em_gain;
-            cam.qe = qe;
-            cam.offset_map = off.data();
-            cam.gain_map = gain.data();
-            cam.variance_map = var.data();
+            const CameraArgs c = camera_args(s, baseline, sensitivity, em_gain, qe, offset_map, gain_map, variance_map);
+            const spotcore::Camera& cam = c.cam;
             spotcore::LocalizeOptions o;
             o.detect.mode = mode;
             o.detect.threshold = threshold;
@@ -103,6 +124,47 @@ void bind_localize(py::module_& m) {
         py::arg("model"), py::arg("estimator"), py::arg("max_iterations"), py::arg("tolerance"),
         py::arg("threads"), py::arg("first_frame"), py::arg("mask_neighbours") = true,
         "Fused convert/filter/detect/fit over a (frames, rows, cols) stack; returns a structured array.");
+    m.def(
+        "detect_boxes",
+        [](py::array stack, double baseline, double sensitivity, double em_gain, double qe, py::object offset_map,
+           py::object gain_map, py::object variance_map, spotcore::ThresholdMode mode, float threshold,
+           float min_distance, int32_t border, int32_t box, int32_t threads, int64_t first_frame,
+           bool mask_neighbours) {
+            if (stack.ndim() != 3) throw py::value_error("detect_boxes: stack must be 3D (frames, rows, cols)");
+            const spotcore::ImageStack s = stack_view(stack);
+            const CameraArgs c = camera_args(s, baseline, sensitivity, em_gain, qe, offset_map, gain_map, variance_map);
+            spotcore::LocalizeOptions o;
+            o.detect.mode = mode;
+            o.detect.threshold = threshold;
+            o.detect.min_distance = min_distance;
+            o.detect.border = border;
+            o.fit.box = box;
+            o.fit.threads = threads;
+            o.mask_neighbours = mask_neighbours;
+            spotcore::Detections det;
+            spotcore::Result r;
+            {
+                py::gil_scoped_release release;
+                r = spotcore::detect_boxes(s, c.cam, o, first_frame, det);
+            }
+            raise_if_failed(r);
+            const py::ssize_t n = py::ssize_t(det.size()), k = box;
+            FloatImage boxes({n, k, k});
+            if (n) std::memcpy(boxes.mutable_data(), det.boxes.data(), det.boxes.size() * sizeof(float));
+            py::object variance = py::none();
+            if (!det.variance.empty()) {
+                FloatImage v({n, k, k});
+                std::memcpy(v.mutable_data(), det.variance.data(), det.variance.size() * sizeof(float));
+                variance = v;
+            }
+            return py::make_tuple(to_numpy(det.frame), to_numpy(det.peak_row), to_numpy(det.peak_col), boxes,
+                                  variance);
+        },
+        py::arg("stack"), py::arg("baseline"), py::arg("sensitivity"), py::arg("em_gain"), py::arg("qe"),
+        py::arg("offset_map"), py::arg("gain_map"), py::arg("variance_map"), py::arg("threshold_mode"),
+        py::arg("threshold"), py::arg("min_distance"), py::arg("border"), py::arg("box"), py::arg("threads"),
+        py::arg("first_frame"), py::arg("mask_neighbours") = true,
+        "Detection half of localize: (frame, peak_row, peak_col, boxes (n, box, box) photons, variance or None).");
     m.def(
         "frame_to_photons",
         [](py::array stack, int64_t frame, double baseline, double sensitivity, double em_gain, double qe) {

@@ -21,6 +21,19 @@ struct LocalizeOptions {
     bool mask_neighbours = true;
 };
 
+// The detection half of localize: every peak of every frame with its fit box, ready for fit_boxes.
+struct Detections {
+    std::vector<int64_t> frame;            // first_frame + index in the stack
+    std::vector<int32_t> peak_row, peak_col;
+    std::vector<float> boxes;              // size() * box * box photons; NaN outside the image and, with
+                                           // mask_neighbours, on pixels nearer to another peak
+    std::vector<float> variance;           // same layout (photons^2) if the camera has a variance map
+    size_t size() const { return frame.size(); }
+};
+// Convert, filter, threshold, find maxima and cut boxes (options.fit.box) for every frame; appends to
+// `out` ordered by frame, then peak raster order. localize() = detect_boxes() + fit_boxes().
+Result detect_boxes(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
+                    int64_t first_frame, Detections& out);
 // Localize every frame of `stack`; frame numbers in the output are first_frame + index.
 // Output is appended to `out` ordered by frame, then by peak raster order, for any thread count.
 Result localize(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
