@@ -9,9 +9,8 @@ AUC). Then times ``predict_proba`` and ``predict`` on ``--patches`` 9x9 patches 
 resampled with random flips/transposes), best of ``--repeat``, with 1 thread and with all cores,
 next to scikit-learn's own ``pipeline.predict_proba`` on the same patches and to the former
 default (hgb on ``features="moments"`` through the pipeline). Last, the cost of
-``spotfit.localize(..., classifier=clf)`` over a plain ``localize`` of the simulated movie, and the
-time that dropping the bad spots before fitting could save (fit_spots on all boxes vs the good
-ones, against cutting + screening the patches; one thread each).
+``spotfit.localize(..., classifier=clf)`` over a plain ``localize`` of the simulated movie, and with
+``drop_bad=True``, which screens the detections before the fit and fits only the good ones.
 """
 import argparse
 import os
@@ -92,22 +91,17 @@ def main():
     plain = best(lambda: spotfit.localize(q.movie, **kw), args.repeat)
     both = best(lambda: spotfit.localize(q.movie, classifier=clf, **kw), args.repeat)
     locs = spotfit.localize(q.movie, classifier=clf, **kw)
-    cut = best(lambda: spotfit.extract_patches(q.movie, locs, 9, camera=q.camera), args.repeat)
-    patches = spotfit.extract_patches(q.movie, locs, 9, camera=q.camera)
-    screen = best(lambda: clf.predict_proba(patches, threads=1), args.repeat)
-    boxes = spotfit.extract_patches(q.movie, locs, 7, camera=q.camera)
     g = locs["good"].to_numpy()
-    fit_all = best(lambda: spotfit.fit_spots(boxes, psf_sigma=1.3, model="elliptical", threads=1), args.repeat)
-    fit_good = best(lambda: spotfit.fit_spots(boxes[g], psf_sigma=1.3, model="elliptical", threads=1), args.repeat)
+    dropped = best(lambda: spotfit.localize(q.movie, classifier=clf, drop_bad=True, **kw), args.repeat)
     plain1 = best(lambda: spotfit.localize(q.movie, threads=1, **kw), args.repeat)
+    both1 = best(lambda: spotfit.localize(q.movie, classifier=clf, threads=1, **kw), args.repeat)
+    dropped1 = best(lambda: spotfit.localize(q.movie, classifier=clf, drop_bad=True, threads=1, **kw), args.repeat)
     ms = 1e3
-    print(f"\nlocalize {q.movie.shape} ({len(locs)} spots, {g.mean():.1%} good): plain {plain * ms:.0f} ms, "
-          f"with classifier= {both * ms:.0f} ms (+{(both - plain) * ms:.0f} ms, {both / plain - 1:+.0%}; it classifies "
-          f"after the fit); cutting 9x9 patches {cut * ms:.0f} ms + predict_proba {screen * ms:.0f} ms")
-    print(f"one thread: localize {plain1 * ms:.0f} ms; fit_spots on the 7x7 boxes: all {fit_all * ms:.0f} ms, "
-          f"good only {fit_good * ms:.0f} ms. Screening before the fit would save {(fit_all - fit_good) * ms:.0f} ms of fitting "
-          f"for {(cut + screen) * ms:.0f} ms of screening: net {(fit_all - fit_good - cut - screen) / plain1:.0%} "
-          "of a one-thread localize")
+    print(f"\nlocalize {q.movie.shape} ({len(locs)} spots, {g.mean():.1%} good), best of {args.repeat}:")
+    for label, t0, t1, t2 in (("all cores", plain, both, dropped), ("1 thread", plain1, both1, dropped1)):
+        print(f"  {label:<9}: plain {t0 * ms:5.0f} ms | classifier= (fit all, then classify) {t1 * ms:5.0f} ms "
+              f"({t1 / t0 - 1:+.0%}) | classifier=, drop_bad=True (screen, fit the good) {t2 * ms:5.0f} ms "
+              f"({t2 / t0 - 1:+.0%})")
 
 
 if __name__ == "__main__":
