@@ -239,7 +239,8 @@ def _add_localize(sub):
     fit.add_argument("--threads", type=int, default=None, help="OpenMP threads (default: all cores)")
     fit.add_argument("--classifier", default=None, metavar="MODEL",
                      help="add good/p_good columns from a trained spot classifier (spotfit classify train)")
-    fit.add_argument("--drop-bad", action="store_true", help="with --classifier: keep only good spots")
+    fit.add_argument("--drop-bad", action="store_true",
+                     help="with --classifier: screen spots before the fit; fit and keep only the good ones")
     try:
         from . import distributed
         distributed.add_arguments(p)  # --scheduler, --workers, --chunk-frames
