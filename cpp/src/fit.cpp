@@ -20,7 +20,7 @@
 namespace spotcore {
 namespace {
 
-constexpr int W = 8;        // lanes per batch (two f32x4 in the explicit-vector loops)
+constexpr int W = 8;        // lanes per batch (one f32x8 in the explicit-vector loops)
 constexpr int kMaxBox = 31;
 constexpr int kMaxPix = kMaxBox * kMaxBox;
 constexpr int kMaxEdge = kMaxBox + 1;
@@ -105,29 +105,44 @@ SPOTCORE_INLINE void jacobian(const Batch& b, const Params<M>& p, int i, int j, 
     }
 }
 
-// acc_g += gf J, acc_h += hf J J^T (packed lower triangle), lanes innermost so it vectorizes.
-template <int P>
+// acc_g += gf J, acc_h += hf J J^T (packed lower triangle) over the W = 8 lanes as explicit vectors
+// (GCC's SLP missed this loop in some instantiations): one f32x8 per row in the AVX2 version (Wide),
+// two f32x4 in the baseline one. Same per-lane arithmetic (multiply, then add): same results.
+static_assert(W == 8, "accumulate works on 8 lanes");
+template <int P, bool Wide>
 SPOTCORE_INLINE void accumulate(const float (*J)[W], const float* gf, const float* hf, float (*acc_g)[W],
                                 float (*acc_h)[W]) {
+    if constexpr (Wide) {
+        const f32x8 g = load8(gf), hw = load8(hf);
 #pragma GCC unroll 6
-    for (int a = 0; a < P; ++a) {
-        // Explicit 4-lane vectors: GCC's SLP missed this loop in some instantiations (LSQ).
-        const f32x4 j0 = load4(J[a]), j1 = load4(J[a] + 4);
-        const f32x4 g0 = load4(acc_g[a]) + load4(gf) * j0, g1 = load4(acc_g[a] + 4) + load4(gf + 4) * j1;
-        std::memcpy(acc_g[a], &g0, sizeof g0);
-        std::memcpy(acc_g[a] + 4, &g1, sizeof g1);
-        float hj[W];
-        const f32x4 hj0 = load4(hf) * j0, hj1 = load4(hf + 4) * j1;
-        std::memcpy(hj, &hj0, sizeof hj0);
-        std::memcpy(hj + 4, &hj1, sizeof hj1);
-        const int t0 = a * (a + 1) / 2;
+        for (int a = 0; a < P; ++a) {
+            const f32x8 ja = load8(J[a]);
+            store8(acc_g[a], load8(acc_g[a]) + g * ja);
+            const f32x8 hj = hw * ja;
+            const int t0 = a * (a + 1) / 2;
 #pragma GCC unroll 6
-        for (int c = 0; c <= a; ++c) {
-            const f32x4 h0 = load4(hj), h1 = load4(hj + 4);
-            f32x4 s0 = load4(acc_h[t0 + c]) + h0 * load4(J[c]);
-            f32x4 s1 = load4(acc_h[t0 + c] + 4) + h1 * load4(J[c] + 4);
-            std::memcpy(acc_h[t0 + c], &s0, sizeof s0);
-            std::memcpy(acc_h[t0 + c] + 4, &s1, sizeof s1);
+            for (int c = 0; c <= a; ++c) store8(acc_h[t0 + c], load8(acc_h[t0 + c]) + hj * load8(J[c]));
+        }
+    } else {
+#pragma GCC unroll 6
+        for (int a = 0; a < P; ++a) {
+            const f32x4 j0 = load4(J[a]), j1 = load4(J[a] + 4);
+            const f32x4 g0 = load4(acc_g[a]) + load4(gf) * j0, g1 = load4(acc_g[a] + 4) + load4(gf + 4) * j1;
+            std::memcpy(acc_g[a], &g0, sizeof g0);
+            std::memcpy(acc_g[a] + 4, &g1, sizeof g1);
+            float hj[W];
+            const f32x4 hj0 = load4(hf) * j0, hj1 = load4(hf + 4) * j1;
+            std::memcpy(hj, &hj0, sizeof hj0);
+            std::memcpy(hj + 4, &hj1, sizeof hj1);
+            const int t0 = a * (a + 1) / 2;
+#pragma GCC unroll 6
+            for (int c = 0; c <= a; ++c) {
+                const f32x4 h0 = load4(hj), h1 = load4(hj + 4);
+                f32x4 s0 = load4(acc_h[t0 + c]) + h0 * load4(J[c]);
+                f32x4 s1 = load4(acc_h[t0 + c] + 4) + h1 * load4(J[c] + 4);
+                std::memcpy(acc_h[t0 + c], &s0, sizeof s0);
+                std::memcpy(acc_h[t0 + c] + 4, &s1, sizeof s1);
+            }
         }
     }
 }
@@ -143,7 +158,7 @@ SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, float psf
 
 // Cost (MLE: Poisson deviance / 2; LSQ: sum of squares), gradient and approximate Hessian
 // (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010; LSQ: J^T J).
-template <Model M, Estimator E>
+template <Model M, Estimator E, bool Wide>
 SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, float psf_sigma, float* cost,
                               float (*g)[W], float (*h)[W]) {
     constexpr int P = Params<M>::P, H = Params<M>::H;
@@ -173,7 +188,7 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, float psf_sig
                     hf[l] = wt;
                 }
             }
-            accumulate<P>(J, gf, hf, acc_g, acc_h);
+            accumulate<P, Wide>(J, gf, hf, acc_g, acc_h);
         }
     for (int l = 0; l < W; ++l) cost[l] = acc_c[l];
     for (int a = 0; a < P; ++a)
@@ -244,7 +259,7 @@ SPOTCORE_INLINE void cholesky_solve(const float (*a)[W], const float (*rhs)[W], 
     }
 }
 
-template <Model M, Estimator E>
+template <Model M, Estimator E, bool Wide>
 SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* variance, int64_t first,
                                     int64_t n, const FitOptions& o, FitResult* out) {
     constexpr int P = Params<M>::P, H = Params<M>::H;
@@ -297,7 +312,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     }
 
     float cost[W], g[P][W], h[H][W];
-    evaluate<M, E>(b, p, K, psf_sigma, cost, g, h);
+    evaluate<M, E, Wide>(b, p, K, psf_sigma, cost, g, h);
     float lambda[W];
     int active[W], iters[W];
     FitStatus status[W];
@@ -335,7 +350,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             trial.th[3][l] = (E == Estimator::mle) ? std::max(bg, 1e-4f) : bg;
             for (int s = 4; s < P; ++s) trial.th[s][l] = std::min(std::max(p.th[s][l] + delta[s][l], lo_sigma), hi_sigma);
         }
-        evaluate<M, E>(b, trial, K, psf_sigma, tcost, tg, th_);
+        evaluate<M, E, Wide>(b, trial, K, psf_sigma, tcost, tg, th_);
         int accept[W];
         for (int l = 0; l < W; ++l) {
             accept[l] = 0;
@@ -393,7 +408,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
                 zero[l] = 0.0f;
                 hf[l] = wt * inv_m;
             }
-            accumulate<P>(J, zero, hf, unused_g, fisher);
+            accumulate<P, Wide>(J, zero, hf, unused_g, fisher);
         }
     float inv_diag[P][W];
     int pd[W];
@@ -439,10 +454,16 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
 
 using BatchFn = void (*)(Batch&, const float*, const float*, int64_t, int64_t, const FitOptions&, FitResult*);
 
+// Each model/estimator twice: an AVX2+FMA version (8-wide accumulation) and a baseline x86-64 one,
+// chosen at run time (cpu_is_v3). FMA contraction stays off in both (-ffp-contract=off).
 #define SPOTCORE_BATCH(NAME, MODEL, EST)                                                                     \
-    SPOTCORE_CLONES void NAME(Batch& b, const float* boxes, const float* var, int64_t first, int64_t n,   \
-                              const FitOptions& o, FitResult* out) {                                         \
-        fit_batch_impl<MODEL, EST>(b, boxes, var, first, n, o, out);                                         \
+    SPOTCORE_V3 void NAME##_v3(Batch& b, const float* boxes, const float* var, int64_t first, int64_t n,  \
+                               const FitOptions& o, FitResult* out) {                                        \
+        fit_batch_impl<MODEL, EST, SPOTCORE_HAVE_V3 == 1>(b, boxes, var, first, n, o, out);                   \
+    }                                                                                                        \
+    void NAME(Batch& b, const float* boxes, const float* var, int64_t first, int64_t n, const FitOptions& o, \
+              FitResult* out) {                                                                              \
+        fit_batch_impl<MODEL, EST, false>(b, boxes, var, first, n, o, out);                                  \
     }
 SPOTCORE_BATCH(batch_fixed_lsq, Model::fixed_sigma, Estimator::lsq)
 SPOTCORE_BATCH(batch_fixed_mle, Model::fixed_sigma, Estimator::mle)
@@ -453,11 +474,14 @@ SPOTCORE_BATCH(batch_ellip_mle, Model::elliptical, Estimator::mle)
 #undef SPOTCORE_BATCH
 
 BatchFn select_batch(const FitOptions& o) {
-    const bool mle = o.estimator == Estimator::mle;
+    const bool mle = o.estimator == Estimator::mle, v3 = cpu_is_v3();
     switch (o.model) {
-        case Model::fixed_sigma: return mle ? batch_fixed_mle : batch_fixed_lsq;
-        case Model::gauss: return mle ? batch_gauss_mle : batch_gauss_lsq;
-        case Model::elliptical: return mle ? batch_ellip_mle : batch_ellip_lsq;
+        case Model::fixed_sigma:
+            return mle ? (v3 ? batch_fixed_mle_v3 : batch_fixed_mle) : (v3 ? batch_fixed_lsq_v3 : batch_fixed_lsq);
+        case Model::gauss:
+            return mle ? (v3 ? batch_gauss_mle_v3 : batch_gauss_mle) : (v3 ? batch_gauss_lsq_v3 : batch_gauss_lsq);
+        case Model::elliptical:
+            return mle ? (v3 ? batch_ellip_mle_v3 : batch_ellip_mle) : (v3 ? batch_ellip_lsq_v3 : batch_ellip_lsq);
     }
     return nullptr;
 }
