@@ -413,3 +413,10 @@ def test_cli_train_report_export(qset, tmp_path, capsys, monkeypatch):
     want, _ = label_spots(locs, {"chi2_pvalue": None})
     np.testing.assert_array_equal(data.labels, want.to_numpy())
     np.testing.assert_array_equal(data.patches, qset.patches[:1200])  # camera taken from the parquet's attrs
+
+
+def test_cli_rule_with_a_bad_value_names_it():
+    from spotfit.cli_classify import _rules
+    with pytest.raises(SystemExit, match="max_ellipticity: 'abc' is not a number"):
+        _rules(["max_ellipticity=abc"])
+    assert _rules(["min_photons=200", "max_ellipticity=off"]) == {"min_photons": 200, "max_ellipticity": None}

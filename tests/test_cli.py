@@ -304,3 +304,44 @@ def test_demo_and_contributed_subcommands(capsys, tmp_path):
     assert main(["demo", "--frames", "20", "--image", str(image)]) == 0
     out = capsys.readouterr().out
     assert "recall" in out and "RMSE" in out and image.exists()
+
+
+def test_python_localize_of_a_path_uses_the_files_camera_like_the_cli(sim, tmp_path):
+    d, movie, _ = sim
+    from_path = spotfit.localize(str(movie))                 # camera from the ImageJ metadata (sensitivity 0.5)
+    explicit = spotfit.localize(tifffile.imread(movie), camera=CAM)
+    np.testing.assert_array_equal(from_path.photons.to_numpy(), explicit.photons.to_numpy())
+    out = tmp_path / "cli.csv"
+    assert main(["localize", str(movie), "-o", str(out)]) == 0
+    np.testing.assert_allclose(sio.load(out).photons.to_numpy(), from_path.photons.to_numpy(), rtol=1e-6)
+
+
+def test_options_that_would_be_ignored_or_absurd_are_usage_errors(sim, tmp_path, capsys):
+    d, movie, _ = sim
+    out = tmp_path / "x.csv"
+    for extra, needle in ((["--threshold", "-1"], "--threshold must be > 0"),
+                          (["--threshold", "0"], "--threshold must be > 0"),
+                          (["--drop-bad"], "--drop-bad"),
+                          (["--roi-origin", "0,0"], "--calibration")):
+        assert main(["localize", str(movie), "-o", str(out), *extra]) == 2, extra
+        assert needle in capsys.readouterr().err
+    assert not out.exists()
+    with pytest.raises(ValueError, match="threshold"):
+        spotfit.localize(np.zeros((2, 16, 16), np.uint16), threshold=-1)
+    with pytest.raises(ValueError, match="classifier"):
+        spotfit.localize(np.zeros((2, 16, 16), np.uint16), drop_bad=True)
+
+
+def test_info_piped_into_a_closed_pipe_is_not_an_error(sim):
+    d, movie, _ = sim
+    p = subprocess.run(f"{sys.executable} -m spotfit.cli info {movie} | head -c 1", shell=True, env=ENV,
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "Broken pipe" not in p.stderr, p.stderr
+
+
+def test_calibration_that_is_not_npy_gets_a_plain_message(tmp_path):
+    bad = tmp_path / "calib.npy"
+    bad.write_text("not numpy")
+    with pytest.raises(ValueError, match="not a NumPy") as err:
+        spotfit.Camera.from_calibration(bad)
+    assert "pickle" not in str(err.value)

@@ -267,7 +267,7 @@ def test_cli_ctrl_c_writes_no_output(tmp_path, movie):
         from spotfit.cli import main
         print("ready", flush=True)
         sys.exit(main(["localize", {str(path)!r}, "-o", {str(out)!r}, "-q", "--chunk-frames", "1",
-                       "--threads", "1", "--box", "31", "--threshold-mode", "absolute", "--threshold=-1e6"]))
+                       "--threads", "1", "--box", "31", "--threshold-mode", "absolute", "--threshold=1e-9"]))
     """)
     proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)

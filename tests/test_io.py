@@ -589,3 +589,12 @@ def test_reading_does_not_keep_files_open(tmp_path):
         sio.read_movie(path)
         sio.movie_info(path)
         assert len(list(fd_dir.iterdir())) == before
+
+
+def test_multichannel_imagej_movie_is_refused_not_interleaved(tmp_path):
+    a = np.random.default_rng(0).integers(0, 500, (5, 2, 32, 32)).astype(np.uint16)
+    tifffile.imwrite(tmp_path / "tc.tif", a, imagej=True, metadata={"axes": "TCYX"})
+    with pytest.raises(sio.MovieError, match="2 channels"):
+        sio.movie_info(tmp_path / "tc.tif")
+    tifffile.imwrite(tmp_path / "one.tif", a[:, :1], imagej=True, metadata={"axes": "TCYX"})
+    np.testing.assert_array_equal(sio.read_movie(tmp_path / "one.tif"), a[:, 0])

@@ -200,3 +200,13 @@ def test_masking_close_neighbours_improves_pairs():
     assert masked["rmse"] < plain["rmse"]
     assert masked["jaccard"] > plain["jaccard"] + 0.3
     assert masked["recall"] > 0.95
+
+
+def test_baseline_above_the_data_warns():
+    movie, _ = spotfit.simulate(frames=2, shape=(32, 32), seed=1)          # default camera: baseline 100
+    with pytest.warns(UserWarning, match="below the camera offset"):
+        spotfit.localize(movie, camera=spotfit.Camera(baseline=1e4))
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        spotfit.localize(movie)                                            # right baseline: no warning

@@ -141,7 +141,7 @@ def test_localize_any_layout_and_values(stack, data):
     mode = data.draw(st.sampled_from(["std", "std_huge", "absolute", "absolute_low"]), "threshold")
     kwargs["threshold_mode"] = "std" if mode.startswith("std") else "absolute"
     kwargs["threshold"] = {"std": 1.5, "std_huge": 1e30, "absolute": 50.0,
-                           "absolute_low": -1e30 if not big else 0.0}[mode]
+                           "absolute_low": 1e-30}[mode]          # every maximum above 0 (<= 0 is refused)
     if big and kwargs["threshold_mode"] == "std":
         kwargs["threshold"] = max(kwargs["threshold"], 3.0)
     try:

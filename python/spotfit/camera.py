@@ -90,7 +90,9 @@ class Camera:
         try:
             data = np.load(path, allow_pickle=False)
         except (OSError, ValueError) as exc:
-            raise ValueError(f"cannot read camera calibration {path}: {exc}") from exc
+            # numpy calls any non-.npy bytes "pickled data"; do not suggest unsafe loading
+            raise ValueError(f"cannot read camera calibration {path}: not a NumPy .npy/.npz file with a "
+                             "(3, rows, cols) [offset, variance, gain] array") from exc
         if isinstance(data, np.lib.npyio.NpzFile):
             data = [data[k] for k in ("offset", "variance", "gain")]
         data = np.asarray(data)

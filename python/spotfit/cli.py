@@ -75,6 +75,8 @@ def _camera(args, metadata):
     overrides = {"baseline": args.camera_baseline, "sensitivity": args.sensitivity,
                  "em_gain": args.em_gain, "qe": args.qe, "pixel_size_nm": args.pixel_size}
     cam = spotfit.Camera.from_metadata(metadata, **overrides)
+    if getattr(args, "roi_origin", None) is not None and not args.calibration:
+        raise UsageError("--roi-origin places the movie on the --calibration maps; give --calibration too")
     if not args.calibration:
         return cam
     if args.camera_baseline is not None or args.sensitivity is not None:
@@ -108,6 +110,10 @@ def _roi(text: str):
 
 
 def _localize_kwargs(args) -> dict:
+    if getattr(args, "drop_bad", False) and not args.classifier:
+        raise UsageError("--drop-bad drops the spots a --classifier calls bad; give --classifier MODEL")
+    if args.threshold <= 0:
+        raise UsageError(f"--threshold must be > 0 (got {args.threshold}): at <= 0 every pixel is a spot")
     return {"psf_sigma": args.psf_sigma, "box": args.box, "threshold": args.threshold,
             "threshold_mode": args.threshold_mode, "min_distance": args.min_distance, "border": args.border,
             "estimator": args.estimator, "model": args.model, "max_iterations": args.max_iterations,
@@ -506,6 +512,10 @@ def main(argv=None) -> int:
             return exc.code or 0
         print(f"spotfit: error: {exc.code}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` & co.: not an error (Python docs' recipe)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
     except Exception as exc:  # noqa: BLE001 - the command line reports every failure as one line
         if debug:
             raise

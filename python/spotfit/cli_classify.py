@@ -20,7 +20,14 @@ def _rules(pairs):
         key, _, value = item.partition("=")
         if not _:
             raise SystemExit(f"--rule takes NAME=VALUE, got {item!r}")
-        out[key.strip()] = None if value.strip().lower() in ("none", "off") else ast.literal_eval(value.strip())
+        if value.strip().lower() in ("none", "off"):
+            out[key.strip()] = None
+            continue
+        try:
+            out[key.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            raise SystemExit(f"--rule {key.strip()}: {value.strip()!r} is not a number (or a (low, high) pair, "
+                             "or none/off)") from None
     return out
 
 

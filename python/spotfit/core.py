@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Iterable, Optional, Tuple
 
 import numpy as np
@@ -79,10 +80,27 @@ def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: s
     return _table(rec).drop(columns=["frame", "peak_row", "peak_col"])
 
 
+def camera_from_file(path_or_paths) -> Camera:
+    """The camera a movie's metadata records (spotfit simulate, ImageJ, Micro-Manager, Picasso), as the
+    command line uses it; :class:`spotfit.io.MovieError` naming the file if those settings are invalid."""
+    from . import io
+    try:
+        return Camera.from_metadata(io.movie_info(path_or_paths).metadata)
+    except io.MovieError:
+        raise
+    except ValueError as exc:
+        raise io.MovieError(f"{path_or_paths!r}: the camera settings in its metadata are invalid ({exc}); "
+                            "pass camera=") from exc
+
+
+def _is_path_input(stack) -> bool:
+    return isinstance(stack, (str, os.PathLike)) or (
+        isinstance(stack, (list, tuple)) and bool(stack) and all(isinstance(p, (str, os.PathLike)) for p in stack))
+
+
 def _chunks(stack, chunk_frames: int) -> Tuple[Iterable[Tuple[int, np.ndarray]], int, tuple]:
     """(iterator of (first_frame, chunk), n_frames, frame shape) for an array or a movie path."""
-    if isinstance(stack, (str, os.PathLike)) or (
-            isinstance(stack, (list, tuple)) and stack and all(isinstance(p, (str, os.PathLike)) for p in stack)):
+    if _is_path_input(stack):
         from . import io
         n, rows, cols = io.movie_info(stack)[:3]
         return io.iter_chunks(stack, chunk_frames=chunk_frames), n, (rows, cols)
@@ -110,7 +128,9 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         Raw camera counts (ADU) of any integer or float dtype. Processed ``chunk_frames`` frames at a
         time, so a memory-mapped or file-backed movie never has to fit in RAM.
     camera : Camera, optional
-        ADU -> photons conversion; default ``Camera()`` (baseline 100 ADU, 1 e-/ADU, no gain).
+        ADU -> photons conversion; default: for a movie path, the camera its metadata records
+        (:meth:`Camera.from_metadata`, as the command line), else ``Camera()`` (baseline 100 ADU,
+        1 e-/ADU, no gain).
     psf_sigma : float
         PSF standard deviation in pixels: start value of the fit (and its value for ``model="fixed_sigma"``).
     box : int
@@ -148,6 +168,8 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         (categorical: converged, max_iterations, singular, out_of_box, not_fitted), ``peak_row``,
         ``peak_col`` (detection pixel). ``.attrs["spotfit"]`` records the parameters.
     """
+    if camera is None and _is_path_input(stack):
+        camera = camera_from_file(stack)
     camera = Camera() if camera is None else camera
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a spotfit.Camera, got {type(camera).__name__}")
@@ -160,6 +182,8 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         return _localize_with_regressor(stack, estimator, camera=camera, psf_sigma=psf_sigma, box=box,
                                         threshold=threshold, threshold_mode=threshold_mode,
                                         min_distance=min_distance, border=border, chunk_frames=chunk_frames)
+    if drop_bad and classifier is None:
+        raise ValueError("drop_bad=True needs a classifier= (a SpotClassifier or a saved one)")
     if classifier is not None:
         from .classify import SpotClassifier
         if isinstance(classifier, (str, os.PathLike)):
@@ -168,7 +192,7 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
             raise TypeError("classifier must be a spotfit.SpotClassifier or a path to a saved one")
     psf_sigma = _validate.positive("psf_sigma", psf_sigma)
     box = _validate.odd_box(box)
-    threshold = _validate.finite("threshold", threshold)
+    threshold = _validate.positive("threshold", threshold)   # <= 0 would make every pixel a spot
     mode = THRESHOLD_MODES[_validate.choice("threshold_mode", threshold_mode, THRESHOLD_MODES)]
     model_id = MODELS[_validate.choice("model", model, MODELS)]
     est_id = ESTIMATORS[estimator]
@@ -201,6 +225,8 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
             chunk = _validate.pixel_array(chunk)
             if chunk.ndim == 2:
                 chunk = chunk[None]
+            if first == 0:
+                _warn_if_below_baseline(chunk[0], camera)
             cam_args = (chunk, camera.baseline, camera.sensitivity, camera.em_gain, camera.qe, camera.offset_map,
                         camera.gain_map, use_variance, mode, threshold, min_distance, int(border), box)
             if classifier is not None and drop_bad:
@@ -240,6 +266,16 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
     if classifier is not None:
         locs.attrs["spotfit"]["classifier"] = {"model": classifier.model, "threshold": classify_threshold}
     return locs
+
+
+def _warn_if_below_baseline(frame, camera: Camera) -> None:
+    """A baseline above most of the data makes every pixel negative photons: nothing fits, silently."""
+    offset = float(np.median(camera.offset_map)) if camera.offset_map is not None else camera.baseline
+    median = float(np.median(frame))
+    if median < offset:
+        warnings.warn(f"most pixels are below the camera offset (median {median:g} ADU < {offset:g} ADU): "
+                      "photons come out negative and spots will not fit; check Camera(baseline=...)",
+                      stacklevel=3)
 
 
 def _screen_then_fit(classifier, cam_args, camera, classify_threshold, box, psf_sigma, model_id, est_id,

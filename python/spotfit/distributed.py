@@ -322,6 +322,9 @@ def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwa
                             "frames per task, and the Dask dashboard or distributed.progress for progress")
     n_chunk = _frames_chunks(chunks)
     if isinstance(data, (str, os.PathLike, list, tuple)):
+        if localize_kwargs.get("camera") is None:  # as spotfit.localize on a path: the file's camera
+            from .core import camera_from_file
+            localize_kwargs["camera"] = camera_from_file(data)
         data = open_movie(data, chunks=n_chunk)
     elif not isinstance(data, da.Array):
         arr = np.asarray(data)

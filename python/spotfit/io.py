@@ -6,11 +6,12 @@ Movies
 (plain, ImageJ, OME, BigTIFF, multi-file series given as a list or a glob
 pattern) through :mod:`tifffile`, and Picasso ``.raw`` movies described by a
 ``.yaml`` sidecar.  Every movie is seen as a stack ``(frames, rows, cols)``;
-a 2D image is one frame and the leading axes of a hyperstack are flattened
-into frames in file order.  A movie that ends before the number of frames its
-header promises (ImageJ ``images=``, OME ``SizeZ*SizeC*SizeT``, tifffile's
-``shape``) raises :class:`MovieError` naming the file instead of being read
-as a silently shorter movie.
+a 2D image is one frame and the leading axes of a hyperstack (time, z) are
+flattened into frames in file order; channels interleaved with them are refused.
+A movie that ends before the number of frames its header promises (ImageJ
+``images=``, OME ``SizeZ*SizeC*SizeT``, tifffile's ``shape``) raises
+:class:`MovieError` naming the file instead of being read as a silently
+shorter movie.
 
 Localization tables
 -------------------
@@ -394,6 +395,13 @@ def _open_tiff_checked(path, multi, tifffile, log) -> _Part:
         if "S" in axes or len(shape) < 2 or axes[-2:] != "YX":
             raise MovieError(f"{str(path)!r}: unsupported image layout axes={axes!r} "
                              f"shape={shape} (need grey-level frames, axes ending in YX)")
+        lead = dict(zip(axes[:-2], shape[:-2]))
+        if lead.get("C", 1) > 1 and any(n > 1 for ax, n in lead.items() if ax != "C"):
+            # Channels interleaved with time/z are different images, not more frames of one movie. (A
+            # lone C axis is kept as frames: tifffile/ImageJ label an unannotated 3D stack that way.)
+            raise MovieError(f"{str(path)!r} has {shape[axes.index('C')]} channels (axes={axes!r}, "
+                             f"shape={shape}); spotfit localizes one channel: save it on its own, e.g. "
+                             "tifffile.imwrite(out, tifffile.imread(path)[:, c], imagej=True)")
         dtype = _check_dtype(np.dtype(tif.byteorder + series.dtype.char), path)
         rows, cols = int(shape[-2]), int(shape[-1])
         n_series = int(np.prod(shape[:-2], dtype=np.int64))

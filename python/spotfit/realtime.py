@@ -58,7 +58,7 @@ class Localizer:
         else:
             self.regressor = as_regressor(estimator)
         self.estimator = estimator
-        self.threshold = float(threshold)
+        self.threshold = _validate.positive("threshold", threshold)
         if not np.isfinite(self.threshold):
             raise ValueError(f"threshold must be finite, got {threshold}")
         self.min_distance = _validate.positive("min_distance", min_distance, allow_zero=True)
