@@ -19,7 +19,7 @@ def localize_frame(const uint16_t[:, ::1] frame, double baseline=100.0, double s
 
     Returns a dict of 1-D arrays (one entry per spot, in the core's order: peak raster order):
     x, y (pixels, centre of pixel (0, 0) at (0, 0)), photons, background, sigma, uncertainty_x,
-    status (spotfit.FitStatus codes), peak_row, peak_col.
+    status (codes into spotfit.FIT_STATUS), peak_row, peak_col.
     """
     cdef ImageStack stack
     stack.data = &frame[0, 0]

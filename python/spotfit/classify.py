@@ -42,7 +42,7 @@ DEFAULT_RULES = {
     "max_uncertainty": 0.15,      # px, CRLB sqrt((u_x^2 + u_y^2) / 2)
     "chi2_pvalue": 1e-3,          # reject fits whose Pearson chi2 exceeds its (1 - p) quantile
 }
-_N_PARAMS = {"fixed_sigma": 4, "gauss": 5, "gauss2d": 5, "elliptical": 6}
+_N_PARAMS = {"fixed_sigma": 4, "gauss": 5, "elliptical": 6}
 
 
 def _need(module: str, extra: str):

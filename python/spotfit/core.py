@@ -12,7 +12,7 @@ from . import _spotcore, _validate
 from .camera import Camera
 
 MODELS = {"fixed_sigma": _spotcore.Model.fixed_sigma, "gauss": _spotcore.Model.gauss,
-          "gauss2d": _spotcore.Model.gauss, "elliptical": _spotcore.Model.elliptical}
+          "elliptical": _spotcore.Model.elliptical}
 ESTIMATORS = {"lsq": _spotcore.Estimator.lsq, "mle": _spotcore.Estimator.mle}
 THRESHOLD_MODES = {"std": _spotcore.ThresholdMode.std_w1, "absolute": _spotcore.ThresholdMode.absolute}
 FIT_STATUS = [s for s, _ in sorted(_spotcore.FitStatus.__members__.items(), key=lambda kv: int(kv[1]))]
@@ -104,6 +104,8 @@ def _chunks(stack, chunk_frames: int) -> Tuple[Iterable[Tuple[int, np.ndarray]],
         from . import io
         n, rows, cols = io.movie_info(stack)[:3]
         return io.iter_chunks(stack, chunk_frames=chunk_frames), n, (rows, cols)
+    if stack is None or isinstance(stack, (dict, set)):
+        raise TypeError(f"stack must be an array or a movie path, got {type(stack).__name__}")
     if not hasattr(stack, "ndim") or not hasattr(stack, "shape"):
         stack = np.asarray(stack)
     if stack.ndim == 2:
@@ -323,7 +325,8 @@ def _localize_with_regressor(stack, estimator, *, camera, psf_sigma, box, thresh
             parts.append(part)
     locs = pd.concat(parts, ignore_index=True).reindex(columns=COLUMNS + ["snr"])
     locs["status"] = pd.Categorical([None] * len(locs), categories=FIT_STATUS)
-    locs = locs.astype({"frame": np.int64, "peak_row": np.int32, "peak_col": np.int32})
+    locs["iterations"] = np.int32(0)                   # no fit ran (exports need an integer here)
+    locs = locs.astype({"frame": np.int64, "peak_row": np.int32, "peak_col": np.int32, "iterations": np.int32})
     locs.attrs["spotfit"] = _metadata(camera, n_frames, frame_shape, {
         "psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
         "min_distance": min_distance, "border": int(border), "estimator": f"regressor:{regressor.kind}"})

@@ -40,7 +40,7 @@ __all__ = [
 
 from ._tables import FORMATS, _need, load, save  # noqa: F401  (public here: spotfit.io.save/load)
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in (
-    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32", "float64"))
+    "uint8", "int8", "uint16", "int16", "uint32", "int32", "float16", "float32", "float64"))
 
 
 class MovieError(ValueError):
