@@ -181,3 +181,8 @@ def test_save_image_atomic(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="disk full"):
         sr.save_image(np.ones((3, 3)), tmp_path / "x.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_absurd_zoom_is_a_clear_error_not_an_allocation_failure():
+    with pytest.raises(ValueError, match="lower zoom"):
+        sr.render(pd.DataFrame({"x": [1.0], "y": [2.0]}), zoom=100000, shape=(256, 256))

@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+# 2**31 pixels: 8 GiB as float32; beyond that a zoom is almost surely a mistake, not a request.
+MAX_PIXELS = 2**31
+
 __all__ = ["render", "save_image"]
 
 
@@ -103,6 +106,9 @@ def render(locs: pd.DataFrame, pixel_size: float | None = None, zoom: float = 10
     height, width = int(math.ceil(int(rows) * zoom - 1e-9)), int(math.ceil(int(cols) * zoom - 1e-9))
     if height < 1 or width < 1:
         raise ValueError(f"rendered image would be empty: shape={(rows, cols)}, zoom={zoom}")
+    if height * width > MAX_PIXELS:
+        raise ValueError(f"rendered image would be {height}x{width} pixels (> {MAX_PIXELS:.0e}): lower zoom "
+                         f"(or raise the pixel size); {rows}x{cols} camera pixels at zoom {zoom:g}")
     # Continuous coordinates in rendered pixels; pixel i spans [i, i + 1).
     u, v = (x + 0.5) * zoom, (y + 0.5) * zoom
     if method == "histogram":
