@@ -417,6 +417,6 @@ def test_cli_train_report_export(qset, tmp_path, capsys, monkeypatch):
 
 def test_cli_rule_with_a_bad_value_names_it():
     from spotfit.cli_classify import _rules
-    with pytest.raises(SystemExit, match="max_ellipticity: 'abc' is not a number"):
+    with pytest.raises(ValueError, match="max_ellipticity: 'abc' is not a number"):
         _rules(["max_ellipticity=abc"])
     assert _rules(["min_photons=200", "max_ellipticity=off"]) == {"min_photons": 200, "max_ellipticity": None}

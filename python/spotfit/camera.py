@@ -79,6 +79,13 @@ class Camera:
                 raise ValueError("variance_map must be >= 0 everywhere")
             object.__setattr__(self, name, m)
 
+    def __repr__(self) -> str:
+        maps = [n for n in ("offset_map", "gain_map", "variance_map") if getattr(self, n) is not None]
+        shape = f" {getattr(self, maps[0]).shape[0]}x{getattr(self, maps[0]).shape[1]}" if maps else ""
+        extra = f", sCMOS maps{shape}: {'/'.join(m[:-4] for m in maps)}" if maps else ""
+        return (f"Camera(baseline={self.baseline!r}, sensitivity={self.sensitivity!r}, em_gain={self.em_gain!r}, "
+                f"qe={self.qe!r}, pixel_size_nm={self.pixel_size_nm!r}{extra})")
+
     @property
     def is_scmos(self) -> bool:
         return self.offset_map is not None or self.gain_map is not None or self.variance_map is not None

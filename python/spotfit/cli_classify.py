@@ -19,14 +19,14 @@ def _rules(pairs):
     for item in pairs or []:
         key, _, value = item.partition("=")
         if not _:
-            raise SystemExit(f"--rule takes NAME=VALUE, got {item!r}")
+            raise ValueError(f"--rule takes NAME=VALUE, got {item!r}")
         if value.strip().lower() in ("none", "off"):
             out[key.strip()] = None
             continue
         try:
             out[key.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
-            raise SystemExit(f"--rule {key.strip()}: {value.strip()!r} is not a number (or a (low, high) pair, "
+            raise ValueError(f"--rule {key.strip()}: {value.strip()!r} is not a number (or a (low, high) pair, "
                              "or none/off)") from None
     return out
 
@@ -40,7 +40,7 @@ def _labelled(args):
     camera = _camera(args, locs)
     if getattr(args, "label_column", None):
         if args.label_column not in locs:
-            raise SystemExit(f"{args.locs} has no column {args.label_column!r}")
+            raise ValueError(f"{args.locs} has no column {args.label_column!r}")
         labels, report = locs[args.label_column].astype(bool).to_numpy(), None
     else:
         good, report = label_spots(locs, _rules(args.rule), psf_sigma=args.psf_sigma)
@@ -87,13 +87,13 @@ def _report(args) -> int:
     if args.dataset:
         data = load_dataset(args.dataset)
         if data.labels is None:
-            raise SystemExit(f"{args.dataset} has no labels")
+            raise ValueError(f"{args.dataset} has no labels")
         patches, labels = data.patches, data.labels
     elif args.locs and args.movie:
         args.size = clf.size
         patches, _, labels, _, _ = _labelled(args)
     else:
-        raise SystemExit("give LOCS and MOVIE, or --dataset FILE")
+        raise ValueError("give LOCS and MOVIE, or --dataset FILE")
     print(repr(clf))
     print(format_report(clf.report(patches, labels, png=args.png)))
     return 0
