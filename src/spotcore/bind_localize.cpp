@@ -71,6 +71,20 @@ CameraArgs camera_args(const spotcore::ImageStack& s, double baseline, double se
     return c;
 }
 
+// The detection half of the options (what detect_boxes reads); localize adds the fit settings.
+spotcore::LocalizeOptions detect_options(spotcore::ThresholdMode mode, float threshold, float min_distance,
+                                         int32_t border, int32_t box, int32_t threads, bool mask_neighbours) {
+    spotcore::LocalizeOptions o;
+    o.detect.mode = mode;
+    o.detect.threshold = threshold;
+    o.detect.min_distance = min_distance;
+    o.detect.border = border;
+    o.fit.box = box;
+    o.fit.threads = threads;
+    o.mask_neighbours = mask_neighbours;
+    return o;
+}
+
 template <typename T>
 py::array_t<T> to_numpy(const std::vector<T>& v) {
     py::array_t<T> a(py::ssize_t(v.size()));
@@ -92,19 +106,13 @@ void bind_localize(py::module_& m) {
             const spotcore::ImageStack s = stack_view(stack);
             const CameraArgs c = camera_args(s, baseline, sensitivity, em_gain, qe, offset_map, gain_map, variance_map);
             const spotcore::Camera& cam = c.cam;
-            spotcore::LocalizeOptions o;
-            o.detect.mode = mode;
-            o.detect.threshold = threshold;
-            o.detect.min_distance = min_distance;
-            o.detect.border = border;
-            o.fit.box = box;
+            spotcore::LocalizeOptions o =
+                detect_options(mode, threshold, min_distance, border, box, threads, mask_neighbours);
             o.fit.psf_sigma = psf_sigma;
             o.fit.model = model;
             o.fit.estimator = estimator;
             o.fit.max_iterations = max_iterations;
             o.fit.tolerance = tolerance;
-            o.fit.threads = threads;
-            o.mask_neighbours = mask_neighbours;
             std::vector<spotcore::Localization> locs;
             spotcore::Result r;
             {
@@ -133,14 +141,8 @@ void bind_localize(py::module_& m) {
             if (stack.ndim() != 3) throw py::value_error("detect_boxes: stack must be 3D (frames, rows, cols)");
             const spotcore::ImageStack s = stack_view(stack);
             const CameraArgs c = camera_args(s, baseline, sensitivity, em_gain, qe, offset_map, gain_map, variance_map);
-            spotcore::LocalizeOptions o;
-            o.detect.mode = mode;
-            o.detect.threshold = threshold;
-            o.detect.min_distance = min_distance;
-            o.detect.border = border;
-            o.fit.box = box;
-            o.fit.threads = threads;
-            o.mask_neighbours = mask_neighbours;
+            const spotcore::LocalizeOptions o =
+                detect_options(mode, threshold, min_distance, border, box, threads, mask_neighbours);
             spotcore::Detections det;
             spotcore::Result r;
             {
