@@ -57,14 +57,7 @@ int main(int argc, char** argv) {
                     movie[(size_t(f) * S + r) * S + c] += uint16_t(2 * p(g));
                 }
         }
-    ImageStack s;
-    s.data = movie.data();
-    s.type = PixelType::u16;
-    s.frames = frames;
-    s.rows = s.cols = S;
-    s.stride_col = 2;
-    s.stride_row = 2 * S;
-    s.stride_frame = 2 * S * S;
+    const ImageStack s = contiguous_stack(movie.data(), PixelType::u16, frames, S, S);
     Camera cam;
     cam.baseline = 100;
     cam.sensitivity = 0.5;

@@ -205,14 +205,8 @@ void BM_Localize(benchmark::State& state) {
     const int size = int(state.range(0));
     const int frames = 64;
     const std::vector<uint16_t> movie = simulate_movie(frames, size, size, 15.0 * size * size / (256.0 * 256.0), 5);
-    spotcore::ImageStack stack;
-    stack.data = movie.data();
-    stack.type = spotcore::PixelType::u16;
-    stack.frames = frames;
-    stack.rows = stack.cols = size;
-    stack.stride_col = sizeof(uint16_t);
-    stack.stride_row = stack.stride_col * size;
-    stack.stride_frame = stack.stride_row * size;
+    const spotcore::ImageStack stack =
+        spotcore::contiguous_stack(movie.data(), spotcore::PixelType::u16, frames, size, size);
     spotcore::Camera camera;
     camera.baseline = kBaseline;
     camera.sensitivity = kSensitivity;

@@ -31,14 +31,8 @@ int main(int argc, char** argv) {
                 movie[(size_t(f) * size + r) * size + c] = uint16_t(100 + noise(rng));  // baseline 100 ADU
             }
     }
-    spotcore::ImageStack stack;
-    stack.data = movie.data();
-    stack.type = spotcore::PixelType::u16;
-    stack.frames = frames;
-    stack.rows = stack.cols = size;
-    stack.stride_col = sizeof(uint16_t);
-    stack.stride_row = stack.stride_col * size;
-    stack.stride_frame = stack.stride_row * size;
+    const spotcore::ImageStack stack =
+        spotcore::contiguous_stack(movie.data(), spotcore::PixelType::u16, frames, size, size);
     spotcore::Camera camera;
     camera.baseline = 100.0;
     spotcore::LocalizeOptions options;

@@ -124,15 +124,8 @@ static void test_tiny_images() {
             for (const Peak& p : peaks) CHECK(p.row >= 0 && p.row < rows && p.col >= 0 && p.col < cols);
             std::vector<uint16_t> movie(img.size(), 100);
             movie[0] = 5000;
-            ImageStack s;
-            s.data = movie.data();
-            s.type = PixelType::u16;
-            s.frames = 1;
-            s.rows = rows;
-            s.cols = cols;
-            s.stride_col = 2;
-            s.stride_row = 2 * cols;
-            s.stride_frame = 2 * cols * rows;
+            const ImageStack s = contiguous_stack(movie.data(), PixelType::u16, 1, rows, cols);
+            CHECK(s.stride_col == 2 && s.stride_row == 2 * cols && s.stride_frame == 2 * cols * rows);
             Camera cam;
             cam.baseline = 100;
             LocalizeOptions lo;
@@ -153,14 +146,7 @@ static void test_localize_threads() {
                 movie[(size_t(f) * size + r) * size + c] +=
                     uint16_t(2000 * frac(c, 10 + 3 * f + 0.3, 1.3) * frac(r, 20.6, 1.3) +
                              1500 * frac(c, 1.2, 1.3) * frac(r, 45.1, 1.3));  // one spot at a corner
-    ImageStack s;
-    s.data = movie.data();
-    s.type = PixelType::u16;
-    s.frames = frames;
-    s.rows = s.cols = size;
-    s.stride_col = 2;
-    s.stride_row = 2 * size;
-    s.stride_frame = 2 * size * size;
+    const ImageStack s = contiguous_stack(movie.data(), PixelType::u16, frames, size, size);
     Camera cam;
     cam.baseline = 100;
     LocalizeOptions lo;

@@ -62,6 +62,10 @@ cdef extern from "spotcore/types.h" namespace "spotcore" nogil:
         int64_t frames, rows, cols
         int64_t stride_frame, stride_row, stride_col
 
+    int64_t pixel_bytes(PixelType type)
+    # The ImageStack of a C-contiguous (frames, rows, cols) buffer.
+    ImageStack contiguous_stack(const void* data, PixelType type, int64_t frames, int64_t rows, int64_t cols)
+
     # photons = (ADU - baseline) * sensitivity / (em_gain * qe); sCMOS maps (rows*cols float32) when set.
     cppclass Camera:
         double baseline

@@ -63,6 +63,31 @@ struct ImageStack {
     int64_t stride_frame = 0, stride_row = 0, stride_col = 0;
 };
 
+// Bytes per pixel of each PixelType.
+inline int64_t pixel_bytes(PixelType t) {
+    switch (t) {
+        case PixelType::u8: return 1;
+        case PixelType::u16: case PixelType::i16: return 2;
+        case PixelType::u32: case PixelType::i32: case PixelType::f32: return 4;
+        case PixelType::f64: return 8;
+    }
+    return 0;
+}
+
+// The ImageStack of a C-contiguous (frames, rows, cols) buffer.
+inline ImageStack contiguous_stack(const void* data, PixelType type, int64_t frames, int64_t rows, int64_t cols) {
+    ImageStack s;
+    s.data = data;
+    s.type = type;
+    s.frames = frames;
+    s.rows = rows;
+    s.cols = cols;
+    s.stride_col = pixel_bytes(type);
+    s.stride_row = s.stride_col * cols;
+    s.stride_frame = s.stride_row * rows;
+    return s;
+}
+
 // ADU -> photons. Scalar EMCCD/CCD model (ThunderSTORM / Picasso convention):
 //   photons = (ADU - baseline) * sensitivity / (em_gain * qe),  sensitivity in photoelectrons per ADU.
 // sCMOS (Huang et al. 2013, Nat. Methods 10:653): optional per-pixel maps, each rows*cols row-major
