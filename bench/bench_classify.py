@@ -1,4 +1,4 @@
-"""Screening speed and accuracy of the spot quality classifier (spotfit.classify.SpotClassifier).
+"""Screening speed and accuracy of the spot quality classifier (spotfit.ml.SpotClassifier).
 
     python bench/bench_classify.py [--patches 262144] [--sites 8000] [--repeat 3]
 
@@ -20,7 +20,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 import spotfit
-from spotfit.classify import SpotClassifier, label_spots, quality_report, simulate_quality_set
+from spotfit.ml import SpotClassifier, label_spots, quality_report, simulate_quality_set
 
 
 def best(fn, repeat):

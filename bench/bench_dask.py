@@ -20,6 +20,7 @@ from pathlib import Path
 
 import spotfit
 import spotfit.distributed as sd
+from spotfit._shared.threads import usable_cores
 import spotfit.io
 
 
@@ -47,7 +48,7 @@ def main(argv=None):
         del movie
     paths = [str(q) for q in paths]
     n = spotfit.io.movie_info(paths).n_frames
-    cores = sd._usable_cores()
+    cores = usable_cores()
     print(f"movie: {n} frames 256x256 in {a.files} TIFF files; {cores} cores; chunks {a.chunks} frames; "
           f"median of {a.repeat}")
 

@@ -14,8 +14,8 @@ import time
 import numpy as np
 
 import spotfit
-from spotfit.realtime import Localizer
-from spotfit.regress import CentroidRegressor, training_set
+from spotfit.ml import Localizer
+from spotfit.ml import CentroidRegressor, training_set
 
 
 def rate(fn, x, repeat=5):

@@ -36,7 +36,7 @@ def main() -> int:
     scmos = spotfit.Camera(offset_map=rng.uniform(95, 105, shape), gain_map=rng.uniform(1.8, 2.2, shape),
                            variance_map=rng.uniform(1, 9, shape))
     rows["scmos"] = spotfit.localize(movie, camera=scmos)
-    from spotfit.classify import SpotClassifier, simulate_quality_set
+    from spotfit.ml import SpotClassifier, simulate_quality_set
     qs = simulate_quality_set(1500, seed=0)
     clf = SpotClassifier().fit(qs.patches, qs.locs["kind"].to_numpy() == "good")
     rows["classified"] = spotfit.localize(movie, camera=camera, classifier=clf)

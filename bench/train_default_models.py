@@ -2,7 +2,7 @@
 
     python bench/train_default_models.py [--n 300000] [--out python/spotfit/models]
 
-Both models are trained on simulated 9x9 patches (spotfit.regress.training_set) with exact ground
+Both models are trained on simulated 9x9 patches (spotfit.ml.training_set) with exact ground
 truth: PSF sigma uniform in 1.1-1.5 px, photons log-uniform in 150-6000, background uniform in 5-80
 photons/px, centres uniform within +-0.5 px of the middle pixel, Poisson noise. They use a matched
 filter of sigma 1.3 px for normalization and 5 signal-to-noise bins. Retrain (same script, other
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spotfit.regress import CentroidRegressor, training_set
+from spotfit.ml import CentroidRegressor, training_set
 
 RANGES = dict(size=9, psf_sigma=(1.1, 1.5), photons=(150.0, 6000.0), background=(5.0, 80.0), log_photons=True)
 

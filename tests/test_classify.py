@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import spotfit
-from spotfit.patches import extract_patches, load_dataset, save_dataset
+from spotfit.ml import extract_patches, load_dataset, save_dataset
 
 pytest.importorskip("sklearn", reason="scikit-learn (spotfit[ml]) is needed for the classifier")
-from spotfit.classify import (DEFAULT_RULES, ModelVersionError, PatchFeatures, SpotClassifier,  # noqa: E402
+from spotfit.ml import (DEFAULT_RULES, ModelVersionError, PatchFeatures, SpotClassifier,  # noqa: E402
                               format_report, label_spots, quality_report, simulate_quality_set)
 
 

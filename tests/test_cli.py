@@ -163,7 +163,7 @@ def test_render_convert_info(sim, capsys):
     png, tif = d / "img.png", d / "img.tif"
     assert main(["render", str(locs_path), "-o", str(png), "--zoom", "4"]) == 0
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert main(["render", str(locs_path), "-o", str(tif), "--pixel-size", "20", "--method", "gaussian"]) == 0
+    assert main(["render", str(locs_path), "-o", str(tif), "--render-pixel-size", "20", "--method", "gaussian"]) == 0
     img = tifffile.imread(tif)
     assert img.shape == (320, 320)                  # 64 px x (100 nm / 20 nm)
     n = len(sio.load(locs_path))
@@ -297,7 +297,7 @@ def test_memory_stays_flat_with_movie_length(tmp_path):
 
 
 def test_demo_and_contributed_subcommands(capsys, tmp_path):
-    assert "spotfit.cli_classify" in SUBCOMMAND_MODULES
+    assert "spotfit.cli.classify" in SUBCOMMAND_MODULES
     assert main(["classify", "--help"]) == 0
     assert "train" in capsys.readouterr().out
     image = tmp_path / "demo.png"
@@ -345,3 +345,95 @@ def test_calibration_that_is_not_npy_gets_a_plain_message(tmp_path):
     with pytest.raises(ValueError, match="not a NumPy") as err:
         spotfit.Camera.from_calibration(bad)
     assert "pickle" not in str(err.value)
+
+
+def _subparsers(parser):
+    """(prog, parser) of ``parser`` and of every command below it."""
+    import argparse
+    yield parser.prog, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in dict.fromkeys(action.choices.values()):   # aliases map to the same parser
+                yield from _subparsers(sub)
+
+
+def test_every_option_says_what_it_is_and_its_default():
+    import argparse
+    from spotfit.cli import build_parser
+    checked = 0
+    for prog, parser in _subparsers(build_parser()):
+        for action in parser._actions:
+            if isinstance(action, (argparse._HelpAction, argparse._SubParsersAction)) or \
+                    action.help == argparse.SUPPRESS:
+                continue
+            where = f"{prog} {'/'.join(action.option_strings) or action.dest}"
+            assert action.help and action.help.strip(), f"{where} has no help"
+            flag = action.nargs == 0                       # store_true, --x/--no-x, ...
+            if action.option_strings and not flag and not action.required:
+                assert "default" in action.help, f"{where}: the help does not say the default"
+                checked += 1
+    assert checked > 40
+
+
+def test_simulate_defaults_are_spotfit_simulates():
+    import inspect
+    from spotfit.cli import build_parser
+    sig = {k: p.default for k, p in inspect.signature(spotfit.simulate).parameters.items()}
+    args = build_parser().parse_args(["simulate", "-o", "x.tif"])
+    for name in ("frames", "density", "background", "psf_sigma", "border", "min_distance", "seed"):
+        assert getattr(args, name) == sig[name], name
+    assert (args.rows, args.cols) == tuple(sig["shape"]) and tuple(args.photons) == tuple(sig["photons"])
+
+
+def test_localize_options_come_from_localize_options():
+    from spotfit.cli import build_parser
+    from spotfit.cli.common import options_from_args
+    from spotfit.options import LocalizeOptions, fields
+    args = build_parser().parse_args(["localize", "m.tif", "-o", "x.csv"])
+    for name, default, _, _ in fields():
+        assert getattr(args, name) == default, name
+    assert options_from_args(args) == LocalizeOptions()
+    args = build_parser().parse_args(["localize", "m.tif", "-o", "x.csv", "--box", "9", "--no-mask-neighbours",
+                                      "--estimator", "lsq", "--threads", "2"])
+    assert options_from_args(args) == LocalizeOptions(box=9, mask_neighbours=False, estimator="lsq", threads=2)
+    assert build_parser().parse_args(["localize", "m.tif", "-o", "x", "--estimator", "ridge"]).estimator == "ridge"
+
+
+def test_usage_errors_name_the_flag(sim, tmp_path, capsys):
+    d, movie, _ = sim
+    out = tmp_path / "x.csv"
+    for extra, needle in ((["--estimator", "missing.npz"], "no regressor file"),
+                          (["--box", "4"], "--box must be"),
+                          (["--qe", "2"], "--qe"),
+                          (["--calibration", str(tmp_path / "none.npy")], "--calibration"),
+                          (["--workers", "2", "--scheduler", "tcp://x:1"], "not both")):
+        assert main(["localize", str(movie), "-o", str(out), "-q", *extra]) == 2, extra
+        err = capsys.readouterr().err
+        assert needle in err and len(err.strip().splitlines()) == 1, (extra, err)
+    assert not out.exists()
+
+
+def test_camera_pixel_size_is_pixel_size_everywhere(sim, tmp_path, capsys):
+    d, movie, _ = sim
+    locs_path = tmp_path / "l.parquet"
+    assert main(["localize", str(movie), "-o", str(locs_path), "-q"]) == 0
+    ts = tmp_path / "ts.csv"
+    assert main(["convert", str(locs_path), "-o", str(ts), "--format", "thunderstorm"]) == 0
+    a, b = tmp_path / "a.tif", tmp_path / "b.tif"
+    assert main(["render", str(ts), "-o", str(a), "--pixel-size", "100", "--zoom", "2"]) == 0
+    assert main(["render", str(ts), "-o", str(b), "--camera-pixel-size", "100", "--zoom", "2"]) == 0  # old name
+    assert "deprecated" in capsys.readouterr().err
+    np.testing.assert_array_equal(tifffile.imread(a), tifffile.imread(b))
+    assert tifffile.imread(a).shape == (128, 128)
+    back = tmp_path / "back.csv"
+    assert main(["convert", str(ts), "-o", str(back), "--pixel-size", "100"]) == 0
+    np.testing.assert_allclose(sio.load(back)["x"], sio.load(locs_path)["x"], atol=1e-9)
+
+
+def test_demo_writes_image_and_table_into_a_folder(tmp_path, capsys):
+    folder = tmp_path / "demo"
+    assert main(["demo", "--frames", "20", "--out", str(folder), "-q"]) == 0
+    out = capsys.readouterr().out
+    assert len(out.strip().splitlines()) <= 5 and str(folder) in out
+    assert (folder / "demo.png").read_bytes()[:4] == b"\x89PNG"
+    assert len(sio.load(folder / "demo_locs.csv")) > 100

@@ -54,7 +54,7 @@ def gaussian_ref(u, v, s, height, width):
 
 
 def cut_ref(frames, f, r, c, size, camera):
-    """Fancy indexing with clipped (edge-replicated) coordinates, then Camera.to_photons."""
+    """Fancy indexing with clipped (edge-replicated) coordinates, then the core's float32 conversion."""
     off = np.arange(size) - size // 2
     rr, cc = r[:, None] + off, c[:, None] + off
     nr, nc = frames.shape[1:]
@@ -63,8 +63,9 @@ def cut_ref(frames, f, r, c, size, camera):
     adu = frames[f[:, None, None], rr, cc]
     if camera.is_scmos:
         adu = adu.astype(np.float32)
-        return (adu - camera.offset_map[rr, cc]) / camera.gain_map[rr, cc] / np.float32(camera.qe), inside
-    return camera.to_photons(adu), inside
+        return (adu - camera.offset_map[rr, cc]) / camera.gain_map[rr, cc] * np.float32(1.0 / camera.qe), inside
+    scale = camera.sensitivity / (camera.em_gain * camera.qe)
+    return adu.astype(np.float32) * np.float32(scale) + np.float32(-camera.baseline * scale), inside
 
 
 def normalize_ref(flat, kernel, floor, fourth_root):
@@ -148,32 +149,30 @@ def test_patch_extraction_identical_to_fancy_indexing(camera, dtype):
     n = 400
     f, r, c = rng.integers(0, 4, n), rng.integers(0, 30, n), rng.integers(0, 41, n)
     r[:4], c[:4] = [0, 29, 0, 29], [0, 40, 40, 0]        # the four corners: most of the patch padded
-    kw = {} if not camera.is_scmos else dict(offset_map=camera.offset_map, gain_map=camera.gain_map,
-                                               qe=np.float32(camera.qe))
-    scale = camera.sensitivity / (camera.em_gain * camera.qe)
-    p, inside = _kernels.cut_patches(frames, f, r, c, 9, np.float32(scale), np.float32(-camera.baseline * scale),
-                                     threads=2, **kw)
+    p, _, inside = spotfit.cut_boxes(frames, f, r, c, 9, camera=camera, border="edge", threads=2)
     p_ref, inside_ref = cut_ref(frames, f, r, c, 9, camera)
     assert p.dtype == np.float32 and np.array_equal(p, p_ref)   # same float32 operations: bit-identical
     assert np.array_equal(inside, inside_ref) and not inside[0].all() and inside[0, 4:, 4:].all()
     with pytest.raises(ValueError, match="outside"):
-        _kernels.cut_patches(frames, f, r + 30, c, 9, 1.0, 0.0)
+        spotfit.cut_boxes(frames, f, r + 30, c, 9, camera=camera)
 
 
 def test_extract_patches_kernel_equals_numpy_path():
-    from spotfit import patches
+    import pandas as pd
+    from spotfit.ml import extract_patches
     rng = np.random.default_rng(4)
     movie = rng.integers(90, 3000, (6, 25, 33)).astype(np.uint16)
     f, r, c = rng.integers(0, 6, 300), rng.integers(0, 25, 300), rng.integers(0, 33, 300)
     cam = Camera(baseline=100, sensitivity=0.5)
-    a = patches._cut(movie, 0, f, r, c, 7, cam)
-    b = patches._cut_numpy(movie, 0, f, r, c, 7, cam)
+    a = extract_patches(movie, pd.DataFrame({"frame": f, "peak_row": r, "peak_col": c}), 7, camera=cam,
+                        return_mask=True, chunk_frames=2)
+    b = cut_ref(movie, f, r, c, 7, cam)
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
 @pytest.mark.parametrize("fourth_root", [False, True])
 def test_normalize_matches_numpy(fourth_root):
-    from spotfit import regress
+    from spotfit.ml import regress
     rng = np.random.default_rng(5)
     p, _ = regress.training_set(2000, size=9, seed=5)
     p = p * 3.0 + 100.0                        # raw-count-like offset: stresses float32 cancellation

@@ -8,6 +8,7 @@ import pytest
 
 import spotfit
 import spotfit.distributed as sd
+from spotfit._shared.threads import usable_cores
 from spotfit import io
 
 dask = pytest.importorskip("dask", reason="spotfit[dask] not installed")
@@ -166,7 +167,7 @@ def test_threads_per_task_do_not_oversubscribe(client):
     plan = sd._threads_plan(None)
     assert plan[0] == "auto" and plan[1] == {"127.0.0.1": 2}
     got = client.submit(sd._task_threads, plan, pure=False).result()
-    assert got == max(1, sd._usable_cores() // 2)
+    assert got == max(1, usable_cores() // 2)
     assert client.submit(sd._task_threads, sd._threads_plan(3), pure=False).result() == 3
 
 

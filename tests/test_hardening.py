@@ -426,7 +426,7 @@ def _loop_and_overlap_tiffs(tmp_path, bigtiff):
 @pytest.mark.parametrize("bigtiff", [False, True])
 def test_tiff_ifd_loops_and_overlaps_are_refused(tmp_path, bigtiff):
     files = _loop_and_overlap_tiffs(tmp_path, bigtiff)
-    assert spotfit.io._scan_ifds(files["valid"]) == 3  # the undamaged file passes the IFD walk
+    assert spotfit.io.movies._scan_ifds(files["valid"]) == 3  # the undamaged file passes the IFD walk
     results = _open_damaged_tiffs([files["loop"], files["shared"], files["overlap"]])
     for (path, call), outcome in results.items():
         assert outcome.startswith("MovieError"), (path, call, outcome)

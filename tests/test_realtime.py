@@ -5,7 +5,7 @@ import pytest
 
 import spotfit
 from spotfit.evaluate import match
-from spotfit.realtime import Localizer, localize_stream
+from spotfit.ml import Localizer, localize_stream
 
 CAM = spotfit.Camera(baseline=100, sensitivity=1.0)
 

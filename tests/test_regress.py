@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 import spotfit
-from spotfit.regress import CentroidRegressor, extract_patches, normalize, training_set
+from spotfit.ml.regress import CentroidRegressor, normalize, training_set
+from spotfit.ml.regress import frame_patches as extract_patches
 
 try:
     import tensorflow  # noqa: F401

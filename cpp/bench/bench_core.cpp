@@ -13,6 +13,8 @@
 //                                 1 = gauss, 2 = elliptical); items = fits, so items_per_second = fits/s
 //   Localize/<size>/<threads>     the fused pipeline (convert, filter, threshold, maxima, fit) on a 64-frame
 //                                 uint16 chunk with ~15 spots/frame; items = frames
+//   CutBoxes                      cut_boxes of 7x7 masked boxes around 15 unsorted centres per frame of a 64-frame
+//                                 256x256 uint16 chunk (each frame converted once), 1 thread; items = boxes
 //
 // Data are simulated here with the pixel-integrated Gaussian (Smith et al. 2010, Nat. Methods 7:373) and
 // Poisson noise, with fixed seeds, so every run measures the same work. "threads" is passed to the core
@@ -226,6 +228,36 @@ void BM_Localize(benchmark::State& state) {
 }
 BENCHMARK(BM_Localize)->Name("Localize")->ArgNames({"size", "threads"})
     ->ArgsProduct({{128, 256, 512}, {1, 2}})->UseRealTime()->Unit(benchmark::kMillisecond);
+
+// ------------------------------------------------------------------------------------------------ boxes
+void BM_CutBoxes(benchmark::State& state) {
+    const int size = 256, frames = 64, per_frame = 15;
+    const std::vector<uint16_t> movie = simulate_movie(frames, size, size, per_frame, 6);
+    const spotcore::ImageStack stack =
+        spotcore::contiguous_stack(movie.data(), spotcore::PixelType::u16, frames, size, size);
+    spotcore::Camera camera;
+    camera.baseline = kBaseline;
+    camera.sensitivity = kSensitivity;
+    std::mt19937_64 rng(7);
+    std::uniform_int_distribution<int32_t> pos(0, size - 1);
+    std::uniform_int_distribution<int64_t> frame(0, frames - 1);
+    const int64_t n = int64_t(frames) * per_frame;
+    std::vector<int64_t> f(static_cast<size_t>(n));
+    std::vector<int32_t> r(f.size()), c(f.size());
+    for (size_t k = 0; k < f.size(); ++k) { f[k] = frame(rng); r[k] = pos(rng); c[k] = pos(rng); }
+    spotcore::BoxOptions o;
+    o.mask_neighbours = true;
+    std::vector<float> boxes(f.size() * size_t(o.size * o.size));
+    for (auto _ : state) {
+        const spotcore::Result res = spotcore::cut_boxes(stack, camera, f.data(), r.data(), c.data(), n, o, 1,
+                                                         boxes.data(), nullptr, nullptr);
+        if (!res.ok()) return fail(state, res);
+        benchmark::DoNotOptimize(boxes.data());
+        benchmark::ClobberMemory();
+    }
+    state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_CutBoxes)->Name("CutBoxes")->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 

@@ -4,20 +4,51 @@
 >>> camera = spotfit.Camera(baseline=100, sensitivity=0.5)
 >>> movie, truth = spotfit.simulate(frames=10, camera=camera, seed=1)
 >>> locs = spotfit.localize(movie, camera=camera)
+
+Layers (each imports only those below it): the C++ core's bindings (``_spotcore``) -> ``registry`` and
+``_shared`` -> the API (``core``, ``camera``, ``options``, ``simulate``, ``bounds``, ``evaluate``, ``render``)
+-> ``io`` (files), ``ml`` (classifier, regressors) and ``distributed`` (Dask) -> ``cli`` and the front door
+``spotfit.localize``. ``import spotfit`` loads the API and ``io``; ``ml``, ``distributed`` and ``bounds``
+load on first use.
 """
-__version__ = "0.1.0"
-
-from . import io, render
 from ._include import get_include, get_library_dir
-from .bounds import crlb, mortensen
-from .camera import Camera
-from .classify import SpotClassifier, label_spots
-from .core import FIT_STATUS, find_peaks, fit_spots, localize, wavelet_filter
-from .patches import extract_patches
-from .realtime import Localizer, localize_stream
-from .regress import CentroidRegressor, training_set
+from ._shared.version import VERSION as __version__
+from ._shared.warnings import SpotfitWarning
+from ._front import localize
+from .camera import Camera, make_camera
+from .core import cut_boxes, find_peaks, fit_spots, wavelet_filter
+from .options import LocalizeOptions
+from .registry import FIT_STATUS
 from .simulate import simulate
+from . import io, registry  # noqa: E402  (public sub-packages, imported for their names)
 
-__all__ = ["Camera", "CentroidRegressor", "FIT_STATUS", "Localizer", "SpotClassifier", "crlb", "extract_patches",
-           "find_peaks", "fit_spots", "get_include", "get_library_dir", "io", "label_spots", "localize", "localize_stream", "mortensen", "render",
-           "simulate", "training_set", "wavelet_filter", "__version__"]
+# name -> module that defines it, imported on first use so that `import spotfit` stays light.
+_LAZY = {
+    "crlb": "bounds", "mortensen": "bounds",
+    "render": "render", "evaluate": "evaluate", "distributed": "distributed", "ml": "ml", "cli": "cli",
+    "SpotClassifier": "ml", "label_spots": "ml", "extract_patches": "ml", "CentroidRegressor": "ml",
+    "training_set": "ml", "Localizer": "ml", "localize_stream": "ml",
+    # spotfit < 0.2 module names (deprecated shims that name the new place)
+    "classify": "classify", "regress": "regress", "realtime": "realtime", "patches": "patches",
+}
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'spotfit' has no attribute {name!r}")
+    import importlib
+    mod = importlib.import_module(f"{__name__}.{module}")
+    value = mod if name == module else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))
+
+
+__all__ = ["Camera", "CentroidRegressor", "FIT_STATUS", "LocalizeOptions", "Localizer", "SpotClassifier",
+           "SpotfitWarning", "crlb", "cut_boxes", "extract_patches", "find_peaks", "fit_spots", "get_include",
+           "get_library_dir", "io", "label_spots", "localize", "localize_stream", "make_camera", "mortensen",
+           "registry", "render", "simulate", "training_set", "wavelet_filter", "__version__"]

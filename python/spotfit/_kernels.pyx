@@ -1,5 +1,5 @@
 # cython: language_level=3, wraparound=False, cdivision=True, initializedcheck=False
-"""Compiled hot loops of the Python layer (private; called by render.py, patches.py, regress.py).
+"""Compiled hot loops of the Python layer (private; called by render.py and ml/regress.py).
 
 Each kernel has a plain numpy reference in tests/test_cython.py that it must match. Inputs are checked
 by the Python callers (shapes, dtypes, contiguity); the kernels check only what their indexing needs.
@@ -10,34 +10,19 @@ run in a fixed order.
 cimport cython
 from cython.parallel cimport prange
 from libc.math cimport erf, exp, fabs, copysign, floor, ceil, sqrt, fmax
-from libc.stdint cimport int64_t, uint8_t, uint16_t, int16_t, uint32_t, int32_t
+from libc.stdint cimport int64_t, uint8_t, int32_t
 from libc.stdlib cimport malloc, calloc, free
 from libc.string cimport memset
 
 import numpy as np
 
-ctypedef fused pixel_t:
-    uint8_t
-    uint16_t
-    int16_t
-    uint32_t
-    int32_t
-    float
-    double
-
 cdef double SQRT1_2 = 0.7071067811865476
 
 
 def _nthreads(threads):
-    """OpenMP thread count for prange: 0/None -> OpenMP's default (all cores or OMP_NUM_THREADS)."""
-    import os
-    if threads:
-        return max(1, int(threads))
-    env = os.environ.get("OMP_NUM_THREADS", "")
-    try:
-        return max(1, int(env.split(",")[0]))
-    except ValueError:
-        return max(1, os.cpu_count() or 1)
+    """OpenMP thread count for prange: spotfit's one thread policy (spotfit._shared.threads)."""
+    from spotfit._shared.threads import count
+    return count(threads)
 
 
 # ----------------------------------------------------------------------------------------- render
@@ -239,72 +224,6 @@ cdef bint _splat_band(const _Point* points, int64_t npoints, Py_ssize_t row0, Py
             img[row0 + a, j] = <float>acc[a * width + j]
     free(acc)
     return True
-
-
-# ---------------------------------------------------------------------------------------- patches
-@cython.boundscheck(False)
-def cut_patches(const pixel_t[:, :, :] frames, const int64_t[::1] f, const int64_t[::1] r,
-                const int64_t[::1] c, int size, float scale, float offset,
-                const float[:, ::1] offset_map=None, const float[:, ::1] gain_map=None, float qe=1.0,
-                threads=None):
-    """Cut (n, size, size) photon patches around (f[i], r[i], c[i]) with edge-replicated borders.
-
-    Photons as Camera.to_photons in float32: ``adu * scale + offset`` or, when both maps are given
-    (sCMOS), ``(adu - offset_map) / gain_map / qe``. Returns ``(patches float32, inside bool)``,
-    ``inside`` True for pixels within the frame. f, r, c must index inside ``frames`` (checked here).
-    """
-    cdef Py_ssize_t n = f.shape[0], nf = frames.shape[0], nr = frames.shape[1], nc = frames.shape[2]
-    if r.shape[0] != n or c.shape[0] != n:
-        raise ValueError("f, r and c must have the same length")
-    if size < 1 or size % 2 == 0:
-        raise ValueError("size must be a positive odd integer")
-    cdef bint scmos = offset_map is not None
-    if scmos and (gain_map is None or offset_map.shape[0] != nr or offset_map.shape[1] != nc
-                  or gain_map.shape[0] != nr or gain_map.shape[1] != nc):
-        raise ValueError("offset_map and gain_map must both be given, with the frame's shape")
-    cdef Py_ssize_t i
-    for i in range(n):
-        if f[i] < 0 or f[i] >= nf or r[i] < 0 or r[i] >= nr or c[i] < 0 or c[i] >= nc:
-            raise ValueError(f"patch centre {i} lies outside the frames")
-    out = np.empty((n, size, size), np.float32)
-    mask = np.empty((n, size, size), bool)
-    cdef float[:, :, ::1] o = out
-    cdef uint8_t[:, :, ::1] msk = mask.view(np.uint8)
-    cdef Py_ssize_t half = size // 2, a, b, rr, cc, rr2, cc2
-    cdef Py_ssize_t col_step = frames.strides[2] // <Py_ssize_t>sizeof(pixel_t)
-    cdef const pixel_t* src
-    cdef float* dst
-    cdef float adu
-    cdef int nt = _nthreads(threads)
-    # Every frames index is clipped to [0, n - 1] and f was checked above.
-    for i in prange(n, nogil=True, schedule="static", num_threads=nt):
-        if r[i] >= half and r[i] + half < nr and c[i] >= half and c[i] + half < nc and not scmos:
-            # Interior patch (the common case): no clipping, mask all True; rows read through a
-            # pointer (columns c - half .. c + half are inside the frame).
-            memset(&msk[i, 0, 0], 1, size * size)
-            for a in range(size):
-                src = &frames[f[i], r[i] + a - half, c[i] - half]
-                dst = &o[i, a, 0]
-                if col_step == 1:
-                    for b in range(size):
-                        dst[b] = <float>src[b] * scale + offset
-                else:
-                    for b in range(size):
-                        dst[b] = <float>src[b * col_step] * scale + offset
-            continue
-        for a in range(size):
-            rr = r[i] + a - half
-            for b in range(size):
-                cc = c[i] + b - half
-                msk[i, a, b] = rr >= 0 and rr < nr and cc >= 0 and cc < nc
-                rr2 = min(max(rr, 0), nr - 1)
-                cc2 = min(max(cc, 0), nc - 1)
-                adu = <float>frames[f[i], rr2, cc2]
-                if scmos:
-                    o[i, a, b] = (adu - offset_map[rr2, cc2]) / gain_map[rr2, cc2] / qe
-                else:
-                    o[i, a, b] = adu * scale + offset
-    return out, mask
 
 
 # ---------------------------------------------------------------------------------- normalization

@@ -5,9 +5,7 @@ import numpy as np
 from scipy import integrate
 from scipy.special import erf
 
-PARAMETERS = {"fixed_sigma": ["x", "y", "photons", "background"],
-              "gauss": ["x", "y", "photons", "background", "sigma"],
-              "elliptical": ["x", "y", "photons", "background", "sigma_x", "sigma_y"]}
+from .registry import MODEL_PARAMETERS as PARAMETERS
 
 
 def _fisher(photons, background, sx, sy, box, x, y, model):

@@ -7,7 +7,8 @@ from typing import Optional
 
 import numpy as np
 
-from . import _validate
+from . import _spotcore
+from ._shared import validate as _validate
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,21 @@ class Camera:
     def is_scmos(self) -> bool:
         return self.offset_map is not None or self.gain_map is not None or self.variance_map is not None
 
+    @property
+    def map_shape(self) -> Optional[tuple]:
+        """(rows, cols) of the sCMOS maps, or None for a camera without maps."""
+        for m in (self.offset_map, self.gain_map, self.variance_map):
+            if m is not None:
+                return m.shape
+        return None
+
+    def check_frame_shape(self, shape) -> None:
+        """ValueError unless the sCMOS maps (if any) match frames of ``shape`` (rows, cols)."""
+        maps = self.map_shape
+        if maps is not None and maps != tuple(shape):
+            raise ValueError(f"camera maps have shape {maps} but frames are {tuple(shape)}; use Camera.crop() "
+                             "(or --roi-origin) for a sensor ROI")
+
     @classmethod
     def from_calibration(cls, path, **kwargs) -> "Camera":
         """sCMOS camera from a storm-analysis style ``calib.npy``: (offset, variance, gain) maps."""
@@ -139,15 +155,25 @@ class Camera:
                for n in ("offset_map", "gain_map", "variance_map")}
         return Camera(self.baseline, self.sensitivity, self.em_gain, self.qe, self.pixel_size_nm, **cut)
 
-    def to_photons(self, adu) -> np.ndarray:
-        """Convert ADU to photons (float32), the same arithmetic as the C++ core."""
-        adu = np.asarray(adu, dtype=np.float32)
-        if self.offset_map is not None or self.gain_map is not None:
-            off = self.offset_map if self.offset_map is not None else np.float32(self.baseline)
-            gain = self.gain_map if self.gain_map is not None else np.float32(1.0 / self.sensitivity)
-            return (adu - off) / gain / np.float32(self.qe)
-        scale = self.sensitivity / (self.em_gain * self.qe)
-        return adu * np.float32(scale) + np.float32(-self.baseline * scale)
+    def to_photons(self, adu, *, threads: Optional[int] = None) -> np.ndarray:
+        """Convert ADU to photons (float32) with the C++ core's conversion, the one detection uses.
+
+        ``adu`` is a frame (rows, cols), a stack (frames, rows, cols), or any array of pixels for a camera
+        without sCMOS maps.
+        """
+        from ._shared.threads import threads as _threads
+        a = _validate.pixel_array(adu, "adu")
+        shape = a.shape
+        if self.is_scmos:
+            if a.ndim not in (2, 3):
+                raise ValueError(f"an sCMOS camera converts frames (rows, cols) or stacks, got shape {shape}")
+            self.check_frame_shape(shape[-2:])
+            stack = a if a.ndim == 3 else a[None]
+        else:
+            stack = a.reshape(1, 1, -1) if a.size else np.zeros((0, 1, 1), a.dtype)
+        if stack.shape[0] == 0:
+            return np.zeros(shape, np.float32)
+        return _spotcore.to_photons(stack, self, _threads(threads)).reshape(shape)
 
     def to_adu(self, photons) -> np.ndarray:
         """Expected ADU for a photon count (inverse of :meth:`to_photons`, float64)."""
@@ -221,3 +247,59 @@ def camera_settings_from_metadata(metadata) -> dict:
             if np.isfinite(number):
                 out[field_name] = number
     return out
+
+
+def make_camera(metadata=None, *, calibration=None, roi_origin=None, frame_shape=None, **overrides) -> Camera:
+    """The one way a camera is put together from a movie's metadata and the user's settings.
+
+    Used by the API (``spotfit.io.open_movie(path).camera``), the command line and Dask.
+
+    Parameters
+    ----------
+    metadata : dict, optional
+        A movie's metadata (``spotfit.io.open_movie(path).metadata``); its camera entries are the defaults.
+    calibration : path or Camera, optional
+        sCMOS maps: a storm-analysis ``calib.npy`` (:meth:`Camera.from_calibration`) or a Camera with maps.
+        They replace baseline and sensitivity, which may then not be given.
+    roi_origin : (row, col), optional
+        Sensor pixel of the movie's corner: the maps are cut to ``frame_shape`` there.
+    frame_shape : (rows, cols), optional
+        Frame shape the maps must match (checked when given).
+    **overrides
+        :class:`Camera` settings (``baseline``, ``sensitivity``, ``em_gain``, ``qe``, ``pixel_size_nm``);
+        None means "not given" (the metadata's value, else the default, stays).
+    """
+    given = {k: v for k, v in overrides.items() if v is not None}
+    unknown = sorted(set(given) - {"baseline", "sensitivity", "em_gain", "qe", "pixel_size_nm"})
+    if unknown:
+        raise TypeError(f"unknown camera setting(s) {unknown}")
+    if roi_origin is not None and calibration is None:
+        raise ValueError("roi_origin places the movie on the calibration maps; give a calibration too")
+    cam = Camera.from_metadata(metadata, **given)
+    if calibration is None:
+        if frame_shape is not None:
+            cam.check_frame_shape(frame_shape)
+        return cam
+    if "baseline" in given or "sensitivity" in given:
+        raise ValueError("a calibration gives per-pixel offset and gain maps; do not also give baseline or "
+                         "sensitivity")
+    if isinstance(calibration, Camera):
+        if not calibration.is_scmos:
+            raise ValueError("calibration must be a Camera with sCMOS maps or a calib.npy file")
+        maps = {n: getattr(calibration, n) for n in ("offset_map", "gain_map", "variance_map")}
+        cam = Camera(qe=cam.qe, em_gain=cam.em_gain, pixel_size_nm=cam.pixel_size_nm, **maps)
+    else:
+        cam = Camera.from_calibration(calibration, qe=cam.qe, em_gain=cam.em_gain, pixel_size_nm=cam.pixel_size_nm)
+    if roi_origin is not None:
+        if frame_shape is None:
+            raise ValueError("roi_origin needs the frame shape to cut the maps")
+        (r0, c0), (rows, cols), maps = roi_origin, frame_shape, cam.map_shape
+        if r0 < 0 or c0 < 0 or r0 + rows > maps[0] or c0 + cols > maps[1]:
+            raise ValueError(f"ROI origin {r0},{c0}: a {rows}x{cols} movie does not fit in the "
+                             f"{maps[0]}x{maps[1]} calibration maps there")
+        cam = cam.crop(slice(r0, r0 + rows), slice(c0, c0 + cols))
+    elif frame_shape is not None and cam.map_shape != tuple(frame_shape):
+        raise ValueError(f"calibration maps are {cam.map_shape[0]}x{cam.map_shape[1]} but the movie's frames are "
+                         f"{frame_shape[0]}x{frame_shape[1]}; give the ROI origin (ROW,COL of the movie's corner "
+                         "on the sensor)")
+    return cam

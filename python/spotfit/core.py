@@ -1,31 +1,39 @@
-"""Public entry points over the C++ core: localize, and the filter/detect/fit steps on their own."""
+"""The public API over the C++ core: localize a movie, and the filter / detect / cut / fit steps on their own.
+
+This layer knows nothing of file formats or machine learning. A movie is anything with ``shape`` and
+``ndim`` that slices by frames (numpy array, memmap, zarr array, :func:`spotfit.io.open_movie`); a
+``camera`` attribute of the movie is its default camera. A classifier or a centroid regressor is any object
+with the methods below (``spotfit.ml`` provides both):
+
+- classifier: ``size`` (odd patch side, px) and ``predict_proba(patches) -> (n,) P(good)`` for
+  ``(n, size, size)`` float32 photons, pixels outside the image filled with the nearest edge pixel;
+- estimator (regressor): ``size`` and ``estimate_boxes(boxes) -> DataFrame`` with ``x``, ``y`` (px from the
+  middle pixel's centre), ``photons``, ``background``, ``snr``, for boxes with NaN outside the image.
+
+Names and paths (``"ridge"``, ``"model.zip"``, ``"movie.tif"``) are resolved by :func:`spotfit.localize`.
+"""
 from __future__ import annotations
 
-import os
 import warnings
-from typing import Iterable, Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import numpy as np
 import pandas as pd
 
-from . import _spotcore, _validate
+from . import _spotcore
+from ._shared import threads as _threads
+from ._shared import validate
+from ._shared.version import VERSION
+from ._shared.warnings import CameraWarning
 from .camera import Camera
-
-MODELS = {"fixed_sigma": _spotcore.Model.fixed_sigma, "gauss": _spotcore.Model.gauss,
-          "elliptical": _spotcore.Model.elliptical}
-ESTIMATORS = {"lsq": _spotcore.Estimator.lsq, "mle": _spotcore.Estimator.mle}
-THRESHOLD_MODES = {"std": _spotcore.ThresholdMode.std_w1, "absolute": _spotcore.ThresholdMode.absolute}
-FIT_STATUS = [s for s, _ in sorted(_spotcore.FitStatus.__members__.items(), key=lambda kv: int(kv[1]))]
-
-COLUMNS = ["frame", "x", "y", "photons", "background", "sigma_x", "sigma_y", "uncertainty_x", "uncertainty_y",
-           "uncertainty_photons", "uncertainty_background", "uncertainty_sigma_x", "uncertainty_sigma_y",
-           "loglik", "chi2", "iterations", "status", "peak_row", "peak_col"]
+from .options import LocalizeOptions
+from .registry import BOX_BORDERS, COLUMNS, ESTIMATORS, FIT_STATUS
 
 
 def _table(records: np.ndarray) -> pd.DataFrame:
     df = pd.DataFrame({name: records[name] for name in records.dtype.names})
     df["status"] = pd.Categorical.from_codes(records["status"].astype(np.int8), categories=FIT_STATUS)
-    return df[COLUMNS]
+    return df[list(COLUMNS)]
 
 
 def wavelet_filter(image) -> Tuple[np.ndarray, np.ndarray]:
@@ -34,7 +42,7 @@ def wavelet_filter(image) -> Tuple[np.ndarray, np.ndarray]:
     Returns ``(W1, W2)`` float32 arrays of the image's shape: ``W1 = I - V1``, ``W2 = V1 - V2``, with
     mirror borders. Detection looks for maxima of ``W2``; its default threshold is ``std(W1)``.
     """
-    image = _validate.pixel_array(image, "image")
+    image = validate.pixel_array(image, "image")
     if image.ndim != 2 or image.size == 0:
         raise ValueError(f"image must be a non-empty 2D array, got shape {image.shape}")
     return _spotcore.wavelet_filter(image.astype(np.float32, copy=False))
@@ -72,150 +80,127 @@ def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: s
     boxes = np.asarray(boxes, dtype=np.float32)
     if boxes.ndim != 3 or boxes.shape[1] != boxes.shape[2]:
         raise ValueError(f"boxes must have shape (n, box, box), got {boxes.shape}")
-    _validate.odd_box(boxes.shape[1])
-    rec = _spotcore.fit_boxes(boxes, variance, MODELS[_validate.choice("model", model, MODELS)],
-                              ESTIMATORS[_validate.choice("estimator", estimator, ESTIMATORS)],
-                              _validate.positive("psf_sigma", psf_sigma), _validate.integer("max_iterations", max_iterations, 1),
-                              _validate.positive("tolerance", tolerance), _validate.threads(threads))
+    options = LocalizeOptions(psf_sigma=psf_sigma, box=boxes.shape[1], estimator=estimator, model=model,
+                              max_iterations=max_iterations, tolerance=tolerance, threads=threads)
+    rec = _spotcore.fit_boxes(boxes, variance, options.fit_options())
     return _table(rec).drop(columns=["frame", "peak_row", "peak_col"])
 
 
-def camera_from_file(path_or_paths) -> Camera:
-    """The camera a movie's metadata records (spotfit simulate, ImageJ, Micro-Manager, Picasso), as the
-    command line uses it; :class:`spotfit.io.MovieError` naming the file if those settings are invalid."""
-    from . import io
-    try:
-        return Camera.from_metadata(io.movie_info(path_or_paths).metadata)
-    except io.MovieError:
-        raise
-    except ValueError as exc:
-        raise io.MovieError(f"{path_or_paths!r}: the camera settings in its metadata are invalid ({exc}); "
-                            "pass camera=") from exc
+def cut_boxes(stack, frames, rows, cols, size: int, *, camera: Optional[Camera] = None, border: str = "nan",
+              mask_neighbours: bool = False, threads: Optional[int] = None):
+    """Cut ``(n, size, size)`` boxes of photons around pixels of a stack, with the core's one cutter.
 
+    Parameters
+    ----------
+    stack : array (frames, rows, cols) or (rows, cols)
+        Raw camera counts (ADU).
+    frames, rows, cols : int arrays (n,)
+        Frame index into ``stack`` and the centre pixel of each box.
+    size : int
+        Odd side of the box, pixels.
+    camera : Camera, optional
+        ADU -> photons conversion (default ``Camera()``).
+    border : {"nan", "edge"}
+        Pixels outside the image: NaN (what the fit ignores), or the value of the nearest edge pixel.
+    mask_neighbours : bool
+        Pixels nearer to another centre of the same frame than to their own are NaN (as detection does
+        for the fit).
 
-def _is_path_input(stack) -> bool:
-    return isinstance(stack, (str, os.PathLike)) or (
-        isinstance(stack, (list, tuple)) and bool(stack) and all(isinstance(p, (str, os.PathLike)) for p in stack))
-
-
-def _chunks(stack, chunk_frames: int) -> Tuple[Iterable[Tuple[int, np.ndarray]], int, tuple]:
-    """(iterator of (first_frame, chunk), n_frames, frame shape) for an array or a movie path."""
-    if _is_path_input(stack):
-        from . import io
-        n, rows, cols = io.movie_info(stack)[:3]
-        return io.iter_chunks(stack, chunk_frames=chunk_frames), n, (rows, cols)
-    if stack is None or isinstance(stack, (dict, set)):
-        raise TypeError(f"stack must be an array or a movie path, got {type(stack).__name__}")
-    if not hasattr(stack, "ndim") or not hasattr(stack, "shape"):
-        stack = np.asarray(stack)
+    Returns
+    -------
+    boxes : ndarray (n, size, size) float32
+    variance : ndarray (n, size, size) float32 or None
+        sCMOS read-noise variance in photons² (when the camera has a variance map).
+    inside : ndarray (n, size, size) bool
+        True for pixels inside the image and not masked.
+    """
+    camera = _camera(camera)
+    stack = validate.pixel_array(stack)
     if stack.ndim == 2:
         stack = stack[None]
     if stack.ndim != 3:
         raise ValueError(f"stack must be a 2D frame or a 3D (frames, rows, cols) array, got shape {stack.shape}")
-    n = stack.shape[0]
-    return ((i, stack[i:i + chunk_frames]) for i in range(0, n, chunk_frames)), n, tuple(stack.shape[1:])
+    camera.check_frame_shape(stack.shape[1:])
+    options = _spotcore.BoxOptions()
+    size = validate.integer("size", size, 1, 63)
+    if size % 2 == 0:
+        raise ValueError(f"size must be a positive odd integer, got {size}")
+    options.size = size
+    options.border = BOX_BORDERS[validate.choice("border", border, BOX_BORDERS)]
+    options.mask_neighbours = validate.boolean("mask_neighbours", mask_neighbours)
+    index = [np.ascontiguousarray(a, dtype=np.int64).ravel() for a in (frames, rows, cols)]
+    if not len(index[0]) == len(index[1]) == len(index[2]):
+        raise ValueError("frames, rows and cols must have the same length")
+    return _spotcore.cut_boxes(stack, camera, index[0], index[1], index[2], options, _threads.threads(threads))
 
 
-def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, box: int = 7,
-             threshold: float = 1.5, threshold_mode: str = "std", min_distance: float = 0.0, border: int = 0,
-             estimator="mle", model: str = "gauss", max_iterations: int = 30, tolerance: float = 1e-3,
-             threads: Optional[int] = None, chunk_frames: int = 256, progress: bool = False,
-             classifier=None, classify_threshold: float = 0.5, drop_bad: bool = False,
-             mask_neighbours: bool = True) -> pd.DataFrame:
-    """Detect and fit every spot of a movie.
-
-    Parameters
-    ----------
-    stack : array (frames, rows, cols) or (rows, cols), path to a movie, or list of paths (one series)
-        Raw camera counts (ADU) of any integer or float dtype. Processed ``chunk_frames`` frames at a
-        time, so a memory-mapped or file-backed movie never has to fit in RAM.
-    camera : Camera, optional
-        ADU -> photons conversion; default: for a movie path, the camera its metadata records
-        (:meth:`Camera.from_metadata`, as the command line), else ``Camera()`` (baseline 100 ADU,
-        1 e-/ADU, no gain).
-    psf_sigma : float
-        PSF standard deviation in pixels: start value of the fit (and its value for ``model="fixed_sigma"``).
-    box : int
-        Odd side of the square fit box, pixels. Spots near the border are fitted with a clipped box.
-    threshold, threshold_mode : float, {"std", "absolute"}
-        Detection threshold on the second wavelet plane W2: ``threshold * std(W1)`` per frame
-        (ThunderSTORM's ``std(Wave.F1)``), or an absolute value in photons.
-    min_distance : float
-        Drop maxima closer than this (px) to a stronger one; <= 1 keeps all 8-neighbourhood maxima.
-    border : int
-        Ignore peaks closer than this to the image edge.
-    estimator : {"mle", "lsq"}, or a centroid regressor
-        Poisson maximum likelihood or least squares; or a :class:`spotfit.CentroidRegressor` (or
-        ``"ridge"``/``"tf-linear"``, the packaged models) that estimates each spot's centre straight from
-        its image instead of fitting (detection unchanged; fit-only columns are NaN, ``status`` missing).
-    model : {"gauss", "elliptical", "fixed_sigma"}
-        Symmetric sigma, sigma_x and sigma_y, or sigma fixed at ``psf_sigma``.
-    mask_neighbours : bool
-        Fit each box without the pixels that lie closer to another detected spot than to its own, so
-        that close neighbours do not pull the single-emitter fit.
-    threads : int, optional
-        OpenMP threads (default: all cores, or ``OMP_NUM_THREADS``). Results do not depend on it.
-    classifier : SpotClassifier or path, optional
-        Adds ``good`` (bool) and ``p_good`` columns from a trained :class:`spotfit.SpotClassifier`
-        applied to each spot's image; ``drop_bad=True`` keeps only the good spots, screening each detection
-        before the fit so that bad spots are never fitted (same rows as fitting all, then dropping).
-
-    Returns
-    -------
-    pandas.DataFrame
-        One row per localization: ``frame`` (0-based), ``x`` (column), ``y`` (row) in pixels with the
-        centre of pixel (0, 0) at (0, 0); ``photons``, ``background`` (photons/pixel), ``sigma_x``,
-        ``sigma_y`` (px); ``uncertainty_*``: Cramér–Rao bounds at the estimate; ``loglik`` (Poisson
-        log-likelihood ratio to the saturated model), ``chi2`` (Pearson), ``iterations``, ``status``
-        (categorical: converged, max_iterations, singular, out_of_box, not_fitted), ``peak_row``,
-        ``peak_col`` (detection pixel). ``.attrs["spotfit"]`` records the parameters.
-    """
-    if camera is None and _is_path_input(stack):
-        camera = camera_from_file(stack)
+def _camera(camera) -> Camera:
     camera = Camera() if camera is None else camera
     if not isinstance(camera, Camera):
         raise TypeError(f"camera must be a spotfit.Camera, got {type(camera).__name__}")
-    if isinstance(estimator, str) and estimator not in ESTIMATORS and not estimator.endswith(".npz"):
-        from .regress import DEFAULT_MODELS
-        if estimator not in DEFAULT_MODELS:
-            raise ValueError(f"estimator must be one of {sorted(ESTIMATORS) + sorted(DEFAULT_MODELS)}, a "
-                             f"CentroidRegressor or a saved regressor (.npz), got {estimator!r}")
-    if not (isinstance(estimator, str) and estimator in ESTIMATORS):
-        return _localize_with_regressor(stack, estimator, camera=camera, psf_sigma=psf_sigma, box=box,
-                                        threshold=threshold, threshold_mode=threshold_mode,
-                                        min_distance=min_distance, border=border, chunk_frames=chunk_frames)
-    if drop_bad and classifier is None:
+    return camera
+
+
+def _movie_shape(movie) -> Tuple[int, tuple]:
+    """(n_frames, (rows, cols)) of an array-like movie; TypeError/ValueError for anything else."""
+    if movie is None or isinstance(movie, (dict, set, str, bytes)) or hasattr(movie, "__fspath__"):
+        hint = "; open a file with spotfit.io.open_movie(path) or call spotfit.localize(path)" \
+            if isinstance(movie, str) or hasattr(movie, "__fspath__") else ""
+        raise TypeError(f"movie must be an array (frames, rows, cols), got {type(movie).__name__}{hint}")
+    shape = tuple(int(s) for s in movie.shape)
+    if len(shape) == 2:
+        return 1, shape
+    if len(shape) != 3:
+        raise ValueError(f"stack must be a 2D frame or a 3D (frames, rows, cols) array, got shape {shape}")
+    return shape[0], shape[1:]
+
+
+def _chunks(movie, n_frames: int, chunk_frames: int) -> Iterator[Tuple[int, np.ndarray]]:
+    """(first frame, chunk as a (frames, rows, cols) array the core reads) over an array-like movie."""
+    if len(movie.shape) == 2:
+        yield 0, validate.pixel_array(movie)[None]
+        return
+    for first in range(0, n_frames, chunk_frames):
+        yield first, validate.pixel_array(movie[first:first + chunk_frames])
+
+
+def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Optional[Camera] = None,
+             classifier=None, estimator=None, progress: bool = False, **keywords) -> pd.DataFrame:
+    """Detect and fit every spot of a movie (the layer beneath :func:`spotfit.localize`).
+
+    ``options`` (:class:`LocalizeOptions`) with ``keywords`` applied give the settings. ``estimator`` is a
+    fit estimator name (an option) or a centroid regressor object; ``classifier`` a classifier object (see
+    the module docstring). :func:`spotfit.localize` documents the columns.
+    """
+    regressor = None
+    if estimator is not None and not isinstance(estimator, str):
+        regressor = estimator
+        for attr in ("size", "estimate_boxes"):
+            if not hasattr(regressor, attr):
+                raise TypeError(f"estimator must be one of {sorted(ESTIMATORS)} or a centroid regressor (an "
+                                f"object with size and estimate_boxes()), got {type(estimator).__name__}")
+    elif estimator is not None:
+        keywords["estimator"] = estimator
+    opts = LocalizeOptions.from_keywords(options, **keywords)
+    n_frames, frame_shape = _movie_shape(movie)
+    if camera is None:
+        camera = getattr(movie, "camera", None)
+    camera = _camera(camera)
+    if opts.drop_bad and classifier is None:
         raise ValueError("drop_bad=True needs a classifier= (a SpotClassifier or a saved one)")
     if classifier is not None:
-        from .classify import SpotClassifier
-        if isinstance(classifier, (str, os.PathLike)):
-            classifier = SpotClassifier.load(classifier)
-        elif not isinstance(classifier, SpotClassifier):
-            raise TypeError("classifier must be a spotfit.SpotClassifier or a path to a saved one")
-    psf_sigma = _validate.positive("psf_sigma", psf_sigma)
-    box = _validate.odd_box(box)
-    threshold = _validate.positive("threshold", threshold)   # <= 0 would make every pixel a spot
-    mode = THRESHOLD_MODES[_validate.choice("threshold_mode", threshold_mode, THRESHOLD_MODES)]
-    model_id = MODELS[_validate.choice("model", model, MODELS)]
-    est_id = ESTIMATORS[estimator]
-    min_distance = _validate.positive("min_distance", min_distance, allow_zero=True)
-    border = _validate.integer("border", border, 0)
-    max_iterations = _validate.integer("max_iterations", max_iterations, 1)
-    tolerance = _validate.positive("tolerance", tolerance)
-    nthreads = _validate.threads(threads)
-    chunk_frames = _validate.integer("chunk_frames", chunk_frames, 1)
-
-    chunks, n_frames, frame_shape = _chunks(stack, int(chunk_frames))
+        for attr in ("size", "predict_proba"):
+            if not hasattr(classifier, attr):
+                raise TypeError("classifier must be a spotfit.SpotClassifier (an object with size and "
+                                f"predict_proba()) or a path to a saved one, got {type(classifier).__name__}")
+        if regressor is not None:
+            raise ValueError("a classifier screens fits; it cannot be combined with a centroid regressor")
     if n_frames == 0 or 0 in frame_shape:
         raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
+    box = opts.box if regressor is None else int(regressor.size)
     if box > max(frame_shape):
         raise ValueError(f"box {box} is larger than the frame {frame_shape[0]}x{frame_shape[1]}")
-    if camera.is_scmos:
-        maps = [m for m in (camera.offset_map, camera.gain_map, camera.variance_map) if m is not None]
-        if maps[0].shape != frame_shape:
-            raise ValueError(f"camera maps have shape {maps[0].shape} but frames are {frame_shape}; "
-                             "use Camera.crop() for a sensor ROI")
-    use_variance = camera.variance_map if est_id == _spotcore.Estimator.mle else None
+    camera.check_frame_shape(frame_shape)
 
     parts, goods, probs = [], [], []
     bar = None
@@ -223,50 +208,40 @@ def localize(stack, *, camera: Optional[Camera] = None, psf_sigma: float = 1.3, 
         from tqdm.auto import tqdm
         bar = tqdm(total=n_frames, unit="frame", desc="localize")
     try:
-        for first, chunk in chunks:
-            chunk = _validate.pixel_array(chunk)
-            if chunk.ndim == 2:
-                chunk = chunk[None]
+        for first, chunk in _chunks(movie, n_frames, opts.chunk_frames):
             if first == 0:
                 _warn_if_below_baseline(chunk[0], camera)
-            cam_args = (chunk, camera.baseline, camera.sensitivity, camera.em_gain, camera.qe, camera.offset_map,
-                        camera.gain_map, use_variance, mode, threshold, min_distance, int(border), box)
-            if classifier is not None and drop_bad:
-                # Screen the detections' images first and fit only the good ones (bad spots are
-                # dropped anyway, and they are the slow fits). Same rows as fitting all and dropping.
-                rec, good, p_good = _screen_then_fit(classifier, cam_args, camera, classify_threshold, box,
-                                                     psf_sigma, model_id, est_id, int(max_iterations), tolerance,
-                                                     nthreads, int(first), bool(mask_neighbours))
+            if regressor is not None:
+                parts.append(_regress_chunk(chunk, first, camera, opts, regressor))
+            elif classifier is not None:
+                rec, good, p_good = _classify_chunk(chunk, first, camera, opts, classifier)
                 parts.append(rec)
                 goods.append(good)
                 probs.append(p_good)
             else:
-                rec = _spotcore.localize(*cam_args, psf_sigma, model_id, est_id, int(max_iterations), tolerance,
-                                         nthreads, int(first), bool(mask_neighbours))
-                parts.append(rec)
-            if classifier is not None and not drop_bad:  # classify per chunk so that a file is read once
-                table = _table(rec)
-                table["frame"] -= first
-                good, p_good = classifier.predict_spots(chunk, table, camera=camera, threshold=classify_threshold)
-                goods.append(np.asarray(good, bool))
-                probs.append(np.asarray(p_good, np.float32))
+                parts.append(_spotcore.localize(chunk, camera, opts.to_core(), first))
             if bar is not None:
                 bar.update(chunk.shape[0])
     finally:
         if bar is not None:
             bar.close()
+    metadata = {"version": VERSION, "camera": camera.as_dict(), "movie_shape": (n_frames,) + tuple(frame_shape),
+                "pixel_size_nm": camera.pixel_size_nm}
+    if regressor is not None:
+        locs = _regressor_table(parts)
+        parameters = {k: v for k, v in opts.parameters().items()
+                      if k in ("psf_sigma", "box", "threshold", "threshold_mode", "min_distance", "border")}
+        locs.attrs["spotfit"] = dict(metadata, parameters=dict(
+            parameters, estimator=f"regressor:{getattr(regressor, 'kind', type(regressor).__name__)}"))
+        return locs
     locs = _table(np.concatenate(parts))
     if classifier is not None:
         locs["good"] = np.concatenate(goods)
         locs["p_good"] = np.concatenate(probs)
-        if drop_bad:  # already screened before the fit; kept as a guard
-            locs = locs[locs["good"]].reset_index(drop=True)
-    locs.attrs["spotfit"] = _metadata(camera, n_frames, frame_shape, {
-        "psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
-        "min_distance": min_distance, "border": int(border), "estimator": estimator, "model": model,
-        "max_iterations": int(max_iterations), "tolerance": tolerance, "mask_neighbours": bool(mask_neighbours)})
+    locs.attrs["spotfit"] = dict(metadata, parameters=opts.parameters())
     if classifier is not None:
-        locs.attrs["spotfit"]["classifier"] = {"model": classifier.model, "threshold": classify_threshold}
+        locs.attrs["spotfit"]["classifier"] = {"model": getattr(classifier, "model", type(classifier).__name__),
+                                               "threshold": opts.classify_threshold}
     return locs
 
 
@@ -277,57 +252,48 @@ def _warn_if_below_baseline(frame, camera: Camera) -> None:
     if median < offset:
         warnings.warn(f"most pixels are below the camera offset (median {median:g} ADU < {offset:g} ADU): "
                       "photons come out negative and spots will not fit; check Camera(baseline=...)",
-                      stacklevel=3)
+                      CameraWarning, stacklevel=4)
 
 
-def _screen_then_fit(classifier, cam_args, camera, classify_threshold, box, psf_sigma, model_id, est_id,
-                     max_iterations, tolerance, nthreads, first, mask_neighbours):
-    """One chunk: detect (C++), classify each detection's image, fit the good boxes only (C++)."""
-    chunk = cam_args[0]
-    frame, peak_row, peak_col, boxes, variance = _spotcore.detect_boxes(*cam_args, nthreads, first, mask_neighbours)
-    peaks = pd.DataFrame({"frame": frame - first, "peak_row": peak_row, "peak_col": peak_col})
-    good, p_good = classifier.predict_spots(chunk, peaks, camera=camera, threshold=classify_threshold)
-    keep = np.flatnonzero(good)
-    rec = _spotcore.fit_boxes(boxes[keep], None if variance is None else variance[keep], model_id, est_id,
-                              psf_sigma, max_iterations, tolerance, nthreads)
-    half = box // 2
-    rec["frame"], rec["peak_row"], rec["peak_col"] = frame[keep], peak_row[keep], peak_col[keep]
-    rec["x"] += (peak_col[keep] - half).astype(np.float32)
-    rec["y"] += (peak_row[keep] - half).astype(np.float32)
-    return rec, np.ones(len(keep), bool), np.asarray(p_good, np.float32)[keep]
+def _classify_chunk(chunk, first, camera, opts, classifier):
+    """One chunk: detect and cut fit and screening boxes in one C++ pass, classify each detection's image,
+    fit all boxes (or, with drop_bad, only the good ones: bad spots are the slow fits)."""
+    frame, peak_row, peak_col, boxes, variance, screen = _spotcore.detect_boxes(
+        chunk, camera, opts.to_core(screen_size=int(classifier.size)), first)
+    p = np.asarray(classifier.predict_proba(screen))
+    good = p >= opts.classify_threshold
+    p_good = p.astype(np.float32)
+    if opts.drop_bad:
+        keep = np.flatnonzero(good)
+        frame, peak_row, peak_col, boxes = frame[keep], peak_row[keep], peak_col[keep], boxes[keep]
+        good, p_good = good[keep], p_good[keep]
+        variance = None if variance is None else variance[keep]
+    rec = _spotcore.fit_boxes(boxes, variance, opts.fit_options())
+    half = opts.box // 2
+    rec["frame"], rec["peak_row"], rec["peak_col"] = frame, peak_row, peak_col
+    rec["x"] += (peak_col - half).astype(np.float32)
+    rec["y"] += (peak_row - half).astype(np.float32)
+    return rec, good, p_good
 
 
-def _metadata(camera: Camera, n_frames: int, frame_shape, parameters: dict) -> dict:
-    from . import __version__
-    return {"version": __version__, "camera": camera.as_dict(), "movie_shape": (int(n_frames),) + tuple(frame_shape),
-            "pixel_size_nm": camera.pixel_size_nm, "parameters": parameters}
+def _regress_chunk(chunk, first, camera, opts, regressor) -> pd.DataFrame:
+    """One chunk: the same detection as the fit, boxes of the regressor's size, centres from the regressor."""
+    size = int(regressor.size)
+    frame, peak_row, peak_col, boxes, _, _ = _spotcore.detect_boxes(
+        chunk, camera, opts.to_core(box=size, mask_neighbours=False), first)
+    est = regressor.estimate_boxes(boxes) if len(boxes) else None
+    empty = np.empty(0)
+    return pd.DataFrame({
+        "frame": frame, "x": peak_col + (est["x"].to_numpy() if est is not None else empty),
+        "y": peak_row + (est["y"].to_numpy() if est is not None else empty),
+        "photons": est["photons"].to_numpy() if est is not None else empty,
+        "background": est["background"].to_numpy() if est is not None else empty,
+        "snr": est["snr"].to_numpy() if est is not None else empty,
+        "peak_row": peak_row, "peak_col": peak_col})
 
 
-def _localize_with_regressor(stack, estimator, *, camera, psf_sigma, box, threshold, threshold_mode, min_distance,
-                             border, chunk_frames) -> pd.DataFrame:
-    """Detection as in :func:`localize`, centres from a learned regressor instead of the LM fit."""
-    from .realtime import Localizer
-    from .regress import as_regressor
-    if threshold_mode != "std":
-        raise ValueError("a centroid regressor detects with threshold_mode='std'")
-    regressor = as_regressor(estimator)
-    chunks, n_frames, frame_shape = _chunks(stack, int(chunk_frames))
-    if n_frames == 0 or 0 in frame_shape:
-        raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
-    finder = Localizer(camera=camera, estimator=regressor, threshold=threshold, min_distance=min_distance,
-                       border=border, psf_sigma=psf_sigma, box=box)
-    parts = []
-    for first, chunk in chunks:
-        chunk = _validate.pixel_array(chunk)
-        for i, frame in enumerate(chunk if chunk.ndim == 3 else chunk[None]):
-            part = finder.process(frame)
-            part["frame"] = np.int64(first + i)
-            parts.append(part)
-    locs = pd.concat(parts, ignore_index=True).reindex(columns=COLUMNS + ["snr"])
+def _regressor_table(parts) -> pd.DataFrame:
+    locs = pd.concat(parts, ignore_index=True).reindex(columns=list(COLUMNS) + ["snr"])
     locs["status"] = pd.Categorical([None] * len(locs), categories=FIT_STATUS)
     locs["iterations"] = np.int32(0)                   # no fit ran (exports need an integer here)
-    locs = locs.astype({"frame": np.int64, "peak_row": np.int32, "peak_col": np.int32, "iterations": np.int32})
-    locs.attrs["spotfit"] = _metadata(camera, n_frames, frame_shape, {
-        "psf_sigma": psf_sigma, "box": box, "threshold": threshold, "threshold_mode": threshold_mode,
-        "min_distance": min_distance, "border": int(border), "estimator": f"regressor:{regressor.kind}"})
-    return locs
+    return locs.astype({"frame": np.int64, "peak_row": np.int32, "peak_col": np.int32, "iterations": np.int32})

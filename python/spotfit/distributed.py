@@ -19,155 +19,27 @@ is passed explicitly rather than read from the environment.
 """
 from __future__ import annotations
 
-import json
 import os
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["open_movie", "localize", "to_parquet", "read_parquet", "run", "add_arguments", "DEFAULT_CHUNKS"]
+from . import core, io
+from ._shared.optional import need
+from ._shared.threads import threads as _valid_threads
+from ._shared.threads import usable_cores
+from .io.tables import parquet_metadata, restore_parquet_metadata
+from .options import LocalizeOptions
+from .registry import ESTIMATORS
+
+__all__ = ["open_movie", "localize", "to_parquet", "read_parquet", "run", "DEFAULT_CHUNKS"]
 
 DEFAULT_CHUNKS = 256
-_INSTALL = "pip install spotfit[dask]"
 
 
 def _require(module: str):
-    """Import an optional Dask module or fail with the install command."""
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"spotfit.distributed needs dask ({module!r} could not be imported: {exc}); "
-                          f"install it with `{_INSTALL}`") from exc
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-# --------------------------------------------------------------------------
-# lazy movies
-# --------------------------------------------------------------------------
-
-# Per-process cache of open zarr views of TIFF files, so a worker parses each file's header once.
-_OPEN: "OrderedDict[tuple, tuple]" = OrderedDict()
-_OPEN_LOCK = threading.Lock()
-_OPEN_MAX = 16
-
-
-def _open_tiff(path: str, multi: bool, reader: str, n: int, rows: int, cols: int):
-    """(read(a, b) -> frames, lock) for series 0 of a TIFF file, opened once per process.
-
-    ``reader="zarr"``: tifffile's zarr store (``aszarr=True``), which reads any layout (compressed,
-    tiled, OME with several axes). ``"auto"``: a memory map when the frames are stored contiguous and
-    uncompressed (4x faster than the zarr store for ImageJ stacks), the zarr store otherwise.
-    """
-    st = os.stat(path)
-    key = (path, multi, reader, st.st_mtime_ns, st.st_size)
-    with _OPEN_LOCK:
-        hit = _OPEN.get(key)
-        if hit is not None:
-            _OPEN.move_to_end(key)
-            return hit
-    import tifffile
-    # In a list of files each file is read on its own, as spotfit.io does (a multi-file OME or
-    # Micro-Manager header would otherwise pull in the other files).
-    flags = {}
-    if multi:
-        known = getattr(tifffile.TIFF, "FILE_FLAGS", ("ome",))
-        flags = {f"is_{k}": False for k in ("ome", "mmstack", "ndtiff") if k in known}
-    entry = None
-    if reader == "auto":
-        with tifffile.TiffFile(path, **flags) as tif:
-            series = tif.series[0]
-            if series.dataoffset is not None and int(np.prod(series.shape[:-2], dtype=np.int64)) == n \
-                    and tuple(series.shape[-2:]) == (rows, cols):
-                dtype = np.dtype(tif.byteorder + series.dtype.char)
-                mm = np.memmap(path, dtype=dtype, mode="r", offset=series.dataoffset, shape=(n, rows, cols))
-                entry = (lambda a, b: np.array(mm[a:b], dtype=dtype.newbyteorder("=")), threading.Lock(),
-                         None)
-    if entry is None:
-        zarr = _require("zarr")
-        store = tifffile.imread(path, aszarr=True, series=0, level=0, **flags)
-        z = zarr.open(store, mode="r")
-        if z.shape[-2:] != (rows, cols) or int(np.prod(z.shape[:-2], dtype=np.int64)) != n:
-            store.close()
-            from .io import MovieError
-            raise MovieError(f"{path!r}: the zarr view has shape {z.shape}, but the movie header "
-                             f"promised {n} frames of {rows}x{cols}; was the file changed?")
-
-        def read(a, b, z=z):
-            if z.ndim == 3:
-                return np.asarray(z[a:b])
-            lead = z.shape[:-2]  # e.g. OME TZCYX: frames are the leading axes in C order
-            return np.stack([np.asarray(z[np.unravel_index(f, lead)]) for f in range(a, b)]) if b > a \
-                else np.empty((0, rows, cols), z.dtype)
-        entry = (read, threading.Lock(), store)
-    with _OPEN_LOCK:
-        _OPEN[key] = entry
-        while len(_OPEN) > _OPEN_MAX:
-            _, (_, _, old) = _OPEN.popitem(last=False)
-            if old is not None:
-                try:
-                    old.close()
-                except Exception:  # noqa: BLE001 - closing a stale handle must not fail a read
-                    pass
-    return entry
-
-
-class _LazyMovie:
-    """Picklable array-like ``(frames, rows, cols)`` over one or more movie files.
-
-    Holds only paths and shapes; each process that slices it opens the files itself (TIFF through
-    tifffile's zarr store, ``.raw`` through :func:`spotfit.io.read_movie`).
-    """
-
-    def __init__(self, paths, frames_per_file, rows, cols, dtype, reader="auto"):
-        self.reader = reader
-        self.paths = [str(p) for p in paths]
-        self.frames_per_file = [int(n) for n in frames_per_file]
-        self.starts = np.cumsum([0] + self.frames_per_file)
-        self.shape = (int(self.starts[-1]), int(rows), int(cols))
-        self.dtype = np.dtype(dtype)
-        self.ndim = 3
-
-    def _read_file(self, i: int, a: int, b: int) -> np.ndarray:
-        path = self.paths[i]
-        if Path(path).suffix.lower() == ".raw":
-            from . import io
-            return io.read_movie(path, frames=slice(a, b))
-        n, rows, cols = self.frames_per_file[i], self.shape[1], self.shape[2]
-        read, lock, _ = _open_tiff(path, len(self.paths) > 1, self.reader, n, rows, cols)
-        with lock:
-            out = read(a, b)
-        return np.asarray(out).reshape(b - a, rows, cols).astype(self.dtype, copy=False)
-
-    def __getitem__(self, key) -> np.ndarray:
-        if not isinstance(key, tuple):
-            key = (key,)
-        key = key + (slice(None),) * (3 - len(key))
-        frames = key[0]
-        if isinstance(frames, (int, np.integer)):
-            frames = int(frames) + self.shape[0] if frames < 0 else int(frames)
-            out = self[(slice(frames, frames + 1),) + key[1:]]
-            return out[0]
-        if not isinstance(frames, slice) or frames.step not in (None, 1):
-            return self[:][key]  # rare fancy indexing: read all, then index
-        a, b, _ = frames.indices(self.shape[0])
-        b = max(a, b)
-        out = np.empty((b - a, self.shape[1], self.shape[2]), self.dtype)
-        for i in range(len(self.paths)):
-            lo, hi = max(a, self.starts[i]), min(b, self.starts[i + 1])
-            if lo < hi:
-                s = int(self.starts[i])
-                out[lo - a:hi - a] = self._read_file(i, int(lo - s), int(hi - s))
-        return out[(slice(None),) + key[1:]]
+    return need(module, "spotfit.distributed")
 
 
 def _frames_chunks(chunks) -> int:
@@ -204,23 +76,18 @@ def open_movie(path_or_paths, chunks: int = DEFAULT_CHUNKS, *, reader: str = "au
     """
     da = _require("dask.array")
     n_chunk = _frames_chunks(chunks)
-    if reader not in ("auto", "zarr"):
-        raise ValueError(f"reader must be 'auto' or 'zarr', got {reader!r}")
-    from . import io
-    info = io.movie_info(path_or_paths)
-    if any(Path(p).suffix.lower() != ".raw" for p in info.metadata["files"]):
+    movie = path_or_paths if isinstance(path_or_paths, io.Movie) else io.open_movie(path_or_paths, reader=reader)
+    if reader == "zarr":
         _require("zarr")
-    lazy = _LazyMovie(info.metadata["files"], info.metadata["frames_per_file"], info.rows, info.cols,
-                      info.dtype, reader)
-    name = "spotfit-movie-" + _token(lazy)
-    return da.from_array(lazy, chunks=(n_chunk, -1, -1), name=name, lock=False, asarray=True,
-                         fancy=False, meta=np.empty((0, 0, 0), lazy.dtype))
+    name = "spotfit-movie-" + _token(movie)
+    return da.from_array(movie, chunks=(n_chunk, -1, -1), name=name, lock=False, asarray=True,
+                         fancy=False, meta=np.empty((0, 0, 0), movie.dtype))
 
 
-def _token(lazy: _LazyMovie) -> str:
+def _token(movie: "io.Movie") -> str:
     dask_base = _require("dask.base")
-    stats = [(p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in lazy.paths]
-    return dask_base.tokenize(stats, lazy.shape, str(lazy.dtype), lazy.reader)
+    stats = [(p, os.stat(p).st_mtime_ns, os.stat(p).st_size) for p in movie.files]
+    return dask_base.tokenize(stats, movie.shape, str(movie.dtype), movie.reader)
 
 
 # --------------------------------------------------------------------------
@@ -230,8 +97,7 @@ def _token(lazy: _LazyMovie) -> str:
 def _threads_plan(threads):
     """What a task needs to choose its OpenMP threads: ("fixed", n) or ("auto", {host: slots}, local)."""
     if threads is not None:
-        from . import _validate
-        return ("fixed", _validate.threads(threads))
+        return ("fixed", _valid_threads(threads))
     slots = {}
     try:
         from distributed import default_client
@@ -246,7 +112,7 @@ def _threads_plan(threads):
         dask = _require("dask")
         from dask.base import get_scheduler
         from dask.local import get_sync
-        cores = _usable_cores()
+        cores = usable_cores()
         local = cores if get_scheduler() is get_sync else \
             max(1, cores // int(dask.config.get("num_workers", None) or cores))
     return ("auto", slots, local)
@@ -263,22 +129,23 @@ def _task_threads(plan) -> int:
     except (ImportError, ValueError):
         return local
     n = slots.get(get_address_host(worker.address)) or worker.state.nthreads
-    return max(1, _usable_cores() // max(1, int(n)))
+    return max(1, usable_cores() // max(1, int(n)))
 
 
 def _localize_block(block, first, params):
     """Localize one chunk of frames; frame numbers made global by adding the chunk's first frame."""
-    from .core import localize as _localize
-    kwargs, plan, attrs = params
+    options, camera, classifier, regressor, plan, attrs = params
     block = np.asarray(block)
-    locs = _localize(block, threads=_task_threads(plan), chunk_frames=max(1, block.shape[0]), **kwargs)
+    options = options.replace(threads=_task_threads(plan), chunk_frames=max(1, block.shape[0]))
+    locs = core.localize(block, options, camera=camera, classifier=classifier, estimator=regressor)
     if first:
         locs["frame"] += np.asarray(first, dtype=locs["frame"].dtype)
     locs.attrs = attrs
     return locs
 
 
-def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwargs):
+def localize(data, options=None, *, chunks: int = DEFAULT_CHUNKS, threads=None, camera=None, classifier=None,
+             estimator=None, **localize_kwargs):
     """Localize a movie with Dask: :func:`spotfit.localize` mapped over chunks of whole frames.
 
     Parameters
@@ -292,9 +159,9 @@ def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwa
     threads : int, optional
         OpenMP threads per task. Default: ``cores // (Dask worker threads on the host)`` (see the
         module docstring), so that the cores are not oversubscribed.
-    **localize_kwargs
-        Any keyword of :func:`spotfit.localize` (camera, psf_sigma, box, threshold, estimator, model,
-        ...) except ``progress`` and ``chunk_frames``.
+    options, camera, classifier, estimator, **localize_kwargs
+        As :func:`spotfit.localize` (a :class:`spotfit.LocalizeOptions` and/or its keywords), except
+        ``progress`` and ``chunk_frames``.
 
     Returns
     -------
@@ -322,9 +189,9 @@ def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwa
                             "frames per task, and the Dask dashboard or distributed.progress for progress")
     n_chunk = _frames_chunks(chunks)
     if isinstance(data, (str, os.PathLike, list, tuple)):
-        if localize_kwargs.get("camera") is None:  # as spotfit.localize on a path: the file's camera
-            from .core import camera_from_file
-            localize_kwargs["camera"] = camera_from_file(data)
+        data = io.open_movie(data)
+    if isinstance(data, io.Movie):
+        camera = data.camera if camera is None else camera   # as spotfit.localize on a path: the file's camera
         data = open_movie(data, chunks=n_chunk)
     elif not isinstance(data, da.Array):
         arr = np.asarray(data)
@@ -344,14 +211,19 @@ def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwa
         raise ValueError(f"data is empty: {n_frames} frames of shape {(rows, cols)}")
 
     # Check every parameter now and get the output schema: one flat frame finds no spots.
-    from .core import localize as _localize
+    if classifier is not None or not (estimator is None or isinstance(estimator, str) and estimator in ESTIMATORS):
+        from . import ml   # names and paths of models are turned into objects by their owner
+        classifier, estimator = ml.resolve_models(classifier, estimator)
+    options = LocalizeOptions.from_keywords(options, **localize_kwargs)
     flat = np.zeros((1, rows, cols), dtype=data.dtype)
-    meta = _localize(flat, threads=1, **localize_kwargs).iloc[:0]
+    meta = core.localize(flat, options.replace(threads=1), camera=camera, classifier=classifier,
+                         estimator=estimator).iloc[:0]
     attrs = dict(meta.attrs)
     attrs["spotfit"] = dict(attrs["spotfit"], movie_shape=(n_frames, rows, cols))
     meta.attrs = attrs
 
-    params = dask.delayed((localize_kwargs, _threads_plan(threads), attrs), pure=True, traverse=False)
+    params = dask.delayed((options, camera, classifier, estimator, _threads_plan(threads), attrs), pure=True,
+                          traverse=False)
     firsts = np.concatenate([[0], np.cumsum(data.chunks[0])[:-1]]).astype(int)
     blocks = data.to_delayed().ravel()
     task = dask.delayed(_localize_block, pure=True)
@@ -364,9 +236,7 @@ def localize(data, *, chunks: int = DEFAULT_CHUNKS, threads=None, **localize_kwa
 # --------------------------------------------------------------------------
 
 def _schema_metadata(meta: pd.DataFrame) -> dict:
-    from . import _tables
-    return {"spotfit": _tables._dumps(meta.attrs),
-            "spotfit.categories": json.dumps(_tables._categories(meta))}
+    return {k.decode(): v.decode() for k, v in parquet_metadata(meta).items()}
 
 
 def to_parquet(locs, path, *, overwrite: bool = False, compute: bool = True, **kwargs):
@@ -412,20 +282,13 @@ def read_parquet(path, *, lazy: bool = True):
     the fixed ``status`` categories and ``.attrs["spotfit"]`` restored.
     """
     pq = _require("pyarrow.parquet")
-    from . import _tables, io
-    files = sorted(Path(path).glob("*.parquet"), key=io._natural_key)
+    files = sorted(Path(path).glob("*.parquet"), key=io.movies.natural_key)
     if not files:
         raise FileNotFoundError(f"no Parquet files in {str(path)!r}")
     smeta = pq.read_schema(files[0]).metadata or {}
-    attrs = _tables._loads(smeta[b"spotfit"].decode()) if b"spotfit" in smeta else {}
-    cats = json.loads(smeta.get(b"spotfit.categories", b"{}"), object_hook=_tables._decode_hook)
 
     def fix(df):
-        for c, cc in cats.items():
-            df[c] = pd.Categorical(df[c].astype(object) if isinstance(df[c].dtype, pd.CategoricalDtype)
-                                   else df[c], categories=cc)
-        df.attrs = attrs
-        return df
+        return restore_parquet_metadata(df, smeta)
 
     if not lazy:
         return fix(pd.concat([pd.read_parquet(f) for f in files], ignore_index=True))
@@ -433,21 +296,6 @@ def read_parquet(path, *, lazy: bool = True):
     ddf = dd.read_parquet([str(f) for f in files], engine="pyarrow")
     meta = fix(ddf._meta.copy())
     return ddf.map_partitions(fix, meta=meta)
-
-
-# --------------------------------------------------------------------------
-# command-line glue (the lead wires these into ``spotfit localize``)
-# --------------------------------------------------------------------------
-
-def add_arguments(parser) -> None:
-    """Add ``--scheduler``, ``--workers``, ``--threads`` to an argparse parser."""
-    g = parser.add_argument_group("Dask (pip install spotfit[dask])")
-    g.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
-                   help="run on an existing Dask cluster at this scheduler address")
-    g.add_argument("--workers", type=int, metavar="N", default=None,
-                   help="start a local Dask cluster of N worker processes")
-    g.add_argument("--chunk-frames", type=int, metavar="F", default=DEFAULT_CHUNKS,
-                   help=f"frames per Dask task (default {DEFAULT_CHUNKS})")
 
 
 def run(inputs, output=None, *, scheduler=None, workers=None, chunks: int = DEFAULT_CHUNKS,
@@ -482,7 +330,7 @@ def run(inputs, output=None, *, scheduler=None, workers=None, chunks: int = DEFA
         raise ValueError(f"workers must be >= 1, got {workers!r}")
     cluster = None
     if scheduler is None:
-        cluster = distributed.LocalCluster(n_workers=int(workers or _usable_cores()), threads_per_worker=1,
+        cluster = distributed.LocalCluster(n_workers=int(workers or usable_cores()), threads_per_worker=1,
                                            processes=True, dashboard_address=":0")
     client = distributed.Client(scheduler if scheduler is not None else cluster)
     try:
@@ -493,7 +341,6 @@ def run(inputs, output=None, *, scheduler=None, workers=None, chunks: int = DEFA
         if out.suffix.lower() in ("", ".parquet") and not out.is_file():
             to_parquet(locs, out, overwrite=overwrite)
             return None
-        from . import io
         io.save(locs.compute().reset_index(drop=True), out)
         return None
     finally:

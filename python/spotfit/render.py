@@ -15,6 +15,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from . import _kernels  # Cython; numpy references in tests/test_cython.py
+from ._shared.atomic import atomic_path
+
 # 2**31 pixels: 8 GiB as float32; beyond that a zoom is almost surely a mistake, not a request.
 MAX_PIXELS = 2**31
 
@@ -129,7 +132,6 @@ def render(locs: pd.DataFrame, pixel_size: float | None = None, zoom: float = 10
 
 
 def _histogram(u, v, height, width) -> np.ndarray:
-    from . import _kernels  # Cython; numpy reference in tests/test_cython.py
     return _kernels.histogram(np.ascontiguousarray(u, np.float64), np.ascontiguousarray(v, np.float64),
                               int(height), int(width))
 
@@ -137,7 +139,6 @@ def _histogram(u, v, height, width) -> np.ndarray:
 def _gaussian(u, v, s, height, width) -> np.ndarray:
     # Each point: pixel-integrated Gaussian over +-ceil(3 s) pixels around floor(u), floor(v),
     # normalised to unit mass in that window; summed in float64 (Cython, tests/test_cython.py).
-    from . import _kernels
     return _kernels.gaussian(np.ascontiguousarray(u, np.float64), np.ascontiguousarray(v, np.float64),
                              np.ascontiguousarray(s, np.float64), int(height), int(width))
 
@@ -200,7 +201,6 @@ def save_image(img, path, *, vmin: float | None = None, vmax: float | None = Non
             matplotlib.image.imsave(tmp, scaled, vmin=0.0, vmax=1.0, cmap=cmap or "gray", format="png")
     else:
         raise ValueError(f"cannot save image {str(path)!r}: use a .png, .tif or .tiff suffix")
-    from ._tables import _atomic
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         write(tmp)
     return path

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import erf
 
-from . import _validate
+from ._shared import validate as _validate
 from .camera import Camera
 
 

@@ -7,7 +7,7 @@
 # objects, safe to call without the GIL. Functions never throw; they return a Result.
 # Keep in step with the headers: the test tests/test_cython.py compiles a module against them.
 
-from libc.stdint cimport int32_t, int64_t
+from libc.stdint cimport int32_t, int64_t, uint8_t
 from libcpp cimport bool
 from libcpp.string cimport string
 from libcpp.vector cimport vector
@@ -130,6 +130,28 @@ cdef extern from "spotcore/fit.h" namespace "spotcore" nogil:
     Result check_fit_options(const FitOptions& options)
 
 
+cdef extern from "spotcore/boxes.h" namespace "spotcore" nogil:
+    # Pixels of a box outside the image: NaN, or the value of the nearest edge pixel.
+    enum class BoxBorder(int32_t):
+        nan
+        edge
+
+    const int32_t kMaxBoxSize       # 63
+
+    cppclass BoxOptions:
+        int32_t size              # odd, 1..63
+        BoxBorder border
+        bool mask_neighbours      # NaN (inside 0) on pixels nearer to another centre of the same frame
+
+    Result check_box_options(const BoxOptions& options)
+    # n boxes of size*size photons centred on (rows[k], cols[k]) of frame frames[k] (0-based), in input order;
+    # centres inside the image, any order. variance (NULL, or photons^2; 0 without a variance map) and
+    # inside (NULL, or 1 = in the image and not masked) have the same layout. Same output for any threads.
+    Result cut_boxes(const ImageStack& stack, const Camera& camera, const int64_t* frames, const int32_t* rows,
+                     const int32_t* cols, int64_t n, const BoxOptions& options, int32_t threads, float* boxes,
+                     float* variance, uint8_t* inside)
+
+
 cdef extern from "spotcore/localize.h" namespace "spotcore" nogil:
     cppclass Localization:
         int64_t frame
@@ -140,12 +162,14 @@ cdef extern from "spotcore/localize.h" namespace "spotcore" nogil:
         DetectOptions detect
         FitOptions fit
         bint mask_neighbours
+        BoxOptions screen          # detect_boxes only: extra boxes per detection; screen.size == 0: none
 
     cppclass Detections:
         vector[int64_t] frame
         vector[int32_t] peak_row, peak_col
         vector[float] boxes        # size() * box * box photons, NaN outside the image / masked
         vector[float] variance     # same layout when the camera has a variance map, else empty
+        vector[float] screen_boxes # size() * screen.size^2 photons when screen.size > 0, else empty
         size_t size()
 
     # The detection half of localize (boxes ready for fit_boxes); appended in localize's order.
@@ -156,6 +180,8 @@ cdef extern from "spotcore/localize.h" namespace "spotcore" nogil:
                     int64_t first_frame, vector[Localization]& out)
     # One frame to photons (rows*cols float32).
     Result frame_to_photons(const ImageStack& stack, int64_t frame, const Camera& camera, float* photons)
+    # Every frame to photons (frames*rows*cols float32), as frame_to_photons; threads 0 = OpenMP default.
+    Result to_photons(const ImageStack& stack, const Camera& camera, int32_t threads, float* out)
 
 
 cdef extern from "spotcore/spotcore.h" namespace "spotcore" nogil:

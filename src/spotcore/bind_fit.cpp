@@ -5,8 +5,7 @@
 void bind_fit(py::module_& m) {
     m.def(
         "fit_boxes",
-        [](FloatImage boxes, py::object variance, spotcore::Model model, spotcore::Estimator estimator,
-           float psf_sigma, int32_t max_iterations, float tolerance, int32_t threads) {
+        [](FloatImage boxes, py::object variance, spotcore::FitOptions options) {
             if (boxes.ndim() != 3 || boxes.shape(1) != boxes.shape(2))
                 throw py::value_error("fit_boxes: boxes must have shape (n, box, box)");
             FloatImage var;
@@ -15,22 +14,16 @@ void bind_fit(py::module_& m) {
                 var = FloatImage::ensure(variance);
                 if (!var || var.ndim() != 3 || var.shape(0) != boxes.shape(0) || var.shape(1) != boxes.shape(1) ||
                     var.shape(2) != boxes.shape(2))
-                    throw py::value_error("fit_boxes: variance must have the same shape as boxes");
+                    throw py::value_error("fit_boxes: variance must be None or have the same shape as boxes");
             }
-            spotcore::FitOptions o;
-            o.model = model;
-            o.estimator = estimator;
-            o.box = int32_t(boxes.shape(1));
-            o.psf_sigma = psf_sigma;
-            o.max_iterations = max_iterations;
-            o.tolerance = tolerance;
-            o.threads = threads;
+            // The box side is the array's: options.box is ignored (the caller's object is not changed).
+            options.box = int32_t(boxes.shape(1));
             const int64_t n = boxes.shape(0);
             std::vector<spotcore::FitResult> res(static_cast<size_t>(n));
             spotcore::Result r;
             {
                 py::gil_scoped_release release;
-                r = spotcore::fit_boxes(boxes.data(), has_var ? var.data() : nullptr, n, o, res.data());
+                r = spotcore::fit_boxes(boxes.data(), has_var ? var.data() : nullptr, n, options, res.data());
             }
             raise_if_failed(r);
             py::array_t<FitRecord> out(n);
@@ -38,8 +31,7 @@ void bind_fit(py::module_& m) {
             for (int64_t i = 0; i < n; ++i) rec[i] = to_record(res[size_t(i)], 0, 0, 0);
             return out;
         },
-        py::arg("boxes"), py::arg("variance") = py::none(), py::arg("model") = spotcore::Model::gauss,
-        py::arg("estimator") = spotcore::Estimator::mle, py::arg("psf_sigma") = 1.3f,
-        py::arg("max_iterations") = 30, py::arg("tolerance") = 1e-3f, py::arg("threads") = 0,
-        "Fit (n, box, box) float32 photon boxes; returns a structured array (box coordinates).");
+        py::arg("boxes"), py::arg("variance"), py::arg("options"),
+        "Fit (n, box, box) float32 photon boxes (options.box is taken from the array); returns the FitRecord "
+        "structured array, x and y in box coordinates.");
 }

@@ -3,8 +3,10 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstring>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "spotcore/spotcore.h"
 
@@ -19,10 +21,37 @@ inline void raise_if_failed(const spotcore::Result& r) {
 
 using FloatImage = py::array_t<float, py::array::c_style | py::array::forcecast>;
 
+void bind_options(py::module_& m);
+void bind_camera(py::module_& m);
 void bind_filter(py::module_& m);
 void bind_detect(py::module_& m);
 void bind_fit(py::module_& m);
+void bind_boxes(py::module_& m);
 void bind_localize(py::module_& m);
+
+// A 3D numpy array (u1, u2, i2, u4, i4, f4, f8 in native byte order, any strides) as an ImageStack; the
+// array must outlive it. fn names the caller in error messages.
+spotcore::ImageStack stack_view(const py::array& stack, const char* fn);
+
+// A camera read from any Python object with attributes baseline, sensitivity, em_gain, qe and
+// offset_map, gain_map, variance_map (None or 2D arrays of the frame shape). Holds the converted maps.
+struct CameraMap {
+    FloatImage array;
+    bool present = false;
+    const float* data() const { return present ? array.data() : nullptr; }
+};
+struct CameraArgs {
+    CameraMap offset, gain, variance;
+    spotcore::Camera cam;
+};
+CameraArgs camera_args(const py::object& camera, const spotcore::ImageStack& stack, const char* fn);
+
+template <typename T>
+py::array_t<T> to_numpy(const std::vector<T>& v) {
+    py::array_t<T> a(py::ssize_t(v.size()));
+    if (!v.empty()) std::memcpy(a.mutable_data(), v.data(), v.size() * sizeof(T));
+    return a;
+}
 
 // Flat record for numpy (one row per fit / localization).
 struct FitRecord {

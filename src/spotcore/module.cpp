@@ -19,17 +19,30 @@ PYBIND11_MODULE(_spotcore, m) {
     py::enum_<spotcore::Estimator>(m, "Estimator")
         .value("lsq", spotcore::Estimator::lsq)
         .value("mle", spotcore::Estimator::mle);
+    // The pixel types the core reads without a copy (spotfit.registry.PIXEL_DTYPES derives from it).
+    py::enum_<spotcore::PixelType>(m, "PixelType")
+        .value("u8", spotcore::PixelType::u8)
+        .value("u16", spotcore::PixelType::u16)
+        .value("i16", spotcore::PixelType::i16)
+        .value("u32", spotcore::PixelType::u32)
+        .value("i32", spotcore::PixelType::i32)
+        .value("f32", spotcore::PixelType::f32)
+        .value("f64", spotcore::PixelType::f64);
     py::enum_<spotcore::ThresholdMode>(m, "ThresholdMode")
         .value("std_w1", spotcore::ThresholdMode::std_w1)
         .value("absolute", spotcore::ThresholdMode::absolute);
-    m.def("version", &spotcore::version);
+    m.def("version", &spotcore::version, "Version of the core (meson.build's project version).");
 #ifdef _OPENMP
     m.attr("has_openmp") = true;
 #else
     m.attr("has_openmp") = false;
 #endif
+    m.attr("max_threads") = py::int_(spotcore::kMaxThreads);
+    bind_options(m);  // before the functions whose signatures name the option classes
+    bind_camera(m);
     bind_filter(m);
     bind_detect(m);
     bind_fit(m);
+    bind_boxes(m);
     bind_localize(m);
 }

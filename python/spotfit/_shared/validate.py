@@ -5,8 +5,7 @@ import numbers
 
 import numpy as np
 
-# Pixel dtypes the C++ core reads directly; others are converted once per chunk.
-_NATIVE = {np.dtype(t) for t in ("u1", "u2", "i2", "u4", "i4", "f4", "f8")}
+from ..registry import PIXEL_DTYPES
 _F32_MAX = float(np.finfo(np.float32).max)
 
 
@@ -28,18 +27,7 @@ def odd_box(box) -> int:
     return box
 
 
-# More OpenMP threads than this is never useful, and libgomp crashes (SIGSEGV) when it cannot create
-# the threads asked for (seen at threads=100000): refuse early.
-MAX_THREADS = 1024
 INT32_MAX = 2**31 - 1
-
-
-def threads(value) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or not 1 <= value <= MAX_THREADS:
-        raise ValueError(f"threads must be an integer in [1, {MAX_THREADS}] or None, got {value!r}")
-    return int(value)
 
 
 def integer(name: str, value, lo: int, hi: int = INT32_MAX) -> int:
@@ -51,15 +39,6 @@ def integer(name: str, value, lo: int, hi: int = INT32_MAX) -> int:
     value = int(value)
     if not lo <= value <= hi:
         raise ValueError(f"{name} must be an integer in [{lo}, {hi}], got {value}")
-    return value
-
-
-def finite(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
     return value
 
 
@@ -76,7 +55,7 @@ def pixel_array(a, name: str = "stack") -> np.ndarray:
         raise TypeError(f"{name} must hold integer or float pixels, got dtype {a.dtype}")
     if not a.dtype.isnative:
         a = a.astype(a.dtype.newbyteorder("="))
-    if a.dtype not in _NATIVE:
+    if a.dtype not in PIXEL_DTYPES:
         a = a.astype(np.float64 if a.dtype.itemsize >= 8 or a.dtype.kind == "i" else np.float32)
     if a.dtype.kind == "f" and a.size and not np.isfinite(a).all():
         bad = np.argwhere(~np.isfinite(a))[0]
@@ -85,3 +64,9 @@ def pixel_array(a, name: str = "stack") -> np.ndarray:
         # The core works in float32: such a pixel would become inf and blank its whole frame silently.
         raise ValueError(f"{name} has values beyond the float32 range (|value| > {_F32_MAX:.4g})")
     return a
+
+
+def boolean(name: str, value) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return bool(value)

@@ -1,19 +1,21 @@
 """``spotfit classify train|report|export``: spot quality classifier on the command line."""
 from __future__ import annotations
 
+from .common import add_camera_options, add_deprecated_alias, camera_from_args, help_text
 
 
 def _camera(args, locs):
-    import spotfit
-    if args.calibration:
-        return spotfit.Camera.from_calibration(args.calibration)
-    saved = locs.attrs.get("spotfit", {}).get("camera", {}) if isinstance(locs.attrs.get("spotfit"), dict) else {}
-    pick = {k: (getattr(args, k) if getattr(args, k) is not None else saved.get(k))
-            for k in ("baseline", "sensitivity", "em_gain", "qe")}
-    return spotfit.Camera(**{k: float(v) for k, v in pick.items() if v is not None})
+    """The camera the spots were fitted with (recorded in LOCS), overridden by the camera options."""
+    from spotfit import io
+    recorded = locs.attrs.get("spotfit") if isinstance(locs.attrs.get("spotfit"), dict) else {}
+    saved = recorded.get("camera") if isinstance(recorded.get("camera"), dict) else {}
+    metadata = {"camera": saved, "pixel_size_nm": recorded.get("pixel_size_nm")}
+    info = io.movie_info(args.movie)
+    return camera_from_args(args, metadata, (info.rows, info.cols))
 
 
 def _rules(pairs):
+    """``--rule NAME=VALUE`` items -> ``{name: value}`` (a number, a (low, high) pair, or None for none/off)."""
     import ast
     out = {}
     for item in pairs or []:
@@ -32,10 +34,9 @@ def _rules(pairs):
 
 
 def _labelled(args):
-    """(patches, params, labels, rule report or None) from LOCS + MOVIE."""
+    """(patches, locs, labels, rule report or None, camera) from LOCS + MOVIE."""
     from spotfit import io
-    from spotfit.classify import label_spots
-    from spotfit.patches import extract_patches
+    from spotfit.ml import extract_patches, label_spots
     locs = io.load(args.locs)
     camera = _camera(args, locs)
     if getattr(args, "label_column", None):
@@ -52,8 +53,9 @@ def _labelled(args):
 def _train(args) -> int:
     import numpy as np
 
-    from spotfit.classify import SpotClassifier, format_report
-    from spotfit.patches import save_dataset
+    from spotfit.ml import SpotClassifier, format_report, save_dataset
+    if not 0 <= args.test_fraction < 1:
+        raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     patches, locs, labels, rules, camera = _labelled(args)
     if rules is not None:
         print(f"rule labels: {rules.attrs['n_good']} good of {rules.attrs['n']}")
@@ -81,8 +83,7 @@ def _train(args) -> int:
 
 
 def _report(args) -> int:
-    from spotfit.classify import SpotClassifier, format_report
-    from spotfit.patches import load_dataset
+    from spotfit.ml import SpotClassifier, format_report, load_dataset
     clf = SpotClassifier.load(args.model)
     if args.dataset:
         data = load_dataset(args.dataset)
@@ -100,7 +101,7 @@ def _report(args) -> int:
 
 
 def _export(args) -> int:
-    from spotfit.patches import save_dataset
+    from spotfit.ml import save_dataset
     patches, locs, labels, rules, camera = _labelled(args)
     save_dataset(args.output, patches, locs, labels, meta={"camera": camera.as_dict()})
     print(f"{len(patches)} spots ({int(labels.sum())} good) written to {args.output}")
@@ -108,37 +109,47 @@ def _export(args) -> int:
 
 
 def _common(p, size=True):
-    p.add_argument("--psf-sigma", type=float, default=None, help="expected PSF sigma, px (default: from LOCS)")
+    """Labelling, camera and patch options of every classify command."""
+    p.add_argument("--psf-sigma", type=float, default=None, metavar="PX",
+                   help=help_text("expected PSF sigma, px (default: as recorded in LOCS)"))
     p.add_argument("--rule", action="append", metavar="NAME=VALUE",
-                   help="override a labelling rule, e.g. max_ellipticity=1.2 or chi2_pvalue=off (repeatable)")
-    p.add_argument("--label-column", default=None, help="use this boolean column of LOCS as labels, not the rules")
-    cam = p.add_argument_group("camera (default: as recorded in LOCS, else baseline 100, 1 e-/ADU)")
-    cam.add_argument("--baseline", type=float)
-    cam.add_argument("--sensitivity", type=float, help="photoelectrons per ADU")
-    cam.add_argument("--em-gain", dest="em_gain", type=float)
-    cam.add_argument("--qe", type=float)
-    cam.add_argument("--calibration", help="sCMOS calib.npy (offset, variance, gain maps)")
+                   help=help_text("override a labelling rule, e.g. max_ellipticity=1.2 or chi2_pvalue=off; "
+                                  "repeatable (default: spotfit.ml.DEFAULT_RULES)"))
+    p.add_argument("--label-column", default=None, metavar="COLUMN",
+                   help=help_text("use this boolean column of LOCS as labels (default: none, the rules label)"))
+    add_camera_options(p, source="the camera recorded in LOCS")
+    add_deprecated_alias(p, "--baseline", "--camera-baseline", dest="camera_baseline")
     if size:
-        p.add_argument("--size", type=int, default=9, help="patch side, px (odd; default 9)")
+        p.add_argument("--size", type=int, default=9, metavar="PX", help=help_text("patch side, odd, px", 9))
+
+
+def _png_option(p) -> None:
+    p.add_argument("--png", default=None, metavar="FILE.png",
+                   help=help_text("write a grid of example spots here (default: none)"))
 
 
 def register(subparsers) -> None:
     """Add ``classify`` (train, report, export) to ``spotfit``'s argparse subparsers."""
+    from spotfit.ml import SpotClassifier
+    from spotfit.ml.features import PatchFeatures
     cls = subparsers.add_parser("classify", help="spot quality classifier: train, report, export")
-    sub = cls.add_subparsers(dest="classify_command", required=True)
+    sub = cls.add_subparsers(dest="classify_command", required=True, metavar="train|report|export")
 
     tr = sub.add_parser("train", help="label spots with the fit rules and train a classifier on their images")
-    tr.add_argument("locs", help="localizations (parquet/csv/hdf5 from `spotfit.io.save`)")
+    tr.add_argument("locs", help="localizations (parquet/csv/hdf5 from `spotfit localize`)")
     tr.add_argument("movie", help="the movie they were localized from")
-    tr.add_argument("-o", "--output", required=True, help="classifier file to write")
-    tr.add_argument("--model", default="hgb", choices=["hgb", "logistic", "svm-poly", "auto"],
-                    help="default hgb; 'auto' picks by 5-fold cross-validated ROC AUC")
-    tr.add_argument("--features", default="shape", choices=["shape", "moments", "raw"],
-                    help="what the model sees of each patch (default: 14 shape numbers; see docs/classification.md)")
-    tr.add_argument("--test-fraction", type=float, default=0.25, help="share of spots held out for the report (default 0.25)")
-    tr.add_argument("--png", default=None, help="write a grid of example spots here")
-    tr.add_argument("--export-dataset", default=None, help="also write patches + fit + labels (.npz/.h5)")
-    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("-o", "--output", required=True, metavar="MODEL", help="classifier file to write")
+    tr.add_argument("--model", default="hgb", choices=[*SpotClassifier.MODELS, "auto"],
+                    help=help_text("classifier; 'auto' picks by 5-fold cross-validated ROC AUC", "hgb"))
+    tr.add_argument("--features", default="shape", choices=PatchFeatures.KINDS,
+                    help=help_text("what the model sees of each patch; shape: 14 numbers (see "
+                                   "docs/classification.md)", "shape"))
+    tr.add_argument("--test-fraction", type=float, default=0.25, metavar="F",
+                    help=help_text("share of spots held out for the report, in [0, 1)", 0.25))
+    _png_option(tr)
+    tr.add_argument("--export-dataset", default=None, metavar="FILE",
+                    help=help_text("also write patches + fit + labels to this .npz/.h5 (default: none)"))
+    tr.add_argument("--seed", type=int, default=0, metavar="N", help=help_text("random seed", 0))
     _common(tr)
     tr.set_defaults(func=_train)
 
@@ -146,14 +157,15 @@ def register(subparsers) -> None:
     rp.add_argument("model", help="classifier file")
     rp.add_argument("locs", nargs="?", help="localizations (labelled by the rules or --label-column)")
     rp.add_argument("movie", nargs="?", help="the movie they were localized from")
-    rp.add_argument("--dataset", help="a labelled data set (.npz/.h5) instead of LOCS MOVIE")
-    rp.add_argument("--png", default=None, help="write a grid of example spots here")
+    rp.add_argument("--dataset", default=None, metavar="FILE",
+                    help=help_text("a labelled data set (.npz/.h5) instead of LOCS MOVIE (default: none)"))
+    _png_option(rp)
     _common(rp, size=False)
     rp.set_defaults(func=_report)
 
     ex = sub.add_parser("export", help="write patches + fit parameters + rule labels to one .npz/.h5 file")
-    ex.add_argument("locs")
-    ex.add_argument("movie")
-    ex.add_argument("-o", "--output", required=True)
+    ex.add_argument("locs", help="localizations (parquet/csv/hdf5 from `spotfit localize`)")
+    ex.add_argument("movie", help="the movie they were localized from")
+    ex.add_argument("-o", "--output", required=True, metavar="FILE", help="data set to write (.npz/.h5)")
     _common(ex)
     ex.set_defaults(func=_export)

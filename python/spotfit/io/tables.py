@@ -34,38 +34,17 @@ import json
 import math
 import os
 import re
-import uuid
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-FORMATS = ("parquet", "csv", "thunderstorm", "picasso")
+from .._shared.atomic import atomic_path
+from .._shared.optional import need
 
-
-def _need(module: str, pip_name: str):
-    import importlib
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"this file format needs the {pip_name!r} package; "
-                          f"install it or `pip install spotfit[io]`") from exc
-
-
-@contextlib.contextmanager
-def _atomic(path: Path):
-    """Yield a temporary path beside `path`; move it over `path` on success."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise FileNotFoundError(f"folder does not exist: {str(path.parent)!r}")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+#: Table formats, and the file suffix each is written with by default (the one list of formats).
+FORMAT_SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "thunderstorm": ".csv", "picasso": ".hdf5"}
+FORMATS = tuple(FORMAT_SUFFIXES)
 
 
 def _encode(obj):
@@ -116,7 +95,10 @@ def _meta(locs) -> dict:
     return md if isinstance(md, dict) else {}
 
 
-def _infer_format(path: Path, format, reading: bool) -> str:
+def infer_format(path, format=None, *, reading: bool) -> str:
+    """The table format of ``path``: ``format`` if given (checked), else from the suffix (and, when reading,
+    the first line of a CSV)."""
+    path = Path(path)
     if format is not None:
         if format not in FORMATS:
             raise ValueError(f"unknown format {format!r}; choose from {FORMATS}")
@@ -168,7 +150,7 @@ def save(locs: pd.DataFrame, path, format: str | None = None, *,
         The path written.
     """
     path = Path(path)
-    fmt = _infer_format(path, format, reading=False)
+    fmt = infer_format(path, format, reading=False)
     locs = _check_locs(locs, path)
     md = _meta(locs)
     px = pixel_size_nm if pixel_size_nm is not None else md.get("pixel_size_nm")
@@ -209,7 +191,7 @@ def load(path, format: str | None = None, *, pixel_size_nm: float | None = None
         raise FileNotFoundError(f"localization file not found: {str(path)!r}")
     if path.is_dir():
         raise IsADirectoryError(f"{str(path)!r} is a directory, not a localization file")
-    fmt = _infer_format(path, format, reading=True)
+    fmt = infer_format(path, format, reading=True)
     try:
         if fmt == "parquet":
             return _load_parquet(path)
@@ -235,31 +217,38 @@ def _categories(locs) -> dict:
 
 
 # parquet: schema metadata b"spotfit" = JSON of DataFrame.attrs
+def parquet_metadata(locs) -> dict:
+    """Parquet schema metadata (bytes keys and values) that carries a table's attrs and categories."""
+    # Arrow drops unused categories of an empty column: they are kept here too.
+    return {b"spotfit": _dumps(locs.attrs).encode(), b"spotfit.categories": json.dumps(_categories(locs)).encode()}
+
+
+def restore_parquet_metadata(df: pd.DataFrame, metadata) -> pd.DataFrame:
+    """Put the categories and attrs of :func:`parquet_metadata` back on a table read from Parquet (in place)."""
+    metadata = metadata or {}
+    for c, cats in json.loads(metadata.get(b"spotfit.categories", b"{}"), object_hook=_decode_hook).items():
+        col = df[c]
+        df[c] = pd.Categorical(col.astype(object) if isinstance(col.dtype, pd.CategoricalDtype) else col,
+                               categories=cats)
+    df.attrs = _loads(metadata[b"spotfit"].decode()) if b"spotfit" in metadata else {}
+    return df
+
+
 def _save_parquet(locs, path):
-    pa = _need("pyarrow", "pyarrow")
-    pq = _need("pyarrow.parquet", "pyarrow")
+    pa = need("pyarrow", "this file format")
+    pq = need("pyarrow.parquet", "this file format")
     bare = locs.copy(deep=False)
     bare.attrs = {}  # attrs go in our own key below, as exact JSON
     table = pa.Table.from_pandas(bare, preserve_index=False)
-    meta = dict(table.schema.metadata or {})
-    meta[b"spotfit"] = _dumps(locs.attrs).encode()
-    # Arrow drops unused categories of an empty column; keep them ourselves.
-    meta[b"spotfit.categories"] = json.dumps(_categories(locs)).encode()
-    table = table.replace_schema_metadata(meta)
-    with _atomic(path) as tmp:
+    table = table.replace_schema_metadata({**(table.schema.metadata or {}), **parquet_metadata(locs)})
+    with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
 
 def _load_parquet(path):
-    pq = _need("pyarrow.parquet", "pyarrow")
+    pq = need("pyarrow.parquet", "this file format")
     table = pq.read_table(path)
-    meta = table.schema.metadata or {}
-    df = table.to_pandas()
-    for c, cats in json.loads(meta.get(b"spotfit.categories", b"{}"), object_hook=_decode_hook
-                              ).items():
-        df[c] = pd.Categorical(df[c], categories=cats)
-    df.attrs = _loads(meta[b"spotfit"].decode()) if b"spotfit" in meta else {}
-    return df
+    return restore_parquet_metadata(table.to_pandas(), table.schema.metadata)
 
 
 # native csv: two comment lines (magic, JSON of dtypes/categories/attrs)
@@ -270,7 +259,7 @@ def _save_csv(locs, path):
     header = {"dtypes": {c: str(t) for c, t in locs.dtypes.items()},
               "categories": _categories(locs),
               "attrs": json.loads(_dumps(locs.attrs))}
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         with open(tmp, "w", newline="", encoding="utf-8") as f:
             f.write(_CSV_MAGIC + "\n# " + json.dumps(header, separators=(",", ":")) + "\n")
             locs.to_csv(f, index=False, lineterminator="\n")
@@ -333,7 +322,7 @@ def _save_thunderstorm(locs, path, px):
         out["uncertainty [nm]"] = np.sqrt(0.5 * (ux * ux + uy * uy)) * px
     df = pd.DataFrame(out)
     import csv
-    with _atomic(path) as tmp:
+    with atomic_path(path) as tmp:
         # ThunderSTORM quotes the header names and leaves numbers bare.
         df.to_csv(tmp, index=False, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\n")
 
@@ -384,7 +373,7 @@ _PICASSO_FLOATS = [("x", "x"), ("y", "y"), ("photons", "photons"), ("sx", "sigma
 
 def _save_picasso(locs, path, px, movie_shape):
     h5py = _need("h5py", "h5py")
-    yaml = _need("yaml", "pyyaml")
+    yaml = need("yaml", "this file format")
     n = len(locs)
     frame = locs["frame"].to_numpy(np.int64)
     if n and (frame.min() < 0 or frame.max() > np.iinfo(np.uint32).max):
@@ -431,7 +420,7 @@ def _save_picasso(locs, path, px, movie_shape):
                 loc_doc.setdefault(name, params[key])
     loc_doc["spotfit attrs (json)"] = _dumps(locs.attrs)
     yaml_path = path.with_suffix(".yaml")
-    with _atomic(path) as tmp_h5, _atomic(yaml_path) as tmp_yaml:
+    with atomic_path(path) as tmp_h5, atomic_path(yaml_path) as tmp_yaml:
         with h5py.File(tmp_h5, "w") as f:
             f.create_dataset("locs", data=arr)
         with open(tmp_yaml, "w") as f:
@@ -440,7 +429,7 @@ def _save_picasso(locs, path, px, movie_shape):
 
 def _load_picasso(path):
     h5py = _need("h5py", "h5py")
-    yaml = _need("yaml", "pyyaml")
+    yaml = need("yaml", "this file format")
     with h5py.File(path, "r") as f:
         if "locs" not in f:
             raise ValueError(f"{str(path)!r}: no 'locs' dataset (not a Picasso file)")

@@ -1,8 +1,4 @@
-"""Reading movies, and the entry points for reading/writing localization tables.
-
-Movies
-------
-:func:`read_movie`, :func:`iter_chunks` and :func:`movie_info` open TIFF movies
+"""Reading movies: :func:`open_movie` (a lazy, array-like :class:`Movie` with its camera), :func:`read_movie`, :func:`iter_chunks` and :func:`movie_info` open TIFF movies
 (plain, ImageJ, OME, BigTIFF, multi-file series given as a list or a glob
 pattern) through :mod:`tifffile`, and Picasso ``.raw`` movies described by a
 ``.yaml`` sidecar.  Every movie is seen as a stack ``(frames, rows, cols)``;
@@ -12,17 +8,14 @@ A movie that ends before the number of frames its header promises (ImageJ
 ``images=``, OME ``SizeZ*SizeC*SizeT``, tifffile's ``shape``) raises
 :class:`MovieError` naming the file instead of being read as a silently
 shorter movie.
-
-Localization tables
--------------------
-:func:`save` and :func:`load` (implemented in ``spotfit._tables``, whose docstring describes the
-four formats: parquet, csv, thunderstorm, picasso). All writes are atomic.
 """
 
 from __future__ import annotations
 
 import contextlib
 import glob as _glob
+import threading
+from collections import OrderedDict
 import logging
 import math
 import os
@@ -33,12 +26,10 @@ from typing import Iterator, NamedTuple
 
 import numpy as np
 
-__all__ = [
-    "MovieError", "MovieNotFoundError", "MovieInfo", "read_movie", "iter_chunks",
-    "movie_info", "save", "load", "FORMATS",
-]
+from .._shared.optional import need
+from ..camera import Camera, make_camera
 
-from ._tables import FORMATS, _need, load, save  # noqa: F401  (public here: spotfit.io.save/load)
+#: Pixel types a movie file may hold (converted to a type the core reads, chunk by chunk, when needed).
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in (
     "uint8", "int8", "uint16", "int16", "uint32", "int32", "float16", "float32", "float64"))
 
@@ -65,18 +56,20 @@ class MovieInfo(NamedTuple):
 # movies
 # --------------------------------------------------------------------------
 
-def _natural_key(p: Path):
+def natural_key(p) -> list:
+    """Sort key of file names in natural order (``_2`` before ``_10``)."""
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", str(p))]
 
 
-def _expand_paths(path_or_paths) -> list[Path]:
+def expand_paths(path_or_paths) -> list[Path]:
+    """The files of a movie: a path, a list of paths, or a glob pattern (natural order)."""
     if isinstance(path_or_paths, (str, os.PathLike)):
         s = os.fspath(path_or_paths)
         if any(c in s for c in "*?[") and not os.path.exists(s):
             paths = [Path(p) for p in _glob.glob(s)]
             if not paths:
                 raise MovieNotFoundError(f"no files match the pattern {s!r}")
-            return sorted(paths, key=_natural_key)
+            return sorted(paths, key=natural_key)
         return [Path(s)]
     paths = [Path(p) for p in path_or_paths]
     if not paths:
@@ -114,7 +107,7 @@ class _Part:
 def _open_raw(path: Path) -> _Part:
     # Picasso raw movie: headerless pixels; layout in <stem>.yaml
     # (keys "Byte Order", "Data Type", "Frames", "Height", "Width").
-    yaml = _need("yaml", "pyyaml")
+    yaml = need("yaml", "Picasso .raw movies")
     info_path = path.with_suffix(".yaml")
     if not info_path.exists():
         raise MovieError(f"{str(path)!r}: Picasso raw movie needs its sidecar "
@@ -463,18 +456,54 @@ def _open_tiff_checked(path, multi, tifffile, log) -> _Part:
     return _Part(path, n_series, rows, cols, dtype, read, tif.close, md)
 
 
+def _zarr_reader(path: Path, multi: bool, part: _Part):
+    """read(a, b) through tifffile's zarr store (``aszarr=True``): any layout, compressed or tiled."""
+    zarr = need("zarr", "reader='zarr'")
+    import tifffile
+    known = getattr(tifffile.TIFF, "FILE_FLAGS", ("ome",))
+    flags = {f"is_{k}": False for k in ("ome", "mmstack", "ndtiff") if k in known} if multi else {}
+    store = tifffile.imread(path, aszarr=True, series=0, level=0, **flags)
+    z = zarr.open(store, mode="r")
+    n, rows, cols = part.n_frames, part.rows, part.cols
+    if z.shape[-2:] != (rows, cols) or int(np.prod(z.shape[:-2], dtype=np.int64)) != n:
+        store.close()
+        raise MovieError(f"{str(path)!r}: the zarr view has shape {z.shape}, but the movie header promised {n} "
+                         f"frames of {rows}x{cols}; was the file changed?")
+
+    def read(a, b):
+        if z.ndim == 3:
+            out = np.asarray(z[a:b])
+        else:  # e.g. OME TZCYX: frames are the leading axes in C order
+            lead = z.shape[:-2]
+            out = np.stack([np.asarray(z[np.unravel_index(f, lead)]) for f in range(a, b)]) if b > a \
+                else np.empty((0, rows, cols), z.dtype)
+        return out.reshape(b - a, rows, cols).astype(part.dtype, copy=False)
+
+    close = part.close
+
+    def close_both():
+        store.close()
+        close()
+    return read, close_both
+
+
+READERS = ("auto", "zarr")
+
+
 class _Movie:
     """Frames of one or more files, read lazily."""
 
-    def __init__(self, path_or_paths):
+    def __init__(self, path_or_paths, reader: str = "auto"):
         self.parts: list[_Part] = []
-        paths = _expand_paths(path_or_paths)
+        paths = expand_paths(path_or_paths)
         try:
             for p in paths:
                 _check_path(p)
                 part = _open_raw(p) if p.suffix.lower() == ".raw" \
                     else _open_tiff(p, multi=len(paths) > 1)
                 self.parts.append(part)
+                if reader == "zarr" and p.suffix.lower() != ".raw":
+                    part.read, part.close = _zarr_reader(p, len(paths) > 1, part)
                 first = self.parts[0]
                 if (part.rows, part.cols, part.dtype) != (first.rows, first.cols, first.dtype):
                     raise MovieError(
@@ -618,3 +647,133 @@ def read_movie(path_or_paths, *, frames=None) -> np.ndarray:
     with _Movie(path_or_paths) as m:
         a, b = _frame_range(m.n_frames, frames)
         return m.read(a, b)
+
+
+# --------------------------------------------------------------------------
+# lazy, array-like movies
+# --------------------------------------------------------------------------
+
+# Per-process cache of open movies, so that a Dask worker parses each file's header once.
+_OPEN: "OrderedDict[tuple, tuple]" = OrderedDict()
+_OPEN_LOCK = threading.Lock()
+_OPEN_MAX = 16
+
+
+def _opened(files: tuple, reader: str):
+    """(_Movie, lock) for these files, opened once per process (re-opened if a file changed)."""
+    key = (files, reader, tuple((os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files))
+    with _OPEN_LOCK:
+        hit = _OPEN.get(key)
+        if hit is not None:
+            _OPEN.move_to_end(key)
+            return hit
+    entry = (_Movie(list(files), reader), threading.Lock())
+    with _OPEN_LOCK:
+        _OPEN[key] = entry
+        while len(_OPEN) > _OPEN_MAX:
+            _, (old, _) = _OPEN.popitem(last=False)
+            old.close()
+    return entry
+
+
+class Movie:
+    """A movie on disk as a lazy, read-only array ``(frames, rows, cols)`` that knows its camera.
+
+    Made by :func:`open_movie`. Slicing frames (``movie[10:20]``) reads only those frames; ``np.asarray(movie)``
+    reads all. The object holds only paths and shapes, so it pickles to Dask workers, which open the files
+    themselves (once per process). :func:`spotfit.localize` and ``dask.array.from_array`` take it as it is.
+
+    Attributes
+    ----------
+    shape, dtype, ndim : the stack's shape ``(frames, rows, cols)``, native pixel type, 3
+    metadata : dict
+        As :func:`movie_info`.
+    files : list of str
+    camera : Camera
+        The camera given to :func:`open_movie`, else the one the file's metadata records
+        (:func:`spotfit.camera.make_camera`; defaults where it records nothing).
+    """
+
+    ndim = 3
+
+    def __init__(self, path_or_paths, *, camera: Camera | None = None, reader: str = "auto"):
+        if reader not in READERS:
+            raise ValueError(f"reader must be one of {READERS}, got {reader!r}")
+        if camera is not None and not isinstance(camera, Camera):
+            raise TypeError(f"camera must be a spotfit.Camera, got {type(camera).__name__}")
+        self.files = [str(p) for p in expand_paths(path_or_paths)]
+        self.reader = reader
+        self._source = path_or_paths
+        m, _ = _opened(tuple(self.files), reader)  # every header is checked now
+        self.files = list(m.metadata["files"])
+        self.shape = (m.n_frames, m.rows, m.cols)
+        self.dtype = m.dtype
+        self.metadata = m.metadata
+        self._camera = camera
+
+    @property
+    def camera(self) -> Camera:
+        if self._camera is None:
+            try:
+                self._camera = make_camera(self.metadata, frame_shape=self.shape[1:])
+            except (ValueError, TypeError) as exc:
+                raise MovieError(f"{self._source!r}: the camera settings in its metadata are invalid ({exc}); "
+                                 "pass camera=") from exc
+        return self._camera
+
+    def __repr__(self) -> str:
+        name = self.files[0] if len(self.files) == 1 else f"{self.files[0]} + {len(self.files) - 1} more"
+        return f"<spotfit.io.Movie {name!r}: {self.shape[0]} frames of {self.shape[1]}x{self.shape[2]} {self.dtype}>"
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+    def read(self, a: int, b: int) -> np.ndarray:
+        """Frames ``a .. b-1`` as a new array in the native pixel type."""
+        a, b = _frame_range(self.shape[0], slice(a, b))
+        movie, lock = _opened(tuple(self.files), self.reader)
+        with lock:  # tifffile file handles are not thread-safe
+            return movie.read(a, b)
+
+    def __getitem__(self, key) -> np.ndarray:
+        if not isinstance(key, tuple):
+            key = (key,)
+        frames, rest = key[0], key[1:]
+        if isinstance(frames, (int, np.integer)):
+            f = int(frames) + self.shape[0] if frames < 0 else int(frames)
+            if not 0 <= f < self.shape[0]:
+                raise IndexError(f"frame {frames} is out of range for {self.shape[0]} frames")
+            return self.read(f, f + 1)[(0,) + rest]
+        if isinstance(frames, slice) and frames.step in (None, 1):
+            a, b, _ = frames.indices(self.shape[0])
+            return self.read(a, max(a, b))[(slice(None),) + rest]
+        return self.read(0, self.shape[0])[key]  # fancy indexing: read all, then index
+
+    def __array__(self, dtype=None, copy=None):
+        out = self.read(0, self.shape[0])
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def open_movie(path_or_paths, *, camera: Camera | None = None, reader: str = "auto") -> Movie:
+    """Open a movie lazily (only headers are read): a :class:`Movie` that slices like an array.
+
+    Parameters
+    ----------
+    path_or_paths : str, os.PathLike, list of them, or glob pattern
+        As :func:`read_movie`.
+    camera : Camera, optional
+        Overrides the camera the file's metadata records.
+    reader : {"auto", "zarr"}
+        ``"auto"``: plain reads of frames stored back to back, tifffile for other layouts. ``"zarr"``: every
+        TIFF through tifffile's zarr store (``pip install spotfit[dask]``).
+
+    Raises
+    ------
+    MovieNotFoundError, MovieError
+        As :func:`movie_info`.
+    """
+    return Movie(path_or_paths, camera=camera, reader=reader)

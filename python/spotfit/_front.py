@@ -1,0 +1,81 @@
+"""``spotfit.localize``: the friendly front door over :func:`spotfit.core.localize`.
+
+It turns what a user types into the objects the API takes, each through its owner: a path into a movie
+(:func:`spotfit.io.open_movie`), a saved classifier or a regressor name into a model
+(:func:`spotfit.ml.resolve_models`), and a Dask array into the lazy Dask pipeline
+(:func:`spotfit.distributed.localize`). It sits above every layer, as the command line does.
+"""
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+from . import core, io
+from .camera import Camera
+from .options import LocalizeOptions, fields
+from .registry import ESTIMATORS
+
+
+def _is_paths(stack) -> bool:
+    return isinstance(stack, (str, os.PathLike)) or (
+        isinstance(stack, (list, tuple)) and bool(stack) and all(isinstance(p, (str, os.PathLike)) for p in stack))
+
+
+def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Optional[Camera] = None,
+             classifier=None, estimator=None, progress: bool = False, **keywords):
+    """Detect and fit every spot of a movie.
+
+    Parameters
+    ----------
+    stack : array (frames, rows, cols) or (rows, cols), movie path(s), Movie, or dask array
+        Raw camera counts (ADU) of any integer or float dtype: a numpy array, memmap or zarr array, the
+        :class:`spotfit.io.Movie` of :func:`spotfit.io.open_movie`, a path, a list of paths (one series) or a
+        glob pattern. Processed ``chunk_frames`` frames at a time, so a file-backed movie never has to fit
+        in RAM. A dask array gives the lazy result of :func:`spotfit.distributed.localize`.
+    options : LocalizeOptions, optional
+        All settings in one object; ``**keywords`` (the same names) override it.
+    camera : Camera, optional
+        ADU -> photons conversion; default: the movie's own camera (for a file, what its metadata records,
+        :func:`spotfit.camera.make_camera`), else ``Camera()`` (baseline 100 ADU, 1 e-/ADU, no gain).
+    classifier : SpotClassifier or path, optional
+        Adds ``good`` (bool) and ``p_good`` columns from a trained :class:`spotfit.ml.SpotClassifier` applied
+        to each spot's image; ``drop_bad=True`` keeps only the good spots, screening each detection before
+        the fit so that bad spots are never fitted (same rows as fitting all, then dropping).
+    estimator : {"mle", "lsq"}, or a centroid regressor
+        Poisson maximum likelihood or least squares; or a :class:`spotfit.ml.CentroidRegressor` (or
+        ``"ridge"``/``"tf-linear"``, the packaged models, or a saved ``.npz``) that estimates each spot's
+        centre straight from its image instead of fitting (same detection; fit-only columns are NaN,
+        ``status`` missing).
+    progress : bool
+        Show a progress bar (tqdm).
+    **keywords
+        Any :class:`spotfit.LocalizeOptions` setting (below).
+
+    Returns
+    -------
+    pandas.DataFrame (dask.dataframe.DataFrame for a dask array)
+        One row per localization: ``frame`` (0-based), ``x`` (column), ``y`` (row) in pixels with the
+        centre of pixel (0, 0) at (0, 0); ``photons``, ``background`` (photons/pixel), ``sigma_x``,
+        ``sigma_y`` (px); ``uncertainty_*``: Cramér–Rao bounds at the estimate; ``loglik`` (Poisson
+        log-likelihood ratio to the saturated model), ``chi2`` (Pearson), ``iterations``, ``status``
+        (categorical: converged, max_iterations, singular, out_of_box, not_fitted), ``peak_row``,
+        ``peak_col`` (detection pixel). ``.attrs["spotfit"]`` records the settings and the camera.
+    """
+    if type(stack).__module__.startswith("dask."):
+        from . import distributed
+        if progress:
+            raise TypeError("progress is not shown for a dask array: use the Dask dashboard")
+        return distributed.localize(stack, options, camera=camera, classifier=classifier, estimator=estimator,
+                                    **keywords)
+    if _is_paths(stack):
+        stack = io.open_movie(stack)
+    if classifier is not None or not (estimator is None or isinstance(estimator, str) and estimator in ESTIMATORS):
+        from . import ml   # loaded only when a model is asked for (scikit-learn, TensorFlow)
+        classifier, estimator = ml.resolve_models(classifier, estimator)
+    return core.localize(stack, options, camera=camera, classifier=classifier, estimator=estimator,
+                         progress=progress, **keywords)
+
+
+localize.__doc__ += "\n    Settings (``LocalizeOptions``)\n    ------------------------------\n" + "".join(
+    f"    {name} : default {default!r}{f' ({unit})' if unit else ''}\n        {help}.\n"
+    for name, default, help, unit in fields())

@@ -1,0 +1,179 @@
+"""Typed stub of spotfit._spotcore, the private pybind11 bindings of the spotcore C++ core.
+
+Arrays are numpy arrays. ``stack`` is a 3D (frames, rows, cols) array of uint8, uint16, int16, uint32, int32,
+float32 or float64 in native byte order, with any strides. ``camera`` is any object with the attributes of
+``_CameraLike`` (a Protocol of this stub only). Invalid values raise ValueError, wrong types TypeError;
+every call releases the GIL around the core.
+
+The FitRecord structured dtype (one row per fit) has the fields, in this order:
+frame i8, peak_row i4, peak_col i4, x f4, y f4, photons f4, background f4, sigma_x f4, sigma_y f4,
+uncertainty_x f4, uncertainty_y f4, uncertainty_photons f4, uncertainty_background f4,
+uncertainty_sigma_x f4, uncertainty_sigma_y f4, loglik f4, chi2 f4, iterations i4, status i4 (FitStatus).
+"""
+from typing import Any, ClassVar, Optional, Protocol, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+_Stack = npt.NDArray[Any]
+_FitRecords = npt.NDArray[np.void]
+_F32 = npt.NDArray[np.float32]
+_Index = Union[npt.NDArray[np.integer[Any]], Sequence[int]]
+_Map = Optional[npt.ArrayLike]
+
+has_openmp: bool
+"""Whether the core was built with OpenMP."""
+max_threads: int
+"""Upper bound on the threads any call uses (spotcore::kMaxThreads)."""
+
+class _CameraLike(Protocol):
+    """What a camera argument must provide (not a class of the module; any object with these attributes)."""
+
+    baseline: float
+    sensitivity: float
+    em_gain: float
+    qe: float
+    offset_map: _Map
+    gain_map: _Map
+    variance_map: _Map
+
+class _Enum:
+    def __init__(self, value: int) -> None: ...
+    def __int__(self) -> int: ...
+    def __index__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __ne__(self, other: object) -> bool: ...
+    def __hash__(self) -> int: ...
+    def __getstate__(self) -> int: ...
+    def __setstate__(self, state: int) -> None: ...
+    @property
+    def name(self) -> str:
+        """Name of the value."""
+    @property
+    def value(self) -> int:
+        """Integer code of the value."""
+
+class FitStatus(_Enum):
+    """Outcome of one fit (the FitRecord status field)."""
+
+    converged: ClassVar["FitStatus"]
+    max_iterations: ClassVar["FitStatus"]
+    singular: ClassVar["FitStatus"]
+    out_of_box: ClassVar["FitStatus"]
+    not_fitted: ClassVar["FitStatus"]
+    __members__: ClassVar[dict[str, "FitStatus"]]
+
+class Model(_Enum):
+    """PSF model: fixed_sigma (x, y, N, b), gauss (+ sigma), elliptical (+ sigma_x, sigma_y)."""
+
+    fixed_sigma: ClassVar["Model"]
+    gauss: ClassVar["Model"]
+    elliptical: ClassVar["Model"]
+    __members__: ClassVar[dict[str, "Model"]]
+
+class Estimator(_Enum):
+    """Fit estimator: unweighted least squares or Poisson maximum likelihood."""
+
+    lsq: ClassVar["Estimator"]
+    mle: ClassVar["Estimator"]
+    __members__: ClassVar[dict[str, "Estimator"]]
+
+class ThresholdMode(_Enum):
+    """Detection threshold: factor * std(W1) per frame, or absolute photons of the filtered image."""
+
+    std_w1: ClassVar["ThresholdMode"]
+    absolute: ClassVar["ThresholdMode"]
+    __members__: ClassVar[dict[str, "ThresholdMode"]]
+
+class BoxBorder(_Enum):
+    """Box pixels outside the image: NaN, or the value of the nearest edge pixel."""
+
+    nan: ClassVar["BoxBorder"]
+    edge: ClassVar["BoxBorder"]
+    __members__: ClassVar[dict[str, "BoxBorder"]]
+
+class DetectOptions:
+    """Candidate detection (spotcore::DetectOptions); picklable, compared field by field."""
+
+    mode: ThresholdMode
+    threshold: float
+    min_distance: float
+    border: int
+    def __init__(self) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __getstate__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, state: tuple[Any, ...]) -> None: ...
+
+class FitOptions:
+    """Levenberg-Marquardt fit (spotcore::FitOptions); box is odd 3..31, threads 0 = OpenMP default."""
+
+    model: Model
+    estimator: Estimator
+    box: int
+    psf_sigma: float
+    max_iterations: int
+    tolerance: float
+    threads: int
+    def __init__(self) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __getstate__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, state: tuple[Any, ...]) -> None: ...
+
+class BoxOptions:
+    """Boxes cut around centres (spotcore::BoxOptions); size odd 1..63 (0 = none as LocalizeOptions.screen)."""
+
+    size: int
+    border: BoxBorder
+    mask_neighbours: bool
+    def __init__(self) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __getstate__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, state: tuple[Any, ...]) -> None: ...
+
+class LocalizeOptions:
+    """Options of localize/detect_boxes; nested fields are live references (opt.fit.box = 9 works)."""
+
+    detect: DetectOptions
+    fit: FitOptions
+    mask_neighbours: bool
+    screen: BoxOptions
+    def __init__(self) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __getstate__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, state: tuple[Any, ...]) -> None: ...
+
+def version() -> str:
+    """Version of the core (meson.build's project version)."""
+
+def wavelet_filter(image: npt.ArrayLike) -> Tuple[_F32, _F32]:
+    """Wavelet planes (W1, W2) of a 2D float32 image."""
+
+def find_local_maxima(
+    filtered: npt.ArrayLike, threshold: float, min_distance: float = 0.0, border: int = 0
+) -> Tuple[npt.NDArray[np.int32], _F32]:
+    """Local maxima above threshold: ((n, 2) int32 [row, col], (n,) float32 values), raster order."""
+
+def fit_boxes(boxes: npt.ArrayLike, variance: Optional[npt.ArrayLike], options: FitOptions) -> _FitRecords:
+    """Fit (n, box, box) float32 photon boxes (box side from the array, options.box ignored); box coordinates."""
+
+def localize(stack: _Stack, camera: _CameraLike, options: LocalizeOptions, first_frame: int) -> _FitRecords:
+    """Fused convert/filter/detect/fit; FitRecord rows in image pixels, frame = first_frame + index."""
+
+def detect_boxes(
+    stack: _Stack, camera: _CameraLike, options: LocalizeOptions, first_frame: int
+) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32], _F32, Optional[_F32], Optional[_F32]]:
+    """(frame, peak_row, peak_col, boxes (n, box, box), variance (n, box, box) or None, screen (n, s, s) or None)."""
+
+def cut_boxes(
+    stack: _Stack,
+    camera: _CameraLike,
+    frames: _Index,
+    rows: _Index,
+    cols: _Index,
+    options: BoxOptions,
+    threads: int,
+) -> Tuple[_F32, Optional[_F32], npt.NDArray[np.bool_]]:
+    """(boxes (n, s, s) photons, variance (n, s, s) or None without a variance map, inside (n, s, s) bool)."""
+
+def to_photons(stack: _Stack, camera: _CameraLike, threads: int) -> _F32:
+    """Every frame in photons: (frames, rows, cols) float32, as detection converts."""

@@ -1,0 +1,199 @@
+"""``spotfit info``, ``spotfit simulate`` and ``spotfit demo``: look at, make, and try out movies."""
+from __future__ import annotations
+
+import inspect
+import os
+import time
+from pathlib import Path
+
+from .common import (UsageError, add_camera_options, camera_from_args, check_output_path, check_writer,
+                     help_text)
+
+#: The camera of simulated movies (simulate and demo): an sCMOS-like 0.5 e-/ADU at 100 ADU, 100 nm pixels.
+SIMULATION_CAMERA = {"baseline": 100.0, "sensitivity": 0.5, "em_gain": 1.0, "qe": 1.0, "pixel_size_nm": 100.0}
+
+# `spotfit simulate` options from spotfit.simulate's arguments: (argument, flag, type, metavar, what).
+_SIMULATE_OPTIONS = (
+    ("frames", "--frames", int, "N", "frames"),
+    ("density", "--density", float, "N", "mean emitters per frame (Poisson)"),
+    ("background", "--background", float, "PHOTONS", "background, photons per pixel"),
+    ("psf_sigma", "--psf-sigma", float, "PX", "PSF standard deviation, px"),
+    ("border", "--border", float, "PX", "no emitter closer than this to the edge, px"),
+    ("min_distance", "--min-distance", float, "PX", "no two emitters of a frame closer than this, px (0: any)"),
+    ("seed", "--seed", int, "N", "random seed"),
+)
+
+
+def simulate_defaults() -> dict:
+    """The defaults of :func:`spotfit.simulate`'s arguments (the defaults of ``spotfit simulate``)."""
+    import spotfit
+    return {name: p.default for name, p in inspect.signature(spotfit.simulate).parameters.items()
+            if p.default is not inspect.Parameter.empty}
+
+
+def _short(value, width: int = 70) -> str:
+    text = repr(value) if not isinstance(value, str) else value
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def info(args) -> int:
+    """Handler of ``spotfit info``."""
+    from spotfit import io
+    from spotfit.camera import camera_settings_from_metadata
+    movie_info = io.movie_info(args.movies if len(args.movies) > 1 else args.movies[0])
+    md = movie_info.metadata
+    files = md.get("files", [])
+    size = sum(os.path.getsize(f) for f in files if os.path.isfile(f))
+    print(f"files:      {len(files)} ({size / 2**20:.1f} MiB)" + ("" if len(files) > 1 else f"  {files[0]}"))
+    if len(files) > 1:
+        for f, n in zip(files, md.get("frames_per_file", [])):
+            print(f"            {f}: {n} frames")
+    print(f"frames:     {movie_info.n_frames}")
+    print(f"frame size: {movie_info.rows} rows x {movie_info.cols} cols")
+    print(f"dtype:      {movie_info.dtype}")
+    print(f"format:     {md.get('format')}" + (f" (axes {md['axes']})" if md.get("axes") else ""))
+    px = md.get("pixel_size_nm")
+    print(f"pixel size: {f'{px:g} nm' if px else 'not recorded'}")
+    cam = camera_settings_from_metadata(md)
+    cam.pop("pixel_size_nm", None)
+    print("camera:     " + (", ".join(f"{k}={v:g}" for k, v in cam.items()) if cam
+                            else "not recorded (give --camera-baseline/--sensitivity/... to localize)"))
+    for section in ("camera", "imagej", "picasso"):
+        entries = md.get(section)
+        if isinstance(entries, dict) and entries:
+            print(f"{section} metadata:")
+            shown = list(entries.items()) if args.all else list(entries.items())[:20]
+            for k, v in shown:
+                print(f"  {k}: {_short(v)}")
+            if len(shown) < len(entries):
+                print(f"  ... {len(entries) - len(shown)} more (--all)")
+    return 0
+
+
+def _write_movie(movie, path: Path, camera) -> None:
+    """ImageJ TIFF with the camera in its description (read back by ``spotfit localize``), atomically."""
+    import tifffile
+
+    from spotfit._shared.atomic import atomic_path
+    md = {"axes": "TYX", "spotfit.baseline": camera.baseline, "spotfit.sensitivity": camera.sensitivity,
+          "spotfit.em_gain": camera.em_gain, "spotfit.qe": camera.qe}
+    kw = {}
+    if camera.pixel_size_nm:
+        md["unit"] = "nm"
+        kw["resolution"] = (1.0 / camera.pixel_size_nm, 1.0 / camera.pixel_size_nm)
+    with atomic_path(path) as tmp:
+        tifffile.imwrite(tmp, movie, imagej=True, metadata=md, **kw)
+
+
+def _simulation(args) -> dict:
+    """spotfit.simulate's keyword arguments from the options (all but the camera)."""
+    sim = {name: getattr(args, name) for name, *_ in _SIMULATE_OPTIONS}
+    sim.update(shape=(args.rows, args.cols), photons=tuple(args.photons))
+    return sim
+
+
+def simulate(args) -> int:
+    """Handler of ``spotfit simulate``."""
+    import spotfit
+    from spotfit import io
+    out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):
+        raise UsageError(f"simulate writes a TIFF: give -o NAME.tif, not {str(out)!r}")
+    check_output_path(out)
+    cam = camera_from_args(args)
+    sim = _simulation(args)
+    movie, truth = spotfit.simulate(camera=cam, **sim)
+    truth_path = out.with_name(out.stem + "_truth.csv")
+    record = {k: (list(v) if isinstance(v, tuple) else v) for k, v in sim.items() if k not in ("frames", "shape")}
+    truth.attrs = {"spotfit": {"camera": cam.as_dict(), "pixel_size_nm": cam.pixel_size_nm,
+                               "movie_shape": tuple(int(s) for s in movie.shape), "simulation": record}}
+    _write_movie(movie, out, cam)
+    io.save(truth, truth_path, format="csv")
+    print(f"{movie.shape[0]} frames of {movie.shape[1]}x{movie.shape[2]} ({len(truth)} spots) -> {out}, "
+          f"truth -> {truth_path}")
+    return 0
+
+
+def _demo_paths(args) -> tuple:
+    """(image, table) of the demo: in --out, or beside --image when only that is given."""
+    folder = Path(args.out) if args.out is not None else (Path(args.image).parent if args.image else
+                                                          Path("spotfit-demo"))
+    image = Path(args.image) if args.image else folder / "demo.png"
+    if image.suffix.lower() not in (".png", ".tif", ".tiff"):
+        raise UsageError(f"cannot save an image as {str(image)!r}: use .png, .tif or .tiff")
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"--out {str(folder)!r} is a file; give a folder")
+    return image, folder / f"{image.stem}_locs.{args.format}"
+
+
+def demo(args) -> int:
+    """Handler of ``spotfit demo``: simulate, localize, score against the truth, write image and table."""
+    import numpy as np
+
+    import spotfit
+    from spotfit import io, render
+    from spotfit.evaluate import match
+    image, table = _demo_paths(args)
+    check_writer(args.format)
+    defaults = simulate_defaults()
+    cam = spotfit.Camera(**SIMULATION_CAMERA)
+    movie, truth = spotfit.simulate(frames=args.frames, camera=cam, seed=args.seed)
+    t = time.perf_counter()
+    locs = spotfit.localize(movie, camera=cam, psf_sigma=defaults["psf_sigma"], progress=not args.quiet)
+    dt = time.perf_counter() - t
+    m = match(truth, locs, tolerance=1.0)
+    table.parent.mkdir(parents=True, exist_ok=True)
+    image.parent.mkdir(parents=True, exist_ok=True)
+    io.save(locs, table, format=args.format)
+    img = render.render(locs[locs["status"] == "converged"], zoom=8)
+    render.save_image(img, image)
+    (rows, cols), (lo, hi) = defaults["shape"], defaults["photons"]
+    print(f"spotfit {spotfit.__version__} demo: simulated {args.frames} frames of {rows}x{cols} px, "
+          f"{len(truth)} spots (~{defaults['density']:g} per frame, {lo:g}-{hi:g} photons, background "
+          f"{defaults['background']:g} photons/px, PSF sigma {defaults['psf_sigma']:g} px)")
+    print(f"localized {len(locs)} spots in {dt:.2f} s ({args.frames / max(dt, 1e-9):,.0f} frames/s)")
+    print(f"vs truth (1 px): recall {m['recall']:.4f}, precision {m['precision']:.4f}, RMSE {m['rmse']:.4f} px "
+          f"(bias x {m['bias_x']:+.4f}, y {m['bias_y']:+.4f} px)")
+    print(f"image -> {image} ({img.shape[1]}x{img.shape[0]}), table -> {table}")
+    return 0 if m["recall"] > 0.9 and np.isfinite(m["rmse"]) else 1
+
+
+def register(subparsers) -> None:
+    """Add ``info``, ``simulate`` and ``demo`` to ``spotfit``'s subparsers."""
+    i = subparsers.add_parser("info", help="frames, size, pixel type and metadata of a movie")
+    i.add_argument("movies", nargs="+", metavar="MOVIE", help="movie file(s): several = one series")
+    i.add_argument("--all", action="store_true", help="print every metadata entry")
+    i.set_defaults(func=info)
+
+    defaults = simulate_defaults()
+    s = subparsers.add_parser("simulate", help="simulate a movie (ImageJ TIFF) and its ground truth "
+                                               "(<name>_truth.csv)",
+                              description="Blinking point sources on a flat background, Poisson noise, then the "
+                                          "camera (the defaults are those of spotfit.simulate).")
+    s.add_argument("-o", "--output", required=True, metavar="MOVIE.tif", help="movie to write (.tif)")
+    rows, cols = defaults["shape"]
+    s.add_argument("--rows", type=int, default=rows, metavar="N", help=help_text("frame height, px", rows))
+    s.add_argument("--cols", type=int, default=cols, metavar="N", help=help_text("frame width, px", cols))
+    s.add_argument("--photons", type=float, nargs=2, default=defaults["photons"], metavar=("MIN", "MAX"),
+                   help=help_text("photons per emitter, uniform in [MIN, MAX]", defaults["photons"]))
+    for name, option, kind, metavar, text in _SIMULATE_OPTIONS:
+        shown = "none, a new movie each run" if defaults[name] is None else defaults[name]
+        s.add_argument(option, type=kind, default=defaults[name], metavar=metavar, help=help_text(text, shown))
+    add_camera_options(s, defaults=SIMULATION_CAMERA, calibration=False)
+    s.set_defaults(func=simulate)
+
+    demo_p = subparsers.add_parser("demo", help="simulate a movie, localize it, score it against the truth",
+                                   description="Simulate a movie with spotfit.simulate's defaults, localize it, "
+                                               "and print speed, recall, precision and RMSE; write the rendered "
+                                               "image and the localization table into --out.")
+    demo_p.add_argument("--frames", type=int, default=500, metavar="N", help=help_text("frames to simulate", 500))
+    demo_p.add_argument("--seed", type=int, default=0, metavar="N", help=help_text("random seed", 0))
+    demo_p.add_argument("--out", default=None, metavar="DIR",
+                        help=help_text("folder for demo.png and demo_locs.<format> (default: ./spotfit-demo, "
+                                       "or the folder of --image)"))
+    demo_p.add_argument("--image", default=None, metavar="IMAGE.png",
+                        help=help_text("write the rendered image here instead (default: DIR/demo.png)"))
+    demo_p.add_argument("--format", choices=("csv", "parquet"), default="csv",
+                        help=help_text("table format; parquet needs spotfit[io]", "csv"))
+    demo_p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    demo_p.set_defaults(func=demo)
