@@ -79,7 +79,7 @@ OMP_NUM_THREADS=2 timeout 900 "${vg[@]}" "$OUT/core-plain/cpp/test_core"
 OMP_NUM_THREADS=2 timeout 300 "${vg[@]}" "$OUT/core-plain/cpp/localize_synthetic" 3 48
 
 stage "pytest (C++-touching files) under ASan, detect_leaks=1"
-TESTS=(tests/test_filter.py tests/test_fit.py tests/test_localize.py tests/test_io.py
+TESTS=(tests/test_filter.py tests/test_fit.py tests/test_localize.py tests/test_io.py tests/test_api.py
        tests/test_hardening.py tests/test_properties.py)
 rm -f "$OUT"/logs/lsan.*
 status=0

@@ -382,7 +382,7 @@ def test_report_without_matplotlib(qset, trained, tmp_path, monkeypatch):
 # ---------------------------------------------------------------- CLI
 
 def _cli(argv):
-    from spotfit.cli_classify import register
+    from spotfit.cli.classify import register
     parser = argparse.ArgumentParser(prog="spotfit")
     register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(argv)
@@ -416,7 +416,7 @@ def test_cli_train_report_export(qset, tmp_path, capsys, monkeypatch):
 
 
 def test_cli_rule_with_a_bad_value_names_it():
-    from spotfit.cli_classify import _rules
+    from spotfit.cli.classify import _rules
     with pytest.raises(ValueError, match="max_ellipticity: 'abc' is not a number"):
         _rules(["max_ellipticity=abc"])
     assert _rules(["min_photons=200", "max_ellipticity=off"]) == {"min_photons": 200, "max_ellipticity": None}

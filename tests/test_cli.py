@@ -424,7 +424,9 @@ def test_camera_pixel_size_is_pixel_size_everywhere(sim, tmp_path, capsys):
     assert main(["render", str(ts), "-o", str(b), "--camera-pixel-size", "100", "--zoom", "2"]) == 0  # old name
     assert "deprecated" in capsys.readouterr().err
     np.testing.assert_array_equal(tifffile.imread(a), tifffile.imread(b))
-    assert tifffile.imread(a).shape == (128, 128)
+    c = tmp_path / "c.tif"     # the rendered pixel size: 100 nm camera pixels / 50 nm = zoom 2
+    assert main(["render", str(ts), "-o", str(c), "--pixel-size", "100", "--render-pixel-size", "50"]) == 0
+    np.testing.assert_array_equal(tifffile.imread(c), tifffile.imread(a))
     back = tmp_path / "back.csv"
     assert main(["convert", str(ts), "-o", str(back), "--pixel-size", "100"]) == 0
     np.testing.assert_allclose(sio.load(back)["x"], sio.load(locs_path)["x"], atol=1e-9)

@@ -150,7 +150,7 @@ def test_the_api_imports_no_ml_files_cli_or_dask(layer_name):
 
 def test_import_spotfit_stays_light():
     code = ("import sys, spotfit; heavy = ('spotfit.ml', 'spotfit.distributed', 'spotfit.bounds', 'sklearn', "
-            "'dask', 'tensorflow', 'pyarrow', 'h5py', 'matplotlib', 'tifffile', 'tqdm'); "
+            "'dask', 'tensorflow', 'h5py', 'matplotlib', 'tifffile', 'tqdm'); "
             "print(sorted({m.split('.')[0] if not m.startswith('spotfit') else '.'.join(m.split('.')[:2]) "
             "for m in sys.modules if m.startswith(heavy)}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

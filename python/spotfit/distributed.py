@@ -20,6 +20,7 @@ is passed explicitly rather than read from the environment.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from . import core, io
 from ._shared.optional import need
 from ._shared.threads import threads as _valid_threads
 from ._shared.threads import usable_cores
+from ._shared.warnings import CameraWarning
 from .io.tables import parquet_metadata, restore_parquet_metadata
 from .options import LocalizeOptions
 from .registry import ESTIMATORS
@@ -216,8 +218,10 @@ def localize(data, options=None, *, chunks: int = DEFAULT_CHUNKS, threads=None, 
         classifier, estimator = ml.resolve_models(classifier, estimator)
     options = LocalizeOptions.from_keywords(options, **localize_kwargs)
     flat = np.zeros((1, rows, cols), dtype=data.dtype)
-    meta = core.localize(flat, options.replace(threads=1), camera=camera, classifier=classifier,
-                         estimator=estimator).iloc[:0]
+    with warnings.catch_warnings():   # the flat frame is below any baseline: not the user's data
+        warnings.simplefilter("ignore", CameraWarning)
+        meta = core.localize(flat, options.replace(threads=1), camera=camera, classifier=classifier,
+                             estimator=estimator).iloc[:0]
     attrs = dict(meta.attrs)
     attrs["spotfit"] = dict(attrs["spotfit"], movie_shape=(n_frames, rows, cols))
     meta.attrs = attrs

@@ -44,8 +44,8 @@ def help_text(text: str, default=None, unit: str = "") -> str:
     """
     out = text + (f", {unit}" if unit and not text.endswith(unit) else "")
     if default is not None and "default" not in out:
-        shown = "/".join(map(str, default)) if isinstance(default, (tuple, list)) else default
-        out += f" (default {shown})"
+        values = default if isinstance(default, (tuple, list)) else [default]
+        out += f" (default {'/'.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)})"
     return out.replace("%", "%%")   # argparse %-formats help strings
 
 
@@ -110,8 +110,8 @@ def check_writer(fmt: str) -> None:
 #: (flag, metavar, Camera setting, what it is) of the camera options; the dest is the flag's name.
 CAMERA_OPTIONS = (
     ("--camera-baseline", "ADU", "baseline", "offset the camera adds to every pixel, ADU"),
-    ("--sensitivity", "E_PER_ADU", "sensitivity", "photoelectrons per ADU (count)"),
-    ("--em-gain", "G", "em_gain", "EMCCD multiplication gain (1 for sCMOS/CCD)"),
+    ("--sensitivity", "E_PER_ADU", "sensitivity", "photoelectrons per ADU (camera count)"),
+    ("--em-gain", "G", "em_gain", "EMCCD multiplication gain, 1 for sCMOS/CCD"),
     ("--qe", "QE", "qe", "quantum efficiency in (0, 1]; 1 reports photoelectrons"),
     ("--pixel-size", "NM", "pixel_size_nm", "camera pixel size in the sample, nm"),
 )
@@ -157,7 +157,8 @@ def add_camera_options(parser, *, source: str = "the movie's metadata", defaults
         if setting in defaults:
             default, shown = defaults[setting], f"(default {defaults[setting]:g})"
         else:
-            default, shown = None, f"(default: {source}, else {fallback[setting] or 'not set'})"
+            default = None
+            shown = f"(default: {source}, else {'not set' if fallback[setting] is None else f'{fallback[setting]:g}'})"
         group.add_argument(option, type=float, metavar=metavar, default=default,
                            help=help_text(f"{text} {shown}"))
     if calibration:

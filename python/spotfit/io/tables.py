@@ -372,7 +372,7 @@ _PICASSO_FLOATS = [("x", "x"), ("y", "y"), ("photons", "photons"), ("sx", "sigma
 
 
 def _save_picasso(locs, path, px, movie_shape):
-    h5py = _need("h5py", "h5py")
+    h5py = need("h5py", "this file format")
     yaml = need("yaml", "this file format")
     n = len(locs)
     frame = locs["frame"].to_numpy(np.int64)
@@ -428,7 +428,7 @@ def _save_picasso(locs, path, px, movie_shape):
 
 
 def _load_picasso(path):
-    h5py = _need("h5py", "h5py")
+    h5py = need("h5py", "this file format")
     yaml = need("yaml", "this file format")
     with h5py.File(path, "r") as f:
         if "locs" not in f:

@@ -324,7 +324,7 @@ class SpotClassifier:
         if hashlib.sha256(payload).hexdigest() != header.get("sha256"):
             raise ValueError(f"{path} is damaged: its model data does not match the checksum in its header")
         mismatch = [f"{name} {header.get(key)} (this is {have})" for name, key, have in
-                    (("spotfit", "spotfit", VERSION), ("scikit-learn", "sklearn", sklearn.VERSION))
+                    (("spotfit", "spotfit", VERSION), ("scikit-learn", "sklearn", sklearn.__version__))
                     if header.get(key) != have]
         if mismatch:
             msg = (f"{path} was saved by {' and '.join(mismatch)}; retrain it (`spotfit classify train`) or "
