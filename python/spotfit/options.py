@@ -82,7 +82,8 @@ class LocalizeOptions:
             raise TypeError(f"options must be a spotfit.LocalizeOptions, got {type(base).__name__}")
         unknown = sorted(set(keywords) - {f.name for f in dataclasses.fields(cls)})
         if unknown:
-            raise TypeError(f"unknown localize option(s) {unknown}; the options are {names()}")
+            raise TypeError(f"unexpected keyword argument(s) {unknown}: unknown localize option(s); "
+                            f"the options are {names()}")
         return base.replace(**keywords) if keywords else base
 
     def parameters(self) -> dict:

@@ -28,8 +28,8 @@ MODELS = _members(_spotcore.Model)
 ESTIMATORS = _members(_spotcore.Estimator)
 #: Detection threshold modes: ``std`` = factor x std(W1) per frame (ThunderSTORM), ``absolute`` = photons.
 THRESHOLD_MODES = _members(_spotcore.ThresholdMode, {"std_w1": "std"})
-#: Per-fit outcome, the categories of the ``status`` column, in code order.
-FIT_STATUS = tuple(_members(_spotcore.FitStatus))
+#: Per-fit outcome, the categories of the ``status`` column, in code order (a list, as in spotfit 0.x).
+FIT_STATUS = list(_members(_spotcore.FitStatus))
 #: What a cut box holds outside the image: NaN (the fit ignores it), or the nearest edge pixel's value.
 BOX_BORDERS = _members(_spotcore.BoxBorder)
 

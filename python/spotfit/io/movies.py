@@ -661,6 +661,8 @@ _OPEN_MAX = 16
 
 def _opened(files: tuple, reader: str):
     """(_Movie, lock) for these files, opened once per process (re-opened if a file changed)."""
+    for f in files:
+        _check_path(Path(f))
     key = (files, reader, tuple((os.stat(f).st_mtime_ns, os.stat(f).st_size) for f in files))
     with _OPEN_LOCK:
         hit = _OPEN.get(key)
