@@ -120,6 +120,51 @@ def test_rule_labels_agree_with_truth(qset):
     assert report.loc["chi2_pvalue", "note"] == "dof=43"  # 7x7 box, elliptical model: 49 - 6
 
 
+
+ONLY_CHI2 = {rule: None for rule in DEFAULT_RULES if rule != "chi2_pvalue"}
+
+
+@pytest.mark.parametrize("estimator, model, background, photons, psf_sigma", [
+    ("mle", "gauss", 2.0, (200, 2000), 1.0),
+    ("mle", "elliptical", 20.0, (500, 5000), 1.3),
+    ("mle", "gauss", 100.0, (1000, 20000), 1.6),
+    ("lsq", "gauss", 20.0, (500, 5000), 1.3),
+    ("lsq", "elliptical", 100.0, (1000, 20000), 1.6),
+])
+def test_chi2_rule_rejects_about_p_of_single_emitters(estimator, model, background, photons, psf_sigma):
+    # Isolated exact-model emitters (14 px apart): the rule should reject a fraction ~p of them. At
+    # p = 0.01 and ~8000 spots ~80 are expected (Poisson sd 9); the simulated limit itself is known to
+    # ~20 %, so [0.5 p, 2 p] fails only on a real miscalibration (the chi2(dof) quantile rejected up to 8x p
+    # for LSQ at low background). Measured 0.93-1.16 p over these settings.
+    movie, _ = spotfit.simulate(frames=400, seed=3, background=background, photons=photons,
+                                psf_sigma=psf_sigma, min_distance=14, density=20)
+    locs = spotfit.localize(movie, estimator=estimator, model=model, psf_sigma=psf_sigma)
+    assert len(locs) > 7000
+    _, report = label_spots(locs, dict(ONLY_CHI2, chi2_pvalue=0.01))
+    rate = report.loc["chi2_pvalue", "rejected"] / len(locs)
+    assert 0.005 <= rate <= 0.02, rate
+
+
+def test_chi2_rule_at_default_p_and_on_pairs():
+    # Default p = 1e-3 over three settings pooled (~24000 spots, ~24 expected; measured 0.75-1.5 p each).
+    rejected = n = 0
+    for background, photons, sigma in [(2.0, (200, 2000), 1.0), (20.0, (500, 5000), 1.3), (5.0, (300, 3000), 1.3)]:
+        movie, _ = spotfit.simulate(frames=400, seed=4, background=background, photons=photons,
+                                    psf_sigma=sigma, min_distance=14, density=20)
+        locs = spotfit.localize(movie, psf_sigma=sigma)
+        _, report = label_spots(locs, ONLY_CHI2)
+        rejected, n = rejected + report.loc["chi2_pvalue", "rejected"], n + len(locs)
+    assert 0.4e-3 <= rejected / n <= 2.5e-3, (rejected, n)
+    # Two emitters 2 px apart fitted as one are not described by one Gaussian: the rule rejects most.
+    rng = np.random.default_rng(5)
+    from spotfit.simulate import expected_image
+    boxes = np.stack([rng.poisson(expected_image((7, 7), np.array([2.0 + d, 4.0 + d]), np.array([3.0, 3.0]),
+                                        np.array([2000.0, 2000.0]), 20.0, 1.3)) for d in rng.uniform(-0.3, 0.3, 500)])
+    fits = spotfit.fit_spots(boxes.astype(np.float32), psf_sigma=1.3)
+    _, report = label_spots(fits, ONLY_CHI2, psf_sigma=1.3, box=7, model="gauss")
+    assert report.loc["chi2_pvalue", "rejected"] >= 0.8 * len(fits), report
+
+
 def test_rule_configuration(qset):
     locs = qset.locs
     base, _ = label_spots(locs)

@@ -147,11 +147,13 @@ def _contiguous_reader(path, dtype, offset: int, rows: int, cols: int):
     native = dtype.newbyteorder("=")
 
     def read(a, b):
-        count = (b - a) * rows * cols
+        data = np.empty((b - a) * rows * cols, dtype=dtype)
+        # readinto, not np.fromfile: a Ctrl-C inside fromfile's file-object handling surfaces as a
+        # TypeError ("expected str, bytes or os.PathLike object") instead of KeyboardInterrupt.
         with open(path, "rb") as f:
             f.seek(offset + a * frame_bytes)
-            data = np.fromfile(f, dtype=dtype, count=count)
-        if data.size != count:
+            got = f.readinto(data.view(np.uint8))
+        if got != data.nbytes:
             raise MovieError(f"{str(path)!r} ends early: frames {a}..{b - 1} lie past the end of the file")
         return data.reshape(b - a, rows, cols).astype(native, copy=False)
     return read

@@ -19,7 +19,7 @@ from .patches import extract_patches
 from .quality import QualitySet, format_report, quality_report, simulate_quality_set
 from .realtime import Localizer, localize_stream
 from .regress import DEFAULT_MODELS, CentroidRegressor, as_regressor, fill_outside, frame_patches, normalize, training_set
-from .rules import DEFAULT_RULES, label_spots
+from .rules import DEFAULT_RULES, chi2_limit, label_spots
 
 
 
@@ -52,7 +52,7 @@ def resolve_models(classifier=None, estimator=None):
     return classifier, estimator
 
 
-__all__ = ["as_classifier", "resolve_models", "CentroidRegressor", "DEFAULT_RULES", "Localizer", "MODEL_FORMAT", "ModelVersionError", "PatchFeatures",
+__all__ = ["as_classifier", "resolve_models", "CentroidRegressor", "DEFAULT_RULES", "chi2_limit", "Localizer", "MODEL_FORMAT", "ModelVersionError", "PatchFeatures",
            "QualitySet", "SpotClassifier", "SpotDataset", "as_regressor", "extract_patches", "fill_outside",
            "format_report", "frame_patches", "label_spots", "load_dataset", "localize_stream", "normalize",
            "quality_report", "save_dataset", "simulate_quality_set", "training_set"]
