@@ -177,10 +177,7 @@ Result cut_boxes(const ImageStack& s, const Camera& cam, const int64_t* frames, 
 #endif
         for (int64_t g = 0; g < groups; ++g) {
             if (!ok_alloc) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                failed = true;
+                detail::raise_shared_flag(failed);
                 continue;
             }
             const int64_t first = group_start[size_t(g)], count = group_start[size_t(g) + 1] - first;

@@ -15,6 +15,7 @@
 #endif
 
 #include "fastmath.h"
+#include "internal.h"
 #include "simd.h"
 
 namespace spotcore {
@@ -526,10 +527,7 @@ Result fit_boxes(const float* boxes, const float* variance, int64_t n, const Fit
     {
         std::unique_ptr<Batch> scratch(new (std::nothrow) Batch);
         if (!scratch) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-            alloc_failed = true;
+            detail::raise_shared_flag(alloc_failed);
         }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 8)

@@ -32,5 +32,13 @@ struct BoxCentre {
 void cut_frame(const float* photons, const float* variance, int64_t rows, int64_t cols, const BoxCentre* centres,
                size_t count, const BoxOptions& options, float* boxes, float* variance_out, uint8_t* inside);
 
+// Raises a flag that any thread of a parallel region may raise (an allocation failed, say).
+inline void raise_shared_flag(bool& flag) {
+#ifdef _OPENMP
+#pragma omp atomic write
+#endif
+    flag = true;
+}
+
 }  // namespace detail
 }  // namespace spotcore

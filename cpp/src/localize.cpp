@@ -78,10 +78,7 @@ Result detect_boxes(const ImageStack& s, const Camera& cam, const LocalizeOption
 #endif
         for (int64_t f = 0; f < s.frames; ++f) {
             if (!ok_alloc) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                failed = true;
+                detail::raise_shared_flag(failed);
                 continue;
             }
             detail::convert_frame(s, f, cam, photons.data());
@@ -97,10 +94,7 @@ Result detect_boxes(const ImageStack& s, const Camera& cam, const LocalizeOption
                 if (sensor_variance) frame_vars[fi].resize(pk.size() * KK);
                 if (screen) frame_screen[fi].resize(pk.size() * SS);
             } catch (const std::bad_alloc&) {
-#ifdef _OPENMP
-#pragma omp atomic write
-#endif
-                failed = true;
+                detail::raise_shared_flag(failed);
                 continue;
             }
             // Peaks come in raster order, as cut_frame needs.
