@@ -460,6 +460,29 @@ def test_cli_train_report_export(qset, tmp_path, capsys, monkeypatch):
     np.testing.assert_array_equal(data.patches, qset.patches[:1200])  # camera taken from the parquet's attrs
 
 
+
+def test_cli_train_refuses_too_few_of_a_class(qset, tmp_path, capsys):
+    # Issue 16.7: rule labels with 2 good spots of ~15000 gave "ROC AUC nan", exit 0 and a model file.
+    tifffile = pytest.importorskip("tifffile")
+    pytest.importorskip("pyarrow", reason="parquet needs pyarrow (spotfit[io])")
+    from spotfit.cli import main
+    locs = qset.locs.drop(columns=["kind", "truth"]).head(1200)
+    locs.attrs = qset.locs.attrs
+    locs["mine"] = np.arange(len(locs)) < 3                  # 3 good, 1197 bad
+    spotfit.io.save(locs, tmp_path / "locs.parquet")
+    tifffile.imwrite(tmp_path / "movie.tif", qset.movie[:int(locs["frame"].max()) + 1], photometric="minisblack")
+    for model in ("logistic", "auto"):
+        out = tmp_path / f"{model}.spotfit"
+        assert main(["classify", "train", str(tmp_path / "locs.parquet"), str(tmp_path / "movie.tif"), "-o", str(out),
+                     "--model", model, "--label-column", "mine"]) == 2
+        err = capsys.readouterr().err
+        assert "at least 10 of each" in err and " good and " in err, err
+        assert not out.exists()
+    with pytest.raises(ValueError, match="at least 10 of each"):
+        SpotClassifier("logistic").fit(qset.patches[:200], np.arange(200) < 9)
+    assert SpotClassifier("logistic").fit(qset.patches[:200], np.arange(200) < 10).info["n_good"] == 10
+
+
 def test_cli_rule_with_a_bad_value_names_it():
     from spotfit.cli.classify import _rules
     with pytest.raises(ValueError, match="max_ellipticity: 'abc' is not a number"):

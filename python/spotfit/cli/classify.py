@@ -64,6 +64,9 @@ def _train(args) -> int:
     idx = rng.permutation(len(labels))
     n_test = int(round(args.test_fraction * len(idx)))
     test, train = idx[:n_test], idx[n_test:]
+    if n_test and labels[test].all() or n_test and not labels[test].any():
+        raise ValueError(f"the {n_test} held-out spots (--test-fraction {args.test_fraction}) are all of one class "
+                         f"({int(labels.sum())} good of {len(labels)} in all): too few to score the classifier")
     if args.model == "auto":
         clf = SpotClassifier.select_model(patches[train], labels[train], features=args.features,
                                           random_state=args.seed)

@@ -33,6 +33,8 @@ class ModelVersionError(ValueError):
 
 MODEL_FORMAT = "spotfit-spot-classifier"
 MODEL_FORMAT_VERSION = 1
+#: Fewest spots of each class fit() accepts: 5-fold cross-validation (select_model) then sees >= 2 per fold.
+MIN_PER_CLASS = 10
 # spotfit types a saved pipeline may name (files of spotfit < 0.2 name the old module path).
 _TRUSTED = [f"{PatchFeatures.__module__}.PatchFeatures", "spotfit.classify.PatchFeatures"]
 
@@ -111,19 +113,21 @@ class SpotClassifier:
         return X
 
     @staticmethod
-    def _y(labels, n) -> np.ndarray:
+    def _y(labels, n, least: int = 1) -> np.ndarray:
         y = np.asarray(labels)
         if y.shape != (n,) or y.dtype.kind not in "bui":
             raise ValueError(f"labels must be {n} booleans (True = good), got shape {y.shape} dtype {y.dtype}")
         y = y.astype(bool)
-        if y.all() or not y.any():
-            raise ValueError("labels must contain both good and bad spots")
+        n_good = int(y.sum())
+        if y.all() or not y.any() or min(n_good, n - n_good) < least:
+            raise ValueError(f"labels must contain both good and bad spots, at least {least} of each: got "
+                             f"{n_good} good and {n - n_good} bad (loosen the labelling rules or label more spots)")
         return y
 
     def fit(self, patches, labels) -> "SpotClassifier":
         """Train on patches (n, size, size) photons and labels (n,) bool (True = good)."""
         X = self._X(patches)
-        y = self._y(labels, len(X))
+        y = self._y(labels, len(X), MIN_PER_CLASS)
         self.pipeline.fit(X, y)
         self._fast = None
         self.size = int(np.asarray(patches).shape[1])
@@ -264,7 +268,7 @@ class SpotClassifier:
         for m in models:
             clf = cls(m, features=features, random_state=random_state)
             X = clf._X(patches) if X is None else X
-            y = cls._y(labels, len(X))
+            y = cls._y(labels, len(X), MIN_PER_CLASS)
             s = cross_val_score(clf.pipeline, X, y, scoring=scoring,
                                 cv=StratifiedKFold(cv, shuffle=True, random_state=random_state))
             rows.append({"model": m, "mean": float(s.mean()), "std": float(s.std())})
