@@ -476,11 +476,11 @@ def test_cli_train_refuses_too_few_of_a_class(qset, tmp_path, capsys):
         assert main(["classify", "train", str(tmp_path / "locs.parquet"), str(tmp_path / "movie.tif"), "-o", str(out),
                      "--model", model, "--label-column", "mine"]) == 2
         err = capsys.readouterr().err
-        assert "at least 10 of each" in err and " good and " in err, err
+        assert "at least 5 of each" in err and "3 good and 1197 bad" in err, err
         assert not out.exists()
-    with pytest.raises(ValueError, match="at least 10 of each"):
-        SpotClassifier("logistic").fit(qset.patches[:200], np.arange(200) < 9)
-    assert SpotClassifier("logistic").fit(qset.patches[:200], np.arange(200) < 10).info["n_good"] == 10
+    with pytest.raises(ValueError, match="at least 5 of each"):
+        SpotClassifier("logistic").fit(qset.patches[:200], np.arange(200) < 4)
+    assert SpotClassifier("logistic").fit(qset.patches[:200], np.arange(200) < 5).info["n_good"] == 5
 
 
 def test_cli_rule_with_a_bad_value_names_it():

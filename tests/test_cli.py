@@ -439,3 +439,16 @@ def test_demo_writes_image_and_table_into_a_folder(tmp_path, capsys):
     assert len(out.strip().splitlines()) <= 5 and str(folder) in out
     assert (folder / "demo.png").read_bytes()[:4] == b"\x89PNG"
     assert len(sio.load(folder / "demo_locs.csv")) > 100
+
+
+def test_summary_reports_the_median_precision():
+    # Issue 16.6: one converged fit with uncertainty 149.7 px pushed the "mean precision" to 42.5 nm.
+    import pandas as pd
+    from spotfit.cli.localize import _summary
+    n = 101
+    locs = pd.DataFrame({"uncertainty_x": np.full(n, 0.25), "uncertainty_y": np.full(n, 0.25),
+                         "status": pd.Categorical(["converged"] * n)})
+    locs.loc[0, ["uncertainty_x", "uncertainty_y"]] = 149.7
+    locs.attrs = {"spotfit": {"pixel_size_nm": 100.0}}
+    line = _summary(locs, 10, 1.0, "out.csv")
+    assert "median precision 0.2500 px = 25.0 nm" in line, line

@@ -8,6 +8,8 @@ import pandas as pd
 import pytest
 import tifffile
 
+import spotfit
+
 from spotfit import io as sio
 
 SHARED = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
@@ -609,3 +611,47 @@ def test_multichannel_imagej_movie_is_refused_not_interleaved(tmp_path):
         sio.movie_info(tmp_path / "tc.tif")
     tifffile.imwrite(tmp_path / "one.tif", a[:, :1], imagej=True, metadata={"axes": "TCYX"})
     np.testing.assert_array_equal(sio.read_movie(tmp_path / "one.tif"), a[:, 0])
+
+
+# ---------------------------------------------------------------- issue 16: pixel sizes
+
+def test_pixel_size_outside_1nm_10um_is_refused(tmp_path):
+    # 0.133 is a pixel size in µm typed where nm are meant: it used to pass.
+    for bad in (0.133, 0.5, 2e4):
+        with pytest.raises(ValueError, match="plausible"):
+            spotfit.Camera(pixel_size_nm=bad)
+        with pytest.raises(ValueError, match="plausible"):
+            sio.save(make_locs(), tmp_path / "ts.csv", format="thunderstorm", pixel_size_nm=bad)
+    assert not (tmp_path / "ts.csv").exists()
+    with pytest.raises(ValueError, match="µm"):
+        spotfit.Camera(pixel_size_nm=0.133)
+    for good in (1.0, 65.0, 160.0, 10_000.0):
+        assert spotfit.Camera(pixel_size_nm=good).pixel_size_nm == good
+    # A file's implausible pixel size (e.g. an uncalibrated 1 unit read as 1 nm, or 0.1) is not taken up.
+    from spotfit.camera import camera_settings_from_metadata as camera_from_metadata
+    assert "pixel_size_nm" not in camera_from_metadata({"pixel_size_nm": 0.1})
+    assert camera_from_metadata({"pixel_size_nm": 107.0})["pixel_size_nm"] == 107.0
+
+
+def test_cli_refuses_a_pixel_size_in_um(tmp_path, capsys):
+    import tifffile
+    from spotfit.cli import main
+    movie, _ = spotfit.simulate(frames=3, shape=(32, 32), seed=0)
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True)
+    assert main(["localize", str(tmp_path / "m.tif"), "-o", str(tmp_path / "l.csv"), "--pixel-size", "0.133"]) == 2
+    assert "plausible" in capsys.readouterr().err and not (tmp_path / "l.csv").exists()
+
+
+def test_given_camera_keeps_the_files_pixel_size(tmp_path):
+    # Issue 16.5: localize(path, camera=Camera(...)) dropped the pixel size the file records.
+    import tifffile
+    movie, _ = spotfit.simulate(frames=4, shape=(48, 48), seed=1)
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True, resolution=(1 / 0.107, 1 / 0.107),
+                     metadata={"unit": "um"})
+    assert spotfit.io.open_movie(tmp_path / "m.tif").camera.pixel_size_nm == pytest.approx(107.0)
+    locs = spotfit.localize(tmp_path / "m.tif", camera=spotfit.Camera(baseline=100))
+    assert locs.attrs["spotfit"]["pixel_size_nm"] == pytest.approx(107.0)
+    assert locs.attrs["spotfit"]["camera"]["baseline"] == 100
+    sio.save(locs, tmp_path / "ts.csv", format="thunderstorm")      # failed before: no pixel size
+    mine = spotfit.localize(tmp_path / "m.tif", camera=spotfit.Camera(baseline=100, pixel_size_nm=65.0))
+    assert mine.attrs["spotfit"]["pixel_size_nm"] == 65.0            # the user's wins

@@ -210,3 +210,61 @@ def test_baseline_above_the_data_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         spotfit.localize(movie)                                            # right baseline: no warning
+
+
+
+def _dark_movie(frames=6, seed=2):
+    # Locan-like: baseline 520 ADU, a dark background (0.3 photons/px): the median pixel is ~520.
+    cam = spotfit.Camera(baseline=520, sensitivity=1.0)
+    movie, truth = spotfit.simulate(frames=frames, shape=(64, 64), background=0.3, camera=cam, seed=seed)
+    return movie, truth
+
+
+def test_baseline_warning_has_a_noise_margin():
+    # Issue 16.4: baseline 521 on a movie whose median is 520 warned "spots will not fit", but they fit.
+    import warnings
+    from spotfit._shared.warnings import BaselineWarning
+    movie, truth = _dark_movie()
+    assert np.median(movie[0]) == 520
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", BaselineWarning)
+        locs = spotfit.localize(movie, camera=spotfit.Camera(baseline=521))
+    assert len(locs) >= 0.9 * len(truth)
+    with pytest.warns(BaselineWarning, match="below the camera offset"):
+        spotfit.localize(movie, camera=spotfit.Camera(baseline=560))
+
+
+def test_baseline_warning_is_the_same_for_any_chunking():
+    import warnings
+    from spotfit._shared.warnings import BaselineWarning
+    movie, _ = _dark_movie(frames=8)
+    movie[3] -= 6                       # one frame (one chunk) darker than the rest
+    for chunk in (1, 3, 8):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            spotfit.localize(movie, camera=spotfit.Camera(baseline=521), chunk_frames=chunk)
+        assert not [w for w in seen if issubclass(w.category, BaselineWarning)], chunk
+    da = pytest.importorskip("dask.array")
+    for chunk in (1, 3):
+        with warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            spotfit.localize(da.from_array(movie, chunks=(chunk, 64, 64)), camera=spotfit.Camera(baseline=521)).compute(
+                scheduler="synchronous")
+        assert not [w for w in seen if issubclass(w.category, BaselineWarning)], chunk
+        with pytest.warns(BaselineWarning) as seen:
+            spotfit.localize(da.from_array(movie, chunks=(chunk, 64, 64)), camera=spotfit.Camera(baseline=600)).compute(
+                scheduler="synchronous")
+        assert sum(issubclass(w.category, BaselineWarning) for w in seen) == 1   # once, not once per task
+
+
+def test_cli_prints_warnings_as_one_line(tmp_path):
+    import subprocess
+    import sys
+    import tifffile
+    movie, _ = _dark_movie()
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True)
+    out = subprocess.run([sys.executable, "-m", "spotfit.cli", "localize", str(tmp_path / "m.tif"), "-o",
+                          str(tmp_path / "l.csv"), "--camera-baseline", "600", "-q"], capture_output=True, text=True)
+    lines = [line for line in out.stderr.splitlines() if "warning" in line]
+    assert out.returncode == 0 and len(lines) == 1 and lines[0].startswith("spotfit: warning: most pixels"), out.stderr
+    assert "warnings.warn" not in out.stderr and ".py:" not in out.stderr

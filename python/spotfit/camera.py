@@ -1,7 +1,7 @@
 """Camera model: ADU -> photons."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Optional
 
@@ -60,7 +60,7 @@ class Camera:
             raise ValueError(f"sensitivity / (em_gain * qe) = {scale:.3g} photons per count is outside "
                              "[1e-6, 1e6]: check the camera calibration")
         if self.pixel_size_nm is not None:
-            _validate.positive("pixel_size_nm", self.pixel_size_nm)
+            _validate.pixel_size_nm(self.pixel_size_nm)
         shape = None
         for name in ("offset_map", "gain_map", "variance_map"):
             m = getattr(self, name)
@@ -228,8 +228,9 @@ def camera_settings_from_metadata(metadata) -> dict:
     if not isinstance(metadata, dict):
         return out
     px = metadata.get("pixel_size_nm")
-    if isinstance(px, (int, float)) and not isinstance(px, bool) and px > 0:
-        out["pixel_size_nm"] = float(px)
+    lo, hi = _validate.PIXEL_SIZE_NM_RANGE
+    if isinstance(px, (int, float)) and not isinstance(px, bool) and lo <= px <= hi:
+        out["pixel_size_nm"] = float(px)   # a file's implausible size (uncalibrated: 1 unit) is not used
     lookup = {name: field for field, names in _METADATA_NAMES.items() for name in names}
     # Later sources win: a file's own camera block over generic ImageJ entries.
     for source in ("imagej", "picasso", "camera"):
@@ -303,3 +304,18 @@ def make_camera(metadata=None, *, calibration=None, roi_origin=None, frame_shape
                          f"{frame_shape[0]}x{frame_shape[1]}; give the ROI origin (ROW,COL of the movie's corner "
                          "on the sensor)")
     return cam
+
+
+def camera_for_movie(given: Optional[Camera], recorded: Optional[Camera]) -> Optional[Camera]:
+    """The camera to localize a movie with: ``given``, else the movie's ``recorded`` one.
+
+    A given camera without a pixel size keeps the pixel size the movie records: the user set the
+    conversion, not the optics.
+    """
+    if given is None:
+        return recorded
+    if isinstance(given, Camera) and given.pixel_size_nm is None and isinstance(recorded, Camera) \
+            and recorded.pixel_size_nm is not None:
+        return replace(given, pixel_size_nm=recorded.pixel_size_nm)
+    return given
+

@@ -24,8 +24,8 @@ from . import _spotcore
 from ._shared import threads as _threads
 from ._shared import validate
 from ._shared.version import VERSION
-from ._shared.warnings import CameraWarning
-from .camera import Camera
+from ._shared.warnings import BaselineWarning
+from .camera import Camera, camera_for_movie
 from .options import LocalizeOptions
 from .registry import BOX_BORDERS, COLUMNS, ESTIMATORS, FIT_STATUS
 
@@ -183,9 +183,7 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
         keywords["estimator"] = estimator
     opts = LocalizeOptions.from_keywords(options, **keywords)
     n_frames, frame_shape = _movie_shape(movie)
-    if camera is None:
-        camera = getattr(movie, "camera", None)
-    camera = _camera(camera)
+    camera = _camera(camera_for_movie(camera, getattr(movie, "camera", None)))
     if opts.drop_bad and classifier is None:
         raise ValueError("drop_bad=True needs a classifier= (a SpotClassifier or a saved one)")
     if classifier is not None:
@@ -210,7 +208,7 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
     try:
         for first, chunk in _chunks(movie, n_frames, opts.chunk_frames):
             if first == 0:
-                _warn_if_below_baseline(chunk[0], camera)
+                warn_if_below_baseline(chunk[0], camera)
             if regressor is not None:
                 parts.append(_regress_chunk(chunk, first, camera, opts, regressor))
             elif classifier is not None:
@@ -245,14 +243,23 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
     return locs
 
 
-def _warn_if_below_baseline(frame, camera: Camera) -> None:
-    """A baseline above most of the data makes every pixel negative photons: nothing fits, silently."""
-    offset = float(np.median(camera.offset_map)) if camera.offset_map is not None else camera.baseline
-    median = float(np.median(frame))
-    if median < offset:
-        warnings.warn(f"most pixels are below the camera offset (median {median:g} ADU < {offset:g} ADU): "
-                      "photons come out negative and spots will not fit; check Camera(baseline=...)",
-                      CameraWarning, stacklevel=4)
+def warn_if_below_baseline(frame, camera: Camera) -> None:
+    """A baseline above most of the data makes every pixel negative photons: nothing fits, silently.
+
+    Checked on the movie's first frame only, so any chunking (or Dask task split) gives the same warning.
+    A dark background sits at the offset with half its pixels below it, so only an offset above the
+    median by more than three robust standard deviations (1.4826 MAD, at least 1 ADU) is taken for a
+    wrong setting.
+    """
+    above = np.asarray(frame, dtype=np.float64) - (camera.offset_map if camera.offset_map is not None
+                                                    else camera.baseline)
+    median = float(np.median(above))
+    margin = 3.0 * max(1.4826 * float(np.median(np.abs(above - median))), 1.0)
+    if median < -margin:
+        offset = float(np.median(camera.offset_map)) if camera.offset_map is not None else camera.baseline
+        warnings.warn(f"most pixels are below the camera offset (median {median + offset:g} ADU < {offset:g} ADU, "
+                      f"by more than the noise, {margin:.3g} ADU): photons come out negative and spots will not "
+                      "fit; check Camera(baseline=...)", BaselineWarning, stacklevel=4)
 
 
 def _classify_chunk(chunk, first, camera, opts, classifier):

@@ -28,9 +28,10 @@ import pandas as pd
 
 from . import core, io
 from ._shared.optional import need
+from .camera import Camera, camera_for_movie
 from ._shared.threads import threads as _valid_threads
 from ._shared.threads import usable_cores
-from ._shared.warnings import CameraWarning
+from ._shared.warnings import BaselineWarning, CameraWarning
 from .io.tables import parquet_metadata, restore_parquet_metadata
 from .options import LocalizeOptions
 from .registry import ESTIMATORS
@@ -139,7 +140,9 @@ def _localize_block(block, first, params):
     options, camera, classifier, regressor, plan, attrs = params
     block = np.asarray(block)
     options = options.replace(threads=_task_threads(plan), chunk_frames=max(1, block.shape[0]))
-    locs = core.localize(block, options, camera=camera, classifier=classifier, estimator=regressor)
+    with warnings.catch_warnings():   # checked once, on the movie's first frame, by localize()
+        warnings.simplefilter("ignore", BaselineWarning)
+        locs = core.localize(block, options, camera=camera, classifier=classifier, estimator=regressor)
     if first:
         locs["frame"] += np.asarray(first, dtype=locs["frame"].dtype)
     locs.attrs = attrs
@@ -193,7 +196,7 @@ def localize(data, options=None, *, chunks: int = DEFAULT_CHUNKS, threads=None, 
     if isinstance(data, (str, os.PathLike, list, tuple)):
         data = io.open_movie(data)
     if isinstance(data, io.Movie):
-        camera = data.camera if camera is None else camera   # as spotfit.localize on a path: the file's camera
+        camera = camera_for_movie(camera, data.camera)   # as spotfit.localize on a path
         data = open_movie(data, chunks=n_chunk)
     elif not isinstance(data, da.Array):
         arr = np.asarray(data)
@@ -222,6 +225,7 @@ def localize(data, options=None, *, chunks: int = DEFAULT_CHUNKS, threads=None, 
         warnings.simplefilter("ignore", CameraWarning)
         meta = core.localize(flat, options.replace(threads=1), camera=camera, classifier=classifier,
                              estimator=estimator).iloc[:0]
+    core.warn_if_below_baseline(np.asarray(data[0]), camera if camera is not None else Camera())  # as in memory
     attrs = dict(meta.attrs)
     attrs["spotfit"] = dict(attrs["spotfit"], movie_shape=(n_frames, rows, cols))
     meta.attrs = attrs

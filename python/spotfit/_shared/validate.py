@@ -18,6 +18,19 @@ def positive(name: str, value, *, allow_zero: bool = False) -> float:
     return value
 
 
+#: Plausible camera pixel sizes in the sample, nm: outside, a unit was probably mistyped (0.133 = µm).
+PIXEL_SIZE_NM_RANGE = (1.0, 10_000.0)
+
+
+def pixel_size_nm(value, name: str = "pixel_size_nm") -> float:
+    value = positive(name, value)
+    lo, hi = PIXEL_SIZE_NM_RANGE
+    if not lo <= value <= hi:
+        hint = f" (is it in µm? {value:g} µm = {value * 1000:g} nm)" if value < lo else ""
+        raise ValueError(f"{name} = {value:g} nm is outside the plausible {lo:g}-{hi:g} nm{hint}")
+    return value
+
+
 def odd_box(box) -> int:
     if isinstance(box, bool) or not isinstance(box, numbers.Integral):
         raise TypeError(f"box must be an odd integer, got {box!r}")

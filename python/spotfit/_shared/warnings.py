@@ -10,6 +10,10 @@ class CameraWarning(SpotfitWarning):
     """The camera settings look wrong for the data (e.g. the baseline is above most pixels)."""
 
 
+class BaselineWarning(CameraWarning):
+    """The camera offset lies above most pixels of the movie's first frame, by more than their noise."""
+
+
 class FallbackWarning(SpotfitWarning, RuntimeWarning):
     """A computation fell back to a slower path (e.g. a classifier's fast evaluation disagreed)."""
 

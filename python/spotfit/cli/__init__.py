@@ -11,6 +11,7 @@ import argparse
 import importlib
 import os
 import sys
+import warnings
 
 from .common import USAGE_ERRORS, Parser, UsageError
 
@@ -52,9 +53,25 @@ def build_parser(debug: bool = False) -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Warnings as ``spotfit: warning: ...``, one line each, without the source line (--debug keeps Python's)."""
+    text = " ".join(str(message).split())
+    print(f"spotfit: warning: {text}", file=sys.stderr if file is None else file)
+
+
 def main(argv=None) -> int:
     """Run the ``spotfit`` command line; returns the exit code (also for --help and usage errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    saved = warnings.showwarning
+    if "--debug" not in argv:
+        warnings.showwarning = _one_line_warning
+    try:
+        return _run(argv)
+    finally:
+        warnings.showwarning = saved
+
+
+def _run(argv) -> int:
     debug = "--debug" in argv
     try:
         parser = build_parser(debug)

@@ -54,12 +54,14 @@ def _train(args) -> int:
     import numpy as np
 
     from spotfit.ml import SpotClassifier, format_report, save_dataset
+    from spotfit.ml.classifier import check_labels
     if not 0 <= args.test_fraction < 1:
         raise ValueError(f"--test-fraction must be in [0, 1), got {args.test_fraction}")
     patches, locs, labels, rules, camera = _labelled(args)
     if rules is not None:
         print(f"rule labels: {rules.attrs['n_good']} good of {rules.attrs['n']}")
         print(rules.to_string())
+    check_labels(labels)   # before the split: name the whole set's counts
     rng = np.random.default_rng(args.seed)
     idx = rng.permutation(len(labels))
     n_test = int(round(args.test_fraction * len(idx)))

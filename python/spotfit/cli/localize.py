@@ -49,18 +49,21 @@ def _with_source(locs, paths, info):
 
 
 def _summary(locs, n_frames: int, seconds: float, out) -> str:
-    """One line: localizations, timing, mean precision (px, and nm when the pixel size is known)."""
+    """One line: localizations, timing, median precision (px, and nm when the pixel size is known).
+
+    The median, not the mean: one poorly determined fit (uncertainty of tens of px) moves a mean far.
+    """
     import numpy as np
     fitted = "status" in locs and locs["status"].notna().any()
     ok = locs[locs["status"] == "converged"] if fitted else locs
     px = locs.attrs.get("spotfit", {}).get("pixel_size_nm")
     with np.errstate(all="ignore"):
         unc = 0.5 * (ok["uncertainty_x"] + ok["uncertainty_y"]) if "uncertainty_x" in ok else []
-        prec = float(np.nanmean(unc)) if len(unc) and np.isfinite(unc).any() else float("nan")
+        prec = float(np.nanmedian(unc)) if len(unc) and np.isfinite(unc).any() else float("nan")
     prec_txt = "n/a" if not np.isfinite(prec) else f"{prec:.4f} px" + (f" = {prec * px:.1f} nm" if px else "")
     conv = f" ({len(ok)} converged)" if fitted else ""
     return (f"{len(locs)} localizations{conv} in {n_frames} frames, {seconds:.2f} s "
-            f"({n_frames / max(seconds, 1e-9):,.0f} frames/s), mean precision {prec_txt} -> {out}")
+            f"({n_frames / max(seconds, 1e-9):,.0f} frames/s), median precision {prec_txt} -> {out}")
 
 
 def run(args) -> int:

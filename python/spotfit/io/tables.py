@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .._shared import validate
 from .._shared.atomic import atomic_path
 from .._shared.optional import need
 
@@ -154,6 +155,8 @@ def save(locs: pd.DataFrame, path, format: str | None = None, *,
     locs = _check_locs(locs, path)
     md = _meta(locs)
     px = pixel_size_nm if pixel_size_nm is not None else md.get("pixel_size_nm")
+    if px is not None:
+        px = validate.pixel_size_nm(px)
     if fmt == "parquet":
         _save_parquet(locs, path)
     elif fmt == "csv":
@@ -192,6 +195,8 @@ def load(path, format: str | None = None, *, pixel_size_nm: float | None = None
     if path.is_dir():
         raise IsADirectoryError(f"{str(path)!r} is a directory, not a localization file")
     fmt = infer_format(path, format, reading=True)
+    if pixel_size_nm is not None:
+        pixel_size_nm = validate.pixel_size_nm(pixel_size_nm)
     try:
         if fmt == "parquet":
             return _load_parquet(path)

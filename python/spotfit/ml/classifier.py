@@ -33,8 +33,25 @@ class ModelVersionError(ValueError):
 
 MODEL_FORMAT = "spotfit-spot-classifier"
 MODEL_FORMAT_VERSION = 1
-#: Fewest spots of each class fit() accepts: 5-fold cross-validation (select_model) then sees >= 2 per fold.
-MIN_PER_CLASS = 10
+#: Fewest spots of each class fit() accepts: the 5-fold stratified cross-validation of select_model needs one
+#: per fold (a classifier trained on fewer has nothing to learn the class from).
+MIN_PER_CLASS = 5
+
+
+def check_labels(labels, n: Optional[int] = None, least: int = MIN_PER_CLASS) -> np.ndarray:
+    """``labels`` as n booleans (True = good), or ValueError when a class has fewer than ``least``."""
+    y = np.asarray(labels)
+    n = len(y) if n is None else n
+    if y.shape != (n,) or y.dtype.kind not in "bui":
+        raise ValueError(f"labels must be {n} booleans (True = good), got shape {y.shape} dtype {y.dtype}")
+    y = y.astype(bool)
+    n_good = int(y.sum())
+    if y.all() or not y.any() or min(n_good, n - n_good) < least:
+        raise ValueError(f"labels must contain both good and bad spots, at least {least} of each: got "
+                         f"{n_good} good and {n - n_good} bad (loosen the labelling rules or label more spots)")
+    return y
+
+
 # spotfit types a saved pipeline may name (files of spotfit < 0.2 name the old module path).
 _TRUSTED = [f"{PatchFeatures.__module__}.PatchFeatures", "spotfit.classify.PatchFeatures"]
 
@@ -114,15 +131,7 @@ class SpotClassifier:
 
     @staticmethod
     def _y(labels, n, least: int = 1) -> np.ndarray:
-        y = np.asarray(labels)
-        if y.shape != (n,) or y.dtype.kind not in "bui":
-            raise ValueError(f"labels must be {n} booleans (True = good), got shape {y.shape} dtype {y.dtype}")
-        y = y.astype(bool)
-        n_good = int(y.sum())
-        if y.all() or not y.any() or min(n_good, n - n_good) < least:
-            raise ValueError(f"labels must contain both good and bad spots, at least {least} of each: got "
-                             f"{n_good} good and {n - n_good} bad (loosen the labelling rules or label more spots)")
-        return y
+        return check_labels(labels, n, least)
 
     def fit(self, patches, labels) -> "SpotClassifier":
         """Train on patches (n, size, size) photons and labels (n,) bool (True = good)."""
