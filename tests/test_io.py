@@ -137,8 +137,13 @@ def test_parquet_schema_metadata_holds_attrs(tmp_path):
 
 # ------------------------------------------------------------ ThunderSTORM
 
-TS_HEADER = ('"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]",'
-             '"offset [photon]","bkgstd [photon]","uncertainty [nm]"')
+# ThunderSTORM 1.3's layout (issue 16.1: Picasso's import_ts refused the <= 1.2 "uncertainty [nm]"); an
+# elliptical fit adds ThunderSTORM's sigma1/sigma2 beside the mean sigma Picasso's 2D import needs.
+TS_HEADER = ('"id","frame","x [nm]","y [nm]","sigma [nm]","sigma1 [nm]","sigma2 [nm]","intensity [photon]",'
+             '"offset [photon]","bkgstd [photon]","uncertainty_xy [nm]"')
+# The columns Picasso's io.import_ts requires (2D; 3D adds z, sigma1, sigma2), from its source (picasso/io.py).
+PICASSO_TS_COLUMNS = ["frame", "x [nm]", "y [nm]", "intensity [photon]", "offset [photon]", "uncertainty_xy [nm]",
+                      "sigma [nm]"]
 
 
 def test_thunderstorm_units_and_one_based_frames(tmp_path):
@@ -156,7 +161,44 @@ def test_thunderstorm_units_and_one_based_frames(tmp_path):
     np.testing.assert_allclose(raw["sigma [nm]"], (locs.sigma_x + locs.sigma_y) / 2 * 130.0)
     np.testing.assert_allclose(raw["offset [photon]"], locs["background"])
     u = np.sqrt((locs.uncertainty_x ** 2 + locs.uncertainty_y ** 2) / 2) * 130.0
-    np.testing.assert_allclose(raw["uncertainty [nm]"], u)
+    np.testing.assert_allclose(raw["uncertainty_xy [nm]"], u)
+    np.testing.assert_allclose(raw["sigma1 [nm]"], locs.sigma_x * 130.0)
+    np.testing.assert_allclose(raw["sigma2 [nm]"], locs.sigma_y * 130.0)
+    assert set(PICASSO_TS_COLUMNS) <= set(raw.columns)
+
+
+def test_thunderstorm_writes_chi2_and_no_axes_for_a_round_model(tmp_path):
+    locs = make_locs()
+    locs["sigma_y"] = locs["sigma_x"]
+    locs["chi2"] = np.linspace(30, 60, len(locs))
+    raw = pd.read_csv(sio.save(locs, tmp_path / "ts.csv", format="thunderstorm"))
+    assert list(raw.columns) == ["id", "frame", "x [nm]", "y [nm]", "sigma [nm]", "intensity [photon]",
+                                 "offset [photon]", "bkgstd [photon]", "chi2", "uncertainty_xy [nm]"]
+    back = sio.load(tmp_path / "ts.csv", pixel_size_nm=130.0)
+    np.testing.assert_allclose(back["chi2"], locs["chi2"])
+
+
+def test_old_thunderstorm_layout_still_reads(tmp_path):
+    (tmp_path / "old.csv").write_text('"id","frame","x [nm]","y [nm]","uncertainty [nm]"\n1,1,150.0,250.0,13.0\n')
+    df = sio.load(tmp_path / "old.csv", pixel_size_nm=100.0)
+    np.testing.assert_allclose(df[["x", "y", "uncertainty_x", "uncertainty_y"]].to_numpy()[0], [1.0, 2.0, 0.13, 0.13])
+    assert df["frame"].tolist() == [0]
+
+
+def test_picasso_thunderstorm_export_is_read_in_its_convention(tmp_path):
+    # Picasso's export_thunderstorm (picasso/io.py): unquoted header, ids and frames from 0, x [nm] = x * pixel
+    # size with Picasso's (= spotfit's) pixel centres at integers, bkgstd 0, sigma [nm] in 2D.
+    (tmp_path / "picasso.csv").write_text(
+        "id,frame,x [nm],y [nm],sigma [nm],intensity [photon],offset [photon],bkgstd [photon],uncertainty_xy [nm]\n"
+        "0,0,130.0,260.0,169.0,1200,15,0,6.5\n"
+        "1,4,1300.0,0.0,156.0,900,14,0,7.8\n")
+    df = sio.load(tmp_path / "picasso.csv", pixel_size_nm=130.0)
+    assert df["frame"].tolist() == [0, 4]
+    np.testing.assert_allclose(df["x"], [1.0, 10.0])
+    np.testing.assert_allclose(df["y"], [2.0, 0.0])
+    assert "picasso" in df.attrs["spotfit"]["source"]["convention"]
+    ours = sio.load(sio.save(make_locs(), tmp_path / "ours.csv", format="thunderstorm"), pixel_size_nm=130.0)
+    assert "1-based" in ours.attrs["spotfit"]["source"]["convention"]
 
 
 def test_thunderstorm_round_trip_of_carried_fields(tmp_path):

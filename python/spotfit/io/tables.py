@@ -298,7 +298,9 @@ def _load_csv(path):
     return df
 
 
-# ThunderSTORM CSV: 1-based frames, nm, origin at the image corner.
+# ThunderSTORM CSV: 1-based frames, nm, origin at the image corner. The columns of ThunderSTORM 1.3, which
+# Picasso's io.import_ts requires (frame, x/y [nm], intensity, offset, uncertainty_xy, sigma; sigma1/sigma2
+# for 3D) and Locan reads; ThunderSTORM <= 1.2 wrote "uncertainty [nm]", still read.
 _TS_UNITS = {"nm": 1.0, "um": 1e3, "µm": 1e3}
 
 
@@ -312,8 +314,11 @@ def _save_thunderstorm(locs, path, px):
            "x [nm]": (locs["x"].to_numpy(np.float64) + 0.5) * px,
            "y [nm]": (locs["y"].to_numpy(np.float64) + 0.5) * px}
     if {"sigma_x", "sigma_y"} <= set(locs.columns):
-        out["sigma [nm]"] = 0.5 * (locs["sigma_x"].to_numpy(np.float64)
-                                   + locs["sigma_y"].to_numpy(np.float64)) * px
+        sx, sy = locs["sigma_x"].to_numpy(np.float64), locs["sigma_y"].to_numpy(np.float64)
+        out["sigma [nm]"] = 0.5 * (sx + sy) * px      # Picasso's 2D import needs it even for elliptical fits
+        if not np.array_equal(sx, sy, equal_nan=True):  # elliptical model: ThunderSTORM's two axes too
+            out["sigma1 [nm]"] = sx * px
+            out["sigma2 [nm]"] = sy * px
     if "photons" in locs:
         out["intensity [photon]"] = locs["photons"].to_numpy(np.float64)
     if "background" in locs:
@@ -321,10 +326,12 @@ def _save_thunderstorm(locs, path, px):
         out["offset [photon]"] = bg
         # ThunderSTORM's bkgstd: std of the background; Poisson → sqrt(bg).
         out["bkgstd [photon]"] = np.sqrt(np.clip(bg, 0, None))
+    if "chi2" in locs:
+        out["chi2"] = locs["chi2"].to_numpy(np.float64)
     if {"uncertainty_x", "uncertainty_y"} <= set(locs.columns):
         ux = locs["uncertainty_x"].to_numpy(np.float64)
         uy = locs["uncertainty_y"].to_numpy(np.float64)
-        out["uncertainty [nm]"] = np.sqrt(0.5 * (ux * ux + uy * uy)) * px
+        out["uncertainty_xy [nm]"] = np.sqrt(0.5 * (ux * ux + uy * uy)) * px
     df = pd.DataFrame(out)
     import csv
     with atomic_path(path) as tmp:
@@ -340,6 +347,11 @@ def _load_thunderstorm(path, px):
             with contextlib.suppress(Exception):
                 text = proto.read_text(errors="replace")
                 px = float(json.loads(text[text.index("{"):])["cameraSettings"]["pixelSize"])
+    # Picasso's export_thunderstorm writes 0-based frames and ids and x [nm] = x * pixel size with pixel
+    # centres at integers (no half-pixel shift). ThunderSTORM's own frames and ids start at 1, so a 0 in
+    # either marks such a file: read it in Picasso's convention, not one frame and half a pixel off.
+    zero_based = any(c in df and len(df) and float(df[c].min()) == 0 for c in ("frame", "id"))
+    shift = 0.0 if zero_based else 0.5
     out = {}
     for label in df.columns:
         m = re.fullmatch(r"\s*(.*?)\s*(?:\[(.*)\])?\s*", str(label))
@@ -352,7 +364,7 @@ def _load_thunderstorm(path, px):
                                      "pixel_size_nm to convert it to pixels")
                 values = values * (_TS_UNITS[unit] / float(px))
             if name in ("x", "y"):
-                values = values - 0.5
+                values = values - shift
         key = {"x": ["x"], "y": ["y"], "sigma": ["sigma_x", "sigma_y"],
                "sigma1": ["sigma_x"], "sigma2": ["sigma_y"], "intensity": ["photons"],
                "offset": ["background"], "bkgstd": ["background_std"],
@@ -363,10 +375,12 @@ def _load_thunderstorm(path, px):
             out[k] = values
     if not {"frame", "x", "y"} <= set(out):
         raise ValueError(f"{str(path)!r}: ThunderSTORM file needs frame, x and y columns")
-    out["frame"] = np.asarray(np.rint(out["frame"]), dtype=np.int64) - 1
+    out["frame"] = np.asarray(np.rint(out["frame"]), dtype=np.int64) - (0 if zero_based else 1)
     res = pd.DataFrame(out)
+    convention = "picasso export (0-based frames, pixel centres at integers)" if zero_based else \
+        "thunderstorm (1-based frames, origin at the image corner)"
     res.attrs = {"spotfit": {"pixel_size_nm": float(px) if px else None,
-                             "source": {"format": "thunderstorm", "file": str(path)}}}
+                             "source": {"format": "thunderstorm", "file": str(path), "convention": convention}}}
     return res
 
 
