@@ -255,10 +255,11 @@ def test_picasso_layout(tmp_path):
     path = sio.save(locs, tmp_path / "run_locs.hdf5")
     with h5py.File(path, "r") as f:
         arr = f["locs"][...]
+    # Issue 16.2: no fake net_gradient of 0; the fit's status as an extra column (codes in the yaml).
     assert arr.dtype.names == ("frame", "x", "y", "photons", "sx", "sy", "bg", "lpx", "lpy",
-                               "ellipticity", "net_gradient", "likelihood", "iterations")
+                               "ellipticity", "likelihood", "iterations", "status")
     assert arr.dtype["frame"] == np.dtype("<u4") and arr.dtype["iterations"] == np.dtype("<i4")
-    assert all(arr.dtype[n] == np.dtype("<f4") for n in arr.dtype.names[1:-1])
+    assert all(arr.dtype[n] == np.dtype("<f4") for n in arr.dtype.names[1:-2])
     np.testing.assert_array_equal(arr["lpx"], locs["uncertainty_x"].astype(np.float32))
     with open(tmp_path / "run_locs.yaml") as f:
         docs = list(yaml.safe_load_all(f))
@@ -697,3 +698,65 @@ def test_given_camera_keeps_the_files_pixel_size(tmp_path):
     sio.save(locs, tmp_path / "ts.csv", format="thunderstorm")      # failed before: no pixel size
     mine = spotfit.localize(tmp_path / "m.tif", camera=spotfit.Camera(baseline=100, pixel_size_nm=65.0))
     assert mine.attrs["spotfit"]["pixel_size_nm"] == 65.0            # the user's wins
+
+
+
+def test_picasso_file_marks_status_and_warns_of_rows_picasso_drops(tmp_path):
+    pytest.importorskip("h5py")
+    pytest.importorskip("yaml")
+    locs = make_locs().dropna().reset_index(drop=True)
+    locs = locs[np.isfinite(locs["photons"])].reset_index(drop=True)     # make_locs has an inf
+    locs["chi2"] = np.linspace(30.0, 90.0, len(locs))
+    locs.loc[:2, "x"] = [-0.3, -0.49, -0.01]          # inside pixel 0, but Picasso drops x < 0
+    with pytest.warns(spotfit.SpotfitWarning, match=r"drop 3 of \d+ rows \(3 x or y < 0\)"):
+        path = sio.save(locs, tmp_path / "l.hdf5")
+    back = sio.load(path)
+    assert len(back) == len(locs)                       # spotfit itself keeps every row
+    assert back["status"].astype(str).tolist() == locs["status"].astype(str).tolist()
+    np.testing.assert_allclose(back["chi2"], locs["chi2"], rtol=1e-6)
+    import yaml
+    docs = list(yaml.safe_load_all(path.with_suffix(".yaml").read_text()))
+    assert docs[1]["spotfit status codes"][1] == "max_iterations"
+    import warnings
+    ok = locs[locs["x"] >= 0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", spotfit.SpotfitWarning)
+        sio.save(ok, tmp_path / "ok.hdf5")                # nothing to drop: no warning
+
+
+PEERS_PYTHON = Path(__file__).resolve().parents[1] / "bench" / "peers" / ".venv" / "bin" / "python"
+
+
+def test_peers_read_our_files(tmp_path):
+    # Picasso's import_ts / load_locs and Locan's ThunderSTORM reader, in the peers' venv
+    # (bash bench/peers/install_peers.sh). Checked 2026-12-03 with picassosr 0.11.3 and locan 0.22.0.
+    if not PEERS_PYTHON.exists():
+        pytest.skip("peers' venv not installed (bash bench/peers/install_peers.sh)")
+    import subprocess
+    cam = spotfit.Camera(baseline=100, sensitivity=0.5, pixel_size_nm=130.0)
+    movie, _ = spotfit.simulate(frames=30, camera=cam, seed=1)
+    n = {}
+    for model in ("gauss", "elliptical"):
+        locs = spotfit.localize(movie, camera=cam, model=model)
+        sio.save(locs, tmp_path / f"{model}.csv", format="thunderstorm")
+        sio.save(locs, tmp_path / f"{model}_locs.hdf5")
+        n[model] = len(locs)
+    script = """
+import json, sys
+from picasso import io
+out = {}
+for model in ("gauss", "elliptical"):
+    out[model + " import_ts"] = len(io.import_ts(f"{model}.csv", 130.0)[0])
+    out[model + " load_locs"] = len(io.load_locs(f"{model}_locs.hdf5")[0])
+    try:
+        import locan
+        out[model + " locan"] = len(locan.load_thunderstorm_file(f"{model}.csv").data)
+    except ImportError:
+        pass
+print(json.dumps(out))
+"""
+    res = subprocess.run([str(PEERS_PYTHON), "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    counts = json.loads(res.stdout.strip().splitlines()[-1])
+    for key, value in counts.items():
+        assert value == n[key.split()[0]], (key, value, n)

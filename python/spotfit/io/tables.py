@@ -34,6 +34,7 @@ import json
 import math
 import os
 import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +43,8 @@ import pandas as pd
 from .._shared import validate
 from .._shared.atomic import atomic_path
 from .._shared.optional import need
+from .._shared.warnings import FileFormatWarning
+from ..registry import FIT_STATUS
 
 #: Table formats, and the file suffix each is written with by default (the one list of formats).
 FORMAT_SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "thunderstorm": ".csv", "picasso": ".hdf5"}
@@ -390,6 +393,46 @@ _PICASSO_FLOATS = [("x", "x"), ("y", "y"), ("photons", "photons"), ("sx", "sigma
                    ("lpy", "uncertainty_y")]
 
 
+def _status_codes(status, path) -> np.ndarray:
+    """Fit status as uint8 codes (the order of FIT_STATUS, written into the yaml); 255 for a missing one."""
+    missing = status.isna().to_numpy()
+    values = status.astype(str).to_numpy()
+    unknown = sorted(set(values[~missing]) - set(FIT_STATUS))
+    if unknown:
+        raise ValueError(f"cannot write {str(path)!r}: status values {unknown} are not fit statuses {FIT_STATUS}")
+    code = {name: i for i, name in enumerate(FIT_STATUS)}
+    return np.fromiter((255 if m else code[v] for v, m in zip(values, missing)), dtype=np.uint8, count=len(values))
+
+
+def _warn_picasso_drops(arr, rows: int, cols: int, path) -> None:
+    """Warn, with the count, about rows that Picasso's load_locs removes (its lib.ensure_sanity).
+
+    spotfit writes every row (spotfit.io.load reads them all); Picasso drops rows with a NaN or inf in any
+    column, x or y < 0 (a centre in [-0.5, 0) lies inside pixel 0, but Picasso's origin is its edge), x >= Width,
+    y >= Height, or a negative lpx, lpy, photons, ellipticity, sx or sy (picasso/lib.py, 0.11).
+    """
+    if not len(arr):
+        return
+    reasons = {}
+    finite = np.ones(len(arr), bool)
+    for name in arr.dtype.names:
+        if arr.dtype[name].kind == "f":
+            finite &= np.isfinite(arr[name])
+    reasons["NaN or inf"] = ~finite
+    with np.errstate(invalid="ignore"):
+        reasons["x or y < 0"] = (arr["x"] < 0) | (arr["y"] < 0)
+        reasons[f"x >= {cols} or y >= {rows}"] = (arr["x"] >= cols) | (arr["y"] >= rows)
+        negative = np.zeros(len(arr), bool)
+        for name in ("lpx", "lpy", "photons", "ellipticity", "sx", "sy"):
+            negative |= arr[name] < 0
+        reasons["negative photons, sigma or precision"] = negative
+    dropped = np.logical_or.reduce(list(reasons.values()))
+    if dropped.any():
+        why = ", ".join(f"{int(m.sum())} {name}" for name, m in reasons.items() if m.any())
+        warnings.warn(f"{str(path)!r}: Picasso's load_locs will drop {int(dropped.sum())} of {len(arr)} rows ({why}); "
+                      "spotfit wrote them all and spotfit.io.load reads them", FileFormatWarning, stacklevel=4)
+
+
 def _save_picasso(locs, path, px, movie_shape):
     h5py = need("h5py", "this file format")
     yaml = need("yaml", "this file format")
@@ -397,12 +440,19 @@ def _save_picasso(locs, path, px, movie_shape):
     frame = locs["frame"].to_numpy(np.int64)
     if n and (frame.min() < 0 or frame.max() > np.iinfo(np.uint32).max):
         raise ValueError(f"cannot write {str(path)!r}: frames must fit Picasso's uint32")
-    fields = [("frame", "<u4")] + [(p, "<f4") for p, _ in _PICASSO_FLOATS] + [
-        ("ellipticity", "<f4"), ("net_gradient", "<f4")]
+    fields = [("frame", "<u4")] + [(p, "<f4") for p, _ in _PICASSO_FLOATS] + [("ellipticity", "<f4")]
+    # spotfit has no net gradient: the column is written only when the table carries one (Picasso reads
+    # files without it). The fit's status and chi2 are extra columns, so a max_iterations row is marked.
+    if "net_gradient" in locs:
+        fields.append(("net_gradient", "<f4"))
     if "loglik" in locs:
         fields.append(("likelihood", "<f4"))
     if "iterations" in locs:
         fields.append(("iterations", "<i4"))
+    if "chi2" in locs:
+        fields.append(("chi2", "<f4"))
+    if "status" in locs:
+        fields.append(("status", "<u1"))
     arr = np.zeros(n, dtype=fields)
     arr["frame"] = frame
     for pic, ours in _PICASSO_FLOATS:
@@ -420,11 +470,16 @@ def _save_picasso(locs, path, px, movie_shape):
         arr["likelihood"] = locs["loglik"].to_numpy(np.float32)
     if "iterations" in locs:
         arr["iterations"] = locs["iterations"].to_numpy(np.int32)
+    if "chi2" in locs:
+        arr["chi2"] = locs["chi2"].to_numpy(np.float32)
+    if "status" in locs:
+        arr["status"] = _status_codes(locs["status"], path)
     if movie_shape is None:
         movie_shape = (int(frame.max()) + 1 if n else 0,
                        int(math.ceil(np.nanmax(arr["y"]) + 0.5)) if n else 0,
                        int(math.ceil(np.nanmax(arr["x"]) + 0.5)) if n else 0)
     frames, rows, cols = (int(v) for v in movie_shape)
+    _warn_picasso_drops(arr, rows, cols, path)
     md = _meta(locs)
     params = md.get("parameters") or {}
     movie_doc = {"Byte Order": "<", "Data Type": str(md.get("movie_dtype", "uint16")),
@@ -437,6 +492,8 @@ def _save_picasso(locs, path, px, movie_shape):
         for key in keys:
             if isinstance(params, dict) and isinstance(params.get(key), (int, float, str)):
                 loc_doc.setdefault(name, params[key])
+    if "status" in locs:
+        loc_doc["spotfit status codes"] = dict(enumerate(FIT_STATUS))
     loc_doc["spotfit attrs (json)"] = _dumps(locs.attrs)
     yaml_path = path.with_suffix(".yaml")
     with atomic_path(path) as tmp_h5, atomic_path(yaml_path) as tmp_yaml:
@@ -462,8 +519,11 @@ def _load_picasso(path):
         out["loglik"] = arr["likelihood"]
     if "iterations" in names:
         out["iterations"] = arr["iterations"].astype(np.int32)
+    if "status" in names:
+        codes = arr["status"].astype(np.int64)
+        out["status"] = pd.Categorical.from_codes(np.where(codes < len(FIT_STATUS), codes, -1), categories=FIT_STATUS)
     for name in names:
-        if name not in ("frame", "likelihood", "iterations") and \
+        if name not in ("frame", "likelihood", "iterations", "status") and \
                 name not in dict(_PICASSO_FLOATS):
             out[name] = arr[name]
     df = pd.DataFrame(out)
