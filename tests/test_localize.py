@@ -268,3 +268,28 @@ def test_cli_prints_warnings_as_one_line(tmp_path):
     lines = [line for line in out.stderr.splitlines() if "warning" in line]
     assert out.returncode == 0 and len(lines) == 1 and lines[0].startswith("spotfit: warning: most pixels"), out.stderr
     assert "warnings.warn" not in out.stderr and ".py:" not in out.stderr
+
+
+
+def test_an_assumed_camera_is_said_once(tmp_path):
+    # Issue 16.3: with no camera in the file and none given, baseline 100 ADU / 1 e-/ADU were used silently.
+    import subprocess
+    import sys
+    import warnings
+    import tifffile
+    from spotfit._shared.warnings import CameraWarning
+    movie, _ = spotfit.simulate(frames=4, shape=(48, 48), seed=3)
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True)
+    with pytest.warns(CameraWarning, match="assuming baseline 100 ADU, sensitivity 1 e-/ADU") as seen:
+        spotfit.localize(tmp_path / "m.tif")
+    assert sum(issubclass(w.category, CameraWarning) for w in seen) == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CameraWarning)
+        spotfit.localize(tmp_path / "m.tif", camera=spotfit.Camera(baseline=100))
+        spotfit.localize(spotfit.io.open_movie(tmp_path / "m.tif", camera=spotfit.Camera()))
+        spotfit.localize(movie)                          # an array: Camera() is the documented default
+    cli = [sys.executable, "-m", "spotfit.cli", "localize", str(tmp_path / "m.tif"), "-o", str(tmp_path / "l.csv"), "-q"]
+    out = subprocess.run(cli, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stderr.count("spotfit: warning: no camera settings") == 1, out.stderr
+    out = subprocess.run(cli + ["--camera-baseline", "100", "--sensitivity", "1"], capture_output=True, text=True)
+    assert out.returncode == 0 and "warning" not in out.stderr, out.stderr

@@ -24,8 +24,8 @@ from . import _spotcore
 from ._shared import threads as _threads
 from ._shared import validate
 from ._shared.version import VERSION
-from ._shared.warnings import BaselineWarning
-from .camera import Camera, camera_for_movie
+from ._shared.warnings import BaselineWarning, CameraWarning
+from .camera import Camera, assumed_camera_message, camera_for_movie
 from .options import LocalizeOptions
 from .registry import BOX_BORDERS, COLUMNS, ESTIMATORS, FIT_STATUS
 
@@ -183,6 +183,8 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
         keywords["estimator"] = estimator
     opts = LocalizeOptions.from_keywords(options, **keywords)
     n_frames, frame_shape = _movie_shape(movie)
+    if camera is None and getattr(movie, "camera_assumed", False):
+        warnings.warn(assumed_camera_message(), CameraWarning, stacklevel=3)
     camera = _camera(camera_for_movie(camera, getattr(movie, "camera", None)))
     if opts.drop_bad and classifier is None:
         raise ValueError("drop_bad=True needs a classifier= (a SpotClassifier or a saved one)")

@@ -82,6 +82,13 @@ def run(args) -> int:
     # Open every movie first: a missing or corrupt file fails before any work or output.
     infos = [io.movie_info(paths) for paths, _ in jobs]
     cameras = [camera_from_args(args, info.metadata, (info.rows, info.cols)) for info in infos]
+    from spotfit.camera import assumed_camera_message
+    settings = {"baseline": args.camera_baseline, "sensitivity": args.sensitivity}
+    assumed = None if getattr(args, "calibration", None) else assumed_camera_message(infos[0].metadata, **settings)
+    if assumed:
+        import warnings
+        from spotfit._shared.warnings import CameraWarning
+        warnings.warn(assumed, CameraWarning, stacklevel=2)
     for (paths, _), cam in zip(jobs, cameras):
         if fmt == "thunderstorm" and not cam.pixel_size_nm:
             raise UsageError(f"--format thunderstorm stores nm: give --pixel-size NM ({paths[0]!r} does not "

@@ -27,7 +27,7 @@ from typing import Iterator, NamedTuple
 import numpy as np
 
 from .._shared.optional import need
-from ..camera import Camera, make_camera
+from ..camera import Camera, assumed_camera_message, make_camera
 
 #: Pixel types a movie file may hold (converted to a type the core reads, chunk by chunk, when needed).
 SUPPORTED_DTYPES = tuple(np.dtype(t) for t in (
@@ -713,7 +713,7 @@ class Movie:
         self.shape = (m.n_frames, m.rows, m.cols)
         self.dtype = m.dtype
         self.metadata = m.metadata
-        self._camera = camera
+        self._camera = self._camera_given = camera
 
     @property
     def camera(self) -> Camera:
@@ -724,6 +724,11 @@ class Movie:
                 raise MovieError(f"{self._source!r}: the camera settings in its metadata are invalid ({exc}); "
                                  "pass camera=") from exc
         return self._camera
+
+    @property
+    def camera_assumed(self) -> bool:
+        """True when no camera was passed and the metadata records no baseline or sensitivity."""
+        return self._camera_given is None and assumed_camera_message(self.metadata) is not None
 
     def __repr__(self) -> str:
         name = self.files[0] if len(self.files) == 1 else f"{self.files[0]} + {len(self.files) - 1} more"
