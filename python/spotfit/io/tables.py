@@ -396,12 +396,11 @@ _PICASSO_FLOATS = [("x", "x"), ("y", "y"), ("photons", "photons"), ("sx", "sigma
 def _status_codes(status, path) -> np.ndarray:
     """Fit status as uint8 codes (the order of FIT_STATUS, written into the yaml); 255 for a missing one."""
     missing = status.isna().to_numpy()
-    values = status.astype(str).to_numpy()
-    unknown = sorted(set(values[~missing]) - set(FIT_STATUS))
+    codes = pd.Categorical(status.astype(object), categories=FIT_STATUS).codes
+    unknown = sorted(set(status[(codes < 0) & ~missing].astype(str)))
     if unknown:
         raise ValueError(f"cannot write {str(path)!r}: status values {unknown} are not fit statuses {FIT_STATUS}")
-    code = {name: i for i, name in enumerate(FIT_STATUS)}
-    return np.fromiter((255 if m else code[v] for v, m in zip(values, missing)), dtype=np.uint8, count=len(values))
+    return np.where(codes < 0, 255, codes).astype(np.uint8)
 
 
 def _warn_picasso_drops(arr, rows: int, cols: int, path) -> None:
