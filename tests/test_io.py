@@ -760,3 +760,36 @@ print(json.dumps(out))
     counts = json.loads(res.stdout.strip().splitlines()[-1])
     for key, value in counts.items():
         assert value == n[key.split()[0]], (key, value, n)
+
+
+
+RAPID_HEADER = ('# <localizations insequence="true" repetitions="variable">'
+                '<field identifier="Position-0-0" semantic="position in sample space in X" unit="nanometer" />'
+                '<field identifier="Position-1-0" semantic="position in sample space in Y" unit="nanometer" />'
+                '<field identifier="ImageNumber-0-0" semantic="frame number" unit="frame" />'
+                '<field identifier="Amplitude-0-0" semantic="emission strength" unit="A/D count" />'
+                '<field identifier="PSFWidth-0-0" semantic="PSF FWHM in X" unit="nanometer" />'
+                '<field identifier="PSFWidth-1-0" semantic="PSF FWHM in Y" unit="nanometer" />'
+                '<field identifier="FitResidues-0-0" semantic="fit residue chi square value" unit="dimensionless" />'
+                '<field identifier="LocalBackground-0-0" semantic="local background" unit="A/D count" />'
+                '</localizations>')
+
+
+def test_rapidstorm_file_is_read(tmp_path):
+    # Issue 16.8: positions from the image corner in nm, 0-based frames, PSF FWHM.
+    path = tmp_path / "rs.txt"
+    path.write_text(RAPID_HEADER + "\n199.5 66.5 0 5000 313.2 345.0 12.5 530\n1396.5 0 7 3000 300 300 10 525\n")
+    df = sio.load(path, pixel_size_nm=133.0)
+    assert df.attrs["spotfit"]["source"]["format"] == "rapidstorm"
+    np.testing.assert_allclose(df["x"], [199.5 / 133 - 0.5, 10.0])
+    np.testing.assert_allclose(df["y"], [0.0, -0.5])
+    assert df["frame"].tolist() == [0, 7]
+    np.testing.assert_allclose(df["sigma_x"], np.array([313.2, 300]) / 133 / (2 * np.sqrt(2 * np.log(2))))
+    assert df["amplitude_adu"].tolist() == [5000, 3000] and df["background_adu"].tolist() == [530, 525]
+    with pytest.raises(ValueError, match="pixel_size_nm"):
+        sio.load(path)
+    with pytest.raises(ValueError, match="read, not written"):
+        sio.save(df, tmp_path / "out.txt", format="rapidstorm")
+    (tmp_path / "bad.txt").write_text(RAPID_HEADER + "\n1 2 3\n")
+    with pytest.raises(ValueError, match="8 fields but rows have 3"):
+        sio.load(tmp_path / "bad.txt", pixel_size_nm=133.0)

@@ -293,3 +293,20 @@ def test_an_assumed_camera_is_said_once(tmp_path):
     assert out.returncode == 0 and out.stderr.count("spotfit: warning: no camera settings") == 1, out.stderr
     out = subprocess.run(cli + ["--camera-baseline", "100", "--sensitivity", "1"], capture_output=True, text=True)
     assert out.returncode == 0 and "warning" not in out.stderr, out.stderr
+
+
+
+@pytest.mark.parametrize("background, estimator", [(2.0, "mle"), (20.0, "lsq"), (100.0, "mle")])
+def test_wrong_noise_model_warns_with_its_likely_cause(background, estimator):
+    # Issue 16.3: an inverted sCMOS gain halved the precision while the median chi2 rose 4x, silently.
+    import warnings
+    from spotfit._shared.warnings import NoiseModelWarning
+    cam = spotfit.Camera(baseline=520, sensitivity=0.5)
+    movie, _ = spotfit.simulate(frames=60, camera=cam, background=background, seed=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", NoiseModelWarning)
+        spotfit.localize(movie, camera=cam, estimator=estimator)             # measured ratio 0.97-1.06
+    with pytest.warns(NoiseModelWarning, match="noisier.*sensitivity"):      # ratio ~2
+        spotfit.localize(movie, camera=spotfit.Camera(baseline=520, sensitivity=1.0), estimator=estimator)
+    with pytest.warns(NoiseModelWarning, match="quieter.*baseline too low"):  # ratio 0.15-0.4
+        spotfit.localize(movie, camera=spotfit.Camera(baseline=100, sensitivity=0.5), estimator=estimator)

@@ -20,3 +20,14 @@ def test_locan_dstorm_rapidstorm_references_found_within_1px(shared_data):
         here = locs[locs.frame == int(frame)]
         d = np.hypot(here.x - (x / 133 - 0.5), here.y - (y / 133 - 0.5))
         assert len(here) and d.min() <= 1.0, (x, y, frame)
+
+
+
+def test_locan_rapidstorm_file_reads_as_the_manual_conversion(shared_data):
+    folder = os.path.join(shared_data, "locan-dstorm")
+    ref = np.loadtxt(os.path.join(folder, "rapidSTORM_from_images.txt"), comments="#")
+    df = spotfit.io.load(os.path.join(folder, "rapidSTORM_from_images.txt"), pixel_size_nm=133.0)
+    assert len(df) == len(ref) > 0
+    np.testing.assert_allclose(df["x"], ref[:, 0] / 133 - 0.5)
+    np.testing.assert_allclose(df["y"], ref[:, 1] / 133 - 0.5)
+    np.testing.assert_array_equal(df["frame"], ref[:, 2].astype(np.int64))

@@ -24,10 +24,10 @@ from . import _spotcore
 from ._shared import threads as _threads
 from ._shared import validate
 from ._shared.version import VERSION
-from ._shared.warnings import BaselineWarning, CameraWarning
+from ._shared.warnings import BaselineWarning, CameraWarning, NoiseModelWarning
 from .camera import Camera, assumed_camera_message, camera_for_movie
 from .options import LocalizeOptions
-from .registry import BOX_BORDERS, COLUMNS, ESTIMATORS, FIT_STATUS
+from .registry import BOX_BORDERS, COLUMNS, ESTIMATORS, FIT_STATUS, MODEL_PARAMETERS
 
 
 def _table(records: np.ndarray) -> pd.DataFrame:
@@ -242,7 +242,38 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
     if classifier is not None:
         locs.attrs["spotfit"]["classifier"] = {"model": getattr(classifier, "model", type(classifier).__name__),
                                                "threshold": opts.classify_threshold}
+    warn_if_noise_model_wrong(locs, opts, camera)
     return locs
+
+
+# The median Pearson chi2 of converged fits over its Poisson value: ~1 (0.97-1.06 measured, MLE and LSQ,
+# 2-100 photons/px background); a sensitivity off by 2x gives 2 or 0.5, a baseline 420 ADU too low ~0.2.
+NOISE_RATIO_RANGE = (0.67, 1.5)
+_NOISE_MIN_FITS = 100     # the median of 100 chi2(45) values is known to ~3 %
+
+
+def warn_if_noise_model_wrong(locs: pd.DataFrame, opts: LocalizeOptions, camera: Camera) -> None:
+    """Warn when the fits' median chi2 says the camera settings misstate the noise (wrong baseline, gain...)."""
+    ok = (locs["status"] == "converged").to_numpy() & np.isfinite(locs["chi2"].to_numpy())
+    if ok.sum() < _NOISE_MIN_FITS:
+        return
+    dof = opts.box * opts.box - len(MODEL_PARAMETERS[opts.model])
+    excess = 2.0 if camera.em_gain > 1 else 1.0          # EMCCD excess noise factor (as the chi2 rule)
+    median = float(np.median(locs["chi2"].to_numpy()[ok])) / excess
+    ratio = median / (dof - 2.0 / 3.0)                   # median of chi2(k) ~ k - 2/3
+    lo, hi = NOISE_RATIO_RANGE
+    if lo <= ratio <= hi:
+        return
+    if ratio > hi:
+        cause = ("the data are noisier than these camera settings make Poisson noise. Likely: sensitivity (e-/ADU) "
+                 "too low or an inverted gain map (ADU/e- given for e-/ADU), EM gain not set on an EMCCD, or sCMOS "
+                 "read noise not in the model (variance map)")
+    else:
+        cause = ("the data are quieter than these camera settings make Poisson noise. Likely: baseline too low (the "
+                 "offset is then counted as background photons) or sensitivity (e-/ADU) too high")
+    warnings.warn(f"the converged fits' median chi2 is {ratio:.2f} x its Poisson value ({median:.3g} for {dof} "
+                  f"degrees of freedom): {cause}; photons and uncertainties are off by as much", NoiseModelWarning,
+                  stacklevel=3)
 
 
 def warn_if_below_baseline(frame, camera: Camera) -> None:

@@ -31,7 +31,7 @@ from ._shared.optional import need
 from .camera import Camera, camera_for_movie
 from ._shared.threads import threads as _valid_threads
 from ._shared.threads import usable_cores
-from ._shared.warnings import BaselineWarning, CameraWarning
+from ._shared.warnings import BaselineWarning, CameraWarning, NoiseModelWarning
 from .io.tables import parquet_metadata, restore_parquet_metadata
 from .options import LocalizeOptions
 from .registry import ESTIMATORS
@@ -142,6 +142,7 @@ def _localize_block(block, first, params):
     options = options.replace(threads=_task_threads(plan), chunk_frames=max(1, block.shape[0]))
     with warnings.catch_warnings():   # checked once, on the movie's first frame, by localize()
         warnings.simplefilter("ignore", BaselineWarning)
+        warnings.simplefilter("ignore", NoiseModelWarning)   # per task it would repeat; see docs/cluster.md
         locs = core.localize(block, options, camera=camera, classifier=classifier, estimator=regressor)
     if first:
         locs["frame"] += np.asarray(first, dtype=locs["frame"].dtype)

@@ -14,6 +14,10 @@ class BaselineWarning(CameraWarning):
     """The camera offset lies above most pixels of the movie's first frame, by more than their noise."""
 
 
+class NoiseModelWarning(CameraWarning):
+    """The fits' chi2 says the data are noisier or quieter than Poisson noise under these camera settings."""
+
+
 class FallbackWarning(SpotfitWarning, RuntimeWarning):
     """A computation fell back to a slower path (e.g. a classifier's fast evaluation disagreed)."""
 

@@ -49,6 +49,7 @@ from ..registry import FIT_STATUS
 #: Table formats, and the file suffix each is written with by default (the one list of formats).
 FORMAT_SUFFIXES = {"parquet": ".parquet", "csv": ".csv", "thunderstorm": ".csv", "picasso": ".hdf5"}
 FORMATS = tuple(FORMAT_SUFFIXES)
+READ_ONLY_FORMATS = ("rapidstorm",)   # read by load(), not written
 
 
 def _encode(obj):
@@ -104,8 +105,10 @@ def infer_format(path, format=None, *, reading: bool) -> str:
     the first line of a CSV)."""
     path = Path(path)
     if format is not None:
-        if format not in FORMATS:
-            raise ValueError(f"unknown format {format!r}; choose from {FORMATS}")
+        known = FORMATS + READ_ONLY_FORMATS if reading else FORMATS
+        if format not in known:
+            extra = " (rapidSTORM files are read, not written)" if format in READ_ONLY_FORMATS else ""
+            raise ValueError(f"unknown format {format!r}{extra}; choose from {known}")
         return format
     suf = path.suffix.lower()
     if suf in (".parquet", ".pq"):
@@ -116,6 +119,8 @@ def infer_format(path, format=None, *, reading: bool) -> str:
         if reading and path.is_file():
             with open(path, encoding="utf-8", errors="replace") as f:
                 head = f.readline()
+            if head.startswith("# <localizations"):
+                return "rapidstorm"
             if head.startswith("#"):
                 return "csv"
             if "[nm]" in head or "[px]" in head or "[um]" in head:
@@ -179,9 +184,10 @@ def load(path, format: str | None = None, *, pixel_size_nm: float | None = None
     ----------
     path : str or os.PathLike
         File to read.
-    format : {"parquet", "csv", "thunderstorm", "picasso"}, optional
-        Inferred when None from the suffix and, for ``.csv``, from the
-        header line (``# spotfit`` → csv, ``"x [nm]"`` → thunderstorm).
+    format : {"parquet", "csv", "thunderstorm", "picasso", "rapidstorm"}, optional
+        Inferred when None from the suffix and, for ``.csv``/``.txt``, from the
+        header line (``# spotfit`` → csv, ``"x [nm]"`` → thunderstorm,
+        ``# <localizations`` → rapidstorm, read only).
     pixel_size_nm : float, optional
         Camera pixel size, needed to convert ThunderSTORM's nm to pixels
         (else read from a ThunderSTORM ``<stem>-protocol.txt`` beside it).
@@ -207,6 +213,8 @@ def load(path, format: str | None = None, *, pixel_size_nm: float | None = None
             return _load_csv(path)
         if fmt == "thunderstorm":
             return _load_thunderstorm(path, pixel_size_nm)
+        if fmt == "rapidstorm":
+            return _load_rapidstorm(path, pixel_size_nm)
         return _load_picasso(path)
     except (ImportError, FileNotFoundError):
         raise
@@ -384,6 +392,57 @@ def _load_thunderstorm(path, px):
         "thunderstorm (1-based frames, origin at the image corner)"
     res.attrs = {"spotfit": {"pixel_size_nm": float(px) if px else None,
                              "source": {"format": "thunderstorm", "file": str(path), "convention": convention}}}
+    return res
+
+
+# rapidSTORM: a "# <localizations>" XML comment line names each column (identifier, semantic, unit), then
+# whitespace-separated numbers. Positions are measured from the image corner, as ThunderSTORM's; frames
+# (ImageNumber) start at 0; PSFWidth is a FWHM; Amplitude and LocalBackground are in A/D counts.
+_RAPIDSTORM_FIELDS = {"Position-0-0": "x", "Position-1-0": "y", "Position-2-0": "z", "ImageNumber-0-0": "frame",
+                      "Amplitude-0-0": "amplitude_adu", "PSFWidth-0-0": "sigma_x", "PSFWidth-1-0": "sigma_y",
+                      "FitResidues-0-0": "fit_residues", "LocalBackground-0-0": "background_adu"}
+_FWHM_PER_SIGMA = 2.0 * math.sqrt(2.0 * math.log(2.0))
+_RAPIDSTORM_LENGTH = {"nanometer": 1.0, "micrometer": 1e3, "pixel": None}
+
+
+def _load_rapidstorm(path, px):
+    import xml.etree.ElementTree as ET
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = f.readline().lstrip("#").strip()
+    try:
+        fields = ET.fromstring(head).findall("field")
+    except ET.ParseError as exc:
+        raise ValueError(f"{str(path)!r}: the rapidSTORM header is not valid XML ({exc})") from None
+    if not fields:
+        raise ValueError(f"{str(path)!r}: the rapidSTORM header names no fields")
+    data = np.loadtxt(path, comments="#", ndmin=2)
+    if data.shape[1] != len(fields):
+        raise ValueError(f"{str(path)!r}: the header names {len(fields)} fields but rows have {data.shape[1]} values")
+    out = {}
+    for k, field in enumerate(fields):
+        ident, unit = field.get("identifier", f"column{k}"), field.get("unit", "")
+        name = _RAPIDSTORM_FIELDS.get(ident, ident)
+        values = data[:, k]
+        if name in ("x", "y", "sigma_x", "sigma_y") and unit != "pixel":
+            if unit not in _RAPIDSTORM_LENGTH:
+                raise ValueError(f"{str(path)!r}: field {ident} has unit {unit!r}, not a length spotfit knows")
+            if not px:
+                raise ValueError(f"{str(path)!r} stores {ident} in {unit}; pass pixel_size_nm to convert it to pixels")
+            values = values * (_RAPIDSTORM_LENGTH[unit] / float(px))
+        if name in ("x", "y"):
+            values = values - 0.5                       # from the image corner to pixel centres at integers
+        elif name in ("sigma_x", "sigma_y"):
+            values = values / _FWHM_PER_SIGMA
+        elif name == "z" and unit in _RAPIDSTORM_LENGTH and _RAPIDSTORM_LENGTH[unit]:
+            values = values * _RAPIDSTORM_LENGTH[unit]  # nm
+        out[name] = values
+    if not {"frame", "x", "y"} <= set(out):
+        raise ValueError(f"{str(path)!r}: rapidSTORM file needs ImageNumber and Position-0/1 fields")
+    out["frame"] = np.asarray(np.rint(out["frame"]), dtype=np.int64)
+    res = pd.DataFrame(out)
+    res.attrs = {"spotfit": {"pixel_size_nm": float(px) if px else None,
+                             "source": {"format": "rapidstorm", "file": str(path),
+                                        "convention": "rapidstorm (0-based frames, origin at the image corner)"}}}
     return res
 
 
