@@ -153,3 +153,34 @@ def test_fit_spots_rejects_even_or_non_square_boxes():
         spotfit.fit_spots(np.zeros((1, 6, 6), np.float32))
     with pytest.raises(ValueError, match="shape"):
         spotfit.fit_spots(np.zeros((1, 7, 5), np.float32))
+
+
+
+@pytest.mark.parametrize("estimator", ["mle", "lsq"])
+def test_fit_at_a_bound_or_with_a_huge_uncertainty_is_not_converged(estimator):
+    # Issue 16.6: an sCMOS fit with sigma 0.2 (its lower bound), 35 photons and uncertainty_y 149.7 px was
+    # "converged". A hot pixel drives sigma to the bound; a near-empty box gives an uncertainty wider than the box.
+    rng = np.random.default_rng(7)
+    hot = rng.poisson(20.0, (50, 7, 7)).astype(np.float32)
+    hot[:, 3, 3] += 3000
+    good = boxes(50, 2000, seed=8)[0]
+    for model in ("gauss", "elliptical"):
+        r = spotfit.fit_spots(np.concatenate([hot, good]), estimator=estimator, model=model)
+        bad, ok = r.iloc[:50], r.iloc[50:]
+        assert (bad.status != "converged").all(), bad[["sigma_x", "sigma_y", "status"]]
+        at_bound = bad[bad.status == "unreliable"]
+        assert len(at_bound) > 0 and (np.minimum(at_bound.sigma_x, at_bound.sigma_y) <= 0.2 + 1e-6).all()
+        assert (ok.status == "converged").mean() > 0.95
+        conv = r[r.status == "converged"]
+        assert (conv.uncertainty_x <= 7).all() and (conv.uncertainty_y <= 7).all()
+        assert (conv[["sigma_x", "sigma_y"]] > 0.2).all().all()
+    # The issue's case: faint spots (35 photons) on sCMOS read noise (variance 50 photons^2), MLE.
+    from spotfit.simulate import integrated_gaussian
+    c = 3 + rng.uniform(-0.5, 0.5, (400, 2))
+    mu = 5 + 35 * integrated_gaussian(c[:, 1], 1.3, 7)[:, :, None] * integrated_gaussian(c[:, 0], 1.3, 7)[:, None, :]
+    faint = (rng.poisson(mu) + rng.normal(0, np.sqrt(50.0), mu.shape)).astype(np.float32)
+    r = spotfit.fit_spots(faint, model="gauss", variance=np.full(faint.shape, 50.0, np.float32))
+    conv, flagged = r[r.status == "converged"], r[r.status == "unreliable"]
+    assert (conv.uncertainty_x <= 7).all() and (conv.uncertainty_y <= 7).all()
+    wide = flagged[(flagged.sigma_x > 0.2) & ((flagged.uncertainty_x > 7) | (flagged.uncertainty_y > 7))]
+    assert len(wide) > 0          # flagged for the uncertainty alone (measured 9 of 400)

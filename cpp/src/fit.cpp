@@ -444,6 +444,13 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             for (int s = 0; s < P; ++s) finite = finite && std::isfinite(bound(s));
             if (!finite || !pd[l]) st = FitStatus::singular;
             else if (std::fabs(r.x - half) > half + 0.5f || std::fabs(r.y - half) > half + 0.5f) st = FitStatus::out_of_box;
+            // A sigma clamped at its bound did not find its optimum, and an uncertainty wider than the box is
+            // no position: neither is a fit one can use, even where the iteration stopped cleanly.
+            else if (st == FitStatus::converged &&
+                     ((P >= 5 && (r.sigma_x <= lo_sigma || r.sigma_x >= hi_sigma || r.sigma_y <= lo_sigma ||
+                                  r.sigma_y >= hi_sigma)) ||
+                      r.crlb_x > float(K) || r.crlb_y > float(K)))
+                st = FitStatus::unreliable;
         }
         if (st == FitStatus::not_fitted || st == FitStatus::singular) {
             r.crlb_x = r.crlb_y = r.crlb_photons = r.crlb_background = nan;

@@ -465,8 +465,26 @@ static void test_screen_boxes() {
     CHECK(a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(Localization)) == 0);
 }
 
+// A hot pixel drives a fitted sigma to its lower bound: not "converged" (issue 16.6), for each estimator.
+static void test_sigma_at_bound_is_unreliable() {
+    const int K = 7;
+    std::vector<float> box(K * K, 20.0f);
+    box[3 * K + 3] = 5000.0f;
+    for (Estimator e : {Estimator::lsq, Estimator::mle})
+        for (Model m : {Model::gauss, Model::elliptical}) {
+            FitOptions o;
+            o.estimator = e;
+            o.model = m;
+            FitResult r;
+            CHECK(fit_boxes(box.data(), nullptr, 1, o, &r).ok());
+            CHECK(r.status != FitStatus::converged);
+            if (r.status == FitStatus::unreliable) CHECK(std::min(r.sigma_x, r.sigma_y) <= 0.2f);
+        }
+}
+
 int main() {
     test_noise_free_recovery();
+    test_sigma_at_bound_is_unreliable();
     test_thread_determinism();
     test_bad_input();
     test_tiny_images();

@@ -58,7 +58,8 @@ def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Option
         centre of pixel (0, 0) at (0, 0); ``photons``, ``background`` (photons/pixel), ``sigma_x``,
         ``sigma_y`` (px); ``uncertainty_*``: Cramér–Rao bounds at the estimate; ``loglik`` (Poisson
         log-likelihood ratio to the saturated model), ``chi2`` (Pearson), ``iterations``, ``status``
-        (categorical: converged, max_iterations, singular, out_of_box, not_fitted), ``peak_row``,
+        (categorical: converged, max_iterations, singular, out_of_box, not_fitted, unreliable: a sigma at its
+        bound or an uncertainty wider than the box), ``peak_row``,
         ``peak_col`` (detection pixel). ``.attrs["spotfit"]`` records the settings and the camera.
     """
     if type(stack).__module__.startswith("dask."):

@@ -61,6 +61,7 @@ class FitStatus(_Enum):
     singular: ClassVar["FitStatus"]
     out_of_box: ClassVar["FitStatus"]
     not_fitted: ClassVar["FitStatus"]
+    unreliable: ClassVar["FitStatus"]
     __members__: ClassVar[dict[str, "FitStatus"]]
 
 class Model(_Enum):

@@ -32,6 +32,7 @@ cdef extern from "spotcore/types.h" namespace "spotcore" nogil:
         singular
         out_of_box
         not_fitted
+        unreliable
 
     const char* fit_status_name(FitStatus s)
 

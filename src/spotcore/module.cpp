@@ -11,7 +11,8 @@ PYBIND11_MODULE(_spotcore, m) {
         .value("max_iterations", spotcore::FitStatus::max_iterations)
         .value("singular", spotcore::FitStatus::singular)
         .value("out_of_box", spotcore::FitStatus::out_of_box)
-        .value("not_fitted", spotcore::FitStatus::not_fitted);
+        .value("not_fitted", spotcore::FitStatus::not_fitted)
+        .value("unreliable", spotcore::FitStatus::unreliable);
     py::enum_<spotcore::Model>(m, "Model")
         .value("fixed_sigma", spotcore::Model::fixed_sigma)
         .value("gauss", spotcore::Model::gauss)

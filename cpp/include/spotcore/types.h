@@ -29,6 +29,7 @@ enum class FitStatus : int32_t {
     singular = 2,      // Fisher / normal matrix not positive definite at the estimate
     out_of_box = 3,    // centre left the fit box or parameters went non-physical
     not_fitted = 4,    // box had too few valid pixels
+    unreliable = 5,    // converged, but a sigma sits at its bound or an uncertainty exceeds the box
 };
 inline const char* fit_status_name(FitStatus s) {
     switch (s) {
@@ -37,6 +38,7 @@ inline const char* fit_status_name(FitStatus s) {
         case FitStatus::singular: return "singular";
         case FitStatus::out_of_box: return "out_of_box";
         case FitStatus::not_fitted: return "not_fitted";
+        case FitStatus::unreliable: return "unreliable";
     }
     return "unknown";
 }
