@@ -267,13 +267,13 @@ def warn_if_noise_model_wrong(locs: pd.DataFrame, opts: LocalizeOptions, camera:
     if ratio > hi:
         cause = ("the data are noisier than these camera settings make Poisson noise. Likely: sensitivity (e-/ADU) "
                  "too low or an inverted gain map (ADU/e- given for e-/ADU), EM gain not set on an EMCCD, or sCMOS "
-                 "read noise not in the model (variance map)")
+                 "read noise not in the model (variance map); or a field so crowded that boxes hold several spots")
     else:
         cause = ("the data are quieter than these camera settings make Poisson noise. Likely: baseline too low (the "
                  "offset is then counted as background photons) or sensitivity (e-/ADU) too high")
     warnings.warn(f"the converged fits' median chi2 is {ratio:.2f} x its Poisson value ({median:.3g} for {dof} "
                   f"degrees of freedom): {cause}; photons and uncertainties are off by as much", NoiseModelWarning,
-                  stacklevel=3)
+                  stacklevel=4)   # the user's call of spotfit.localize
 
 
 def warn_if_below_baseline(frame, camera: Camera) -> None:
