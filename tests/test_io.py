@@ -776,13 +776,13 @@ RAPID_HEADER = ('# <localizations insequence="true" repetitions="variable">'
 
 
 def test_rapidstorm_file_is_read(tmp_path):
-    # Issue 16.8: positions from the image corner in nm, 0-based frames, PSF FWHM.
+    # Issue 16.8: positions in nm with pixel i's centre at i x pixel size (as spotfit's), 0-based frames, PSF FWHM.
     path = tmp_path / "rs.txt"
-    path.write_text(RAPID_HEADER + "\n199.5 66.5 0 5000 313.2 345.0 12.5 530\n1396.5 0 7 3000 300 300 10 525\n")
+    path.write_text(RAPID_HEADER + "\n199.5 66.5 0 5000 313.2 345.0 12.5 530\n1330 0 7 3000 300 300 10 525\n")
     df = sio.load(path, pixel_size_nm=133.0)
     assert df.attrs["spotfit"]["source"]["format"] == "rapidstorm"
-    np.testing.assert_allclose(df["x"], [199.5 / 133 - 0.5, 10.0])
-    np.testing.assert_allclose(df["y"], [0.0, -0.5])
+    np.testing.assert_allclose(df["x"], [1.5, 10.0])
+    np.testing.assert_allclose(df["y"], [0.5, 0.0])
     assert df["frame"].tolist() == [0, 7]
     np.testing.assert_allclose(df["sigma_x"], np.array([313.2, 300]) / 133 / (2 * np.sqrt(2 * np.log(2))))
     assert df["amplitude_adu"].tolist() == [5000, 3000] and df["background_adu"].tolist() == [530, 525]

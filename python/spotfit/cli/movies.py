@@ -38,6 +38,7 @@ def _short(value, width: int = 70) -> str:
 
 def info(args) -> int:
     """Handler of ``spotfit info``."""
+    import spotfit
     from spotfit import io
     from spotfit.camera import camera_settings_from_metadata
     movie_info = io.movie_info(args.movies if len(args.movies) > 1 else args.movies[0])
@@ -67,6 +68,14 @@ def info(args) -> int:
                 print(f"  {k}: {_short(v)}")
             if len(shown) < len(entries):
                 print(f"  ... {len(entries) - len(shown)} more (--all)")
+    if args.camera:
+        movie = io.open_movie(args.movies if len(args.movies) > 1 else args.movies[0])
+        print("camera estimated from the movie's pixel statistics (Camera.estimate):")
+        found = spotfit.Camera.estimate(movie, em_gain=args.em_gain, frames=args.frames, progress=args.progress)
+        for line in str(found).splitlines():
+            print("  " + line)
+        print(f"  use: spotfit localize ... --camera-baseline {found.baseline:.1f} --sensitivity "
+              f"{found.sensitivity:.4g}" + (f" --em-gain {found.em_gain:g}" if found.em_gain > 1 else ""))
     return 0
 
 
@@ -163,6 +172,13 @@ def register(subparsers) -> None:
     i = subparsers.add_parser("info", help="frames, size, pixel type and metadata of a movie")
     i.add_argument("movies", nargs="+", metavar="MOVIE", help="movie file(s): several = one series")
     i.add_argument("--all", action="store_true", help="print every metadata entry")
+    i.add_argument("--camera", action="store_true",
+                   help="estimate the camera's offset and gain from the movie's own pixel statistics "
+                        "(spotfit.Camera.estimate), with their uncertainties")
+    i.add_argument("--em-gain", type=float, default=1.0, metavar="G",
+                   help="with --camera: the EMCCD gain set on the camera (selects the EMCCD noise model)")
+    i.add_argument("--frames", type=int, default=None, metavar="N", help="with --camera: use the first N frames")
+    i.add_argument("--progress", action="store_true", help="with --camera: show a progress bar")
     i.set_defaults(func=info)
 
     defaults = simulate_defaults()

@@ -396,8 +396,10 @@ def _load_thunderstorm(path, px):
 
 
 # rapidSTORM: a "# <localizations>" XML comment line names each column (identifier, semantic, unit), then
-# whitespace-separated numbers. Positions are measured from the image corner, as ThunderSTORM's; frames
-# (ImageNumber) start at 0; PSFWidth is a FWHM; Amplitude and LocalBackground are in A/D counts.
+# whitespace-separated numbers. Pixel i's centre is at i x pixel size (its fit model is sampled at pixel indices,
+# rapidSTORM 3.3 source: traits/Projection.h, fit_window/FitWindowCutter.cpp), the convention spotfit uses, so no
+# half-pixel shift; a Position field's header "max" is (pixels - 1) x pixel size. Frames (ImageNumber) start at
+# 0; PSFWidth is a FWHM; Amplitude and LocalBackground are in A/D counts.
 _RAPIDSTORM_FIELDS = {"Position-0-0": "x", "Position-1-0": "y", "Position-2-0": "z", "ImageNumber-0-0": "frame",
                       "Amplitude-0-0": "amplitude_adu", "PSFWidth-0-0": "sigma_x", "PSFWidth-1-0": "sigma_y",
                       "FitResidues-0-0": "fit_residues", "LocalBackground-0-0": "background_adu"}
@@ -429,9 +431,7 @@ def _load_rapidstorm(path, px):
             if not px:
                 raise ValueError(f"{str(path)!r} stores {ident} in {unit}; pass pixel_size_nm to convert it to pixels")
             values = values * (_RAPIDSTORM_LENGTH[unit] / float(px))
-        if name in ("x", "y"):
-            values = values - 0.5                       # from the image corner to pixel centres at integers
-        elif name in ("sigma_x", "sigma_y"):
+        if name in ("sigma_x", "sigma_y"):
             values = values / _FWHM_PER_SIGMA
         elif name == "z" and unit in _RAPIDSTORM_LENGTH and _RAPIDSTORM_LENGTH[unit]:
             values = values * _RAPIDSTORM_LENGTH[unit]  # nm
@@ -442,7 +442,7 @@ def _load_rapidstorm(path, px):
     res = pd.DataFrame(out)
     res.attrs = {"spotfit": {"pixel_size_nm": float(px) if px else None,
                              "source": {"format": "rapidstorm", "file": str(path),
-                                        "convention": "rapidstorm (0-based frames, origin at the image corner)"}}}
+                                        "convention": "rapidstorm (0-based frames, pixel centres at integer multiples of the pixel size)"}}}
     return res
 
 
