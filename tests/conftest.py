@@ -7,6 +7,15 @@ import pytest
 os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
+PEERS_PYTHON = os.path.join(os.path.dirname(__file__), "..", "bench", "peers", ".venv", "bin", "python")
+
+
+@pytest.fixture(scope="session")
+def peers_python():
+    """The interpreter of the peers' venv (Picasso, Locan: bash bench/peers/install_peers.sh; .ci/run does)."""
+    if not os.path.exists(PEERS_PYTHON):
+        pytest.skip("peers' venv not installed (bash bench/peers/install_peers.sh)")
+    return PEERS_PYTHON
 
 
 @pytest.fixture(scope="session")

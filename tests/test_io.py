@@ -724,14 +724,9 @@ def test_picasso_file_marks_status_and_warns_of_rows_picasso_drops(tmp_path):
         sio.save(ok, tmp_path / "ok.hdf5")                # nothing to drop: no warning
 
 
-PEERS_PYTHON = Path(__file__).resolve().parents[1] / "bench" / "peers" / ".venv" / "bin" / "python"
-
-
-def test_peers_read_our_files(tmp_path):
+def test_peers_read_our_files(tmp_path, peers_python):
     # Picasso's import_ts / load_locs and Locan's ThunderSTORM reader, in the peers' venv
     # (bash bench/peers/install_peers.sh). Checked 2026-12-03 with picassosr 0.11.3 and locan 0.22.0.
-    if not PEERS_PYTHON.exists():
-        pytest.skip("peers' venv not installed (bash bench/peers/install_peers.sh)")
     import subprocess
     cam = spotfit.Camera(baseline=100, sensitivity=0.5, pixel_size_nm=130.0)
     movie, _ = spotfit.simulate(frames=30, camera=cam, seed=1)
@@ -748,14 +743,11 @@ out = {}
 for model in ("gauss", "elliptical"):
     out[model + " import_ts"] = len(io.import_ts(f"{model}.csv", 130.0)[0])
     out[model + " load_locs"] = len(io.load_locs(f"{model}_locs.hdf5")[0])
-    try:
-        import locan
-        out[model + " locan"] = len(locan.load_thunderstorm_file(f"{model}.csv").data)
-    except ImportError:
-        pass
+    import locan
+    out[model + " locan"] = len(locan.load_thunderstorm_file(f"{model}.csv").data)
 print(json.dumps(out))
 """
-    res = subprocess.run([str(PEERS_PYTHON), "-c", script], cwd=tmp_path, capture_output=True, text=True)
+    res = subprocess.run([peers_python, "-c", script], cwd=tmp_path, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     counts = json.loads(res.stdout.strip().splitlines()[-1])
     for key, value in counts.items():
