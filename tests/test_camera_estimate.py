@@ -109,6 +109,8 @@ def test_info_camera_estimates_from_a_file(tmp_path, capsys):
     assert main(["info", str(path), "--camera"]) == 0
     out = capsys.readouterr().out
     assert "camera estimated from the movie's pixel statistics" in out and "--camera-baseline" in out
+    assert "the file records: baseline 250 ADU, sensitivity 0.5 e-/ADU" in out    # and how far the estimate is
+    assert "not precise" in out     # 300 frames of a flat 64x64 background: the gain is not known to 3 %
     baseline = float(out.split("baseline:")[-1].split("+-")[0])
     error = float(out.split("baseline:")[-1].split("+-")[1].split("ADU")[0])
     assert abs(baseline - 250) < 4 * error

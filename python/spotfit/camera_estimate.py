@@ -84,6 +84,16 @@ class CameraEstimate:
     spot_fraction: float
     camera: object = None
 
+    @property
+    def precise(self) -> bool:
+        """The gain is known to 3 % (one standard error)."""
+        return self.gain_error <= 0.03 * self.gain
+
+    @property
+    def model_fits(self) -> bool:
+        """The cumulant model describes the data (chi2/dof <= 3 over the brightness bins)."""
+        return self.fit_chi2 <= 3
+
     def __str__(self) -> str:
         lo, hi = self.brightness_range
         lines = [
@@ -96,10 +106,10 @@ class CameraEstimate:
             f"data:        {self.frames} frames, {self.pixels} pixels, mean counts {lo:.1f}-{hi:.1f} ADU "
             f"(5-95 %), {100 * self.spot_fraction:.1f} % of samples left out near spots",
         ]
-        if self.gain_error > 0.03 * self.gain:
+        if not self.precise:
             lines.append("note:        the gain is uncertain by more than 3 %: use more frames or pixels (a flat "
                          "background leaves it to the higher moments; an uneven illumination pins it)")
-        if self.fit_chi2 > 3:
+        if not self.model_fits:
             lines.append("warning:     the noise model does not fit these statistics (chi2/dof > 3): the movie "
                          "may be EMCCD data (give em_gain), have a flickering background, or many dim spots")
         return "\n".join(lines)

@@ -74,8 +74,16 @@ def info(args) -> int:
         found = spotfit.Camera.estimate(movie, em_gain=args.em_gain, frames=args.frames, progress=args.progress)
         for line in str(found).splitlines():
             print("  " + line)
-        print(f"  use: spotfit localize ... --camera-baseline {found.baseline:.1f} --sensitivity "
-              f"{found.sensitivity:.4g}" + (f" --em-gain {found.em_gain:g}" if found.em_gain > 1 else ""))
+        if "baseline" in cam and "sensitivity" in cam:
+            print(f"  the file records: baseline {cam['baseline']:g} ADU, sensitivity {cam['sensitivity']:g} e-/ADU "
+                  f"({(found.baseline - cam['baseline']) / found.baseline_error:+.1f} and "
+                  f"{(found.sensitivity - cam['sensitivity']) / found.sensitivity_error:+.1f} standard errors off)")
+        use = (f"spotfit localize ... --camera-baseline {found.baseline:.1f} --sensitivity {found.sensitivity:.4g}"
+               + (f" --em-gain {found.em_gain:g}" if found.em_gain > 1 else ""))
+        if found.precise and found.model_fits:
+            print("  use: " + use)
+        else:
+            print("  not precise or not fitting enough to use as it is (see above); it would be: " + use)
     return 0
 
 
