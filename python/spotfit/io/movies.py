@@ -402,8 +402,14 @@ def _open_tiff_checked(path, multi, tifffile, log) -> _Part:
         n_series = int(np.prod(shape[:-2], dtype=np.int64))
         frame_bytes = rows * cols * dtype.itemsize
         # Frames whose pixel data really lie inside the file.
-        if series.dataoffset is not None:
-            avail = (tif.filehandle.size - series.dataoffset) // max(frame_bytes, 1)
+        dataoffset = series.dataoffset
+        if dataoffset is not None:
+            # A damaged offset tag can hold a float or a negative number (found by fuzzing).
+            if not (float(dataoffset).is_integer() and 0 <= dataoffset < tif.filehandle.size):
+                raise MovieError(f"{str(path)!r} is corrupt: image data offset {dataoffset!r} "
+                                 "is not a byte position inside the file")
+            dataoffset = int(dataoffset)
+            avail = (tif.filehandle.size - dataoffset) // max(frame_bytes, 1)
         else:
             avail = 0
             for page in series.pages:
@@ -444,9 +450,9 @@ def _open_tiff_checked(path, multi, tifffile, log) -> _Part:
                          f"({type(exc).__name__}: {exc})") from exc
 
     native = dtype.newbyteorder("=")
-    if series.dataoffset is not None and n_series:
+    if dataoffset is not None and n_series:
         # Contiguous uncompressed data: read one chunk at a time with plain file reads.
-        read = _contiguous_reader(path, dtype, series.dataoffset, rows, cols)
+        read = _contiguous_reader(path, dtype, dataoffset, rows, cols)
     else:
         def read(a, b):
             try:
