@@ -432,3 +432,12 @@ def test_tiff_ifd_loops_and_overlaps_are_refused(tmp_path, bigtiff):
         assert outcome.startswith("MovieError"), (path, call, outcome)
         expect = "overlap" if "overlap" in Path(path).name else "a second time"
         assert expect in outcome and Path(path).name in outcome, (path, call, outcome)
+
+
+def test_tiff_with_a_float_data_offset_is_a_movie_error():
+    """A fuzzed StripOffsets tag of type DOUBLE made tifffile report a float data offset, which reached
+    file.seek() as a TypeError (CI fuzz finding; = fuzz/findings/tiff-float-dataoffset.tif)."""
+    path = Path(__file__).resolve().parent / "data" / "tiff_float_dataoffset.tif"
+    with pytest.raises(spotfit.io.MovieError, match="data offset"):
+        spotfit.localize(path, spotfit.LocalizeOptions(box=3, chunk_frames=2, threads=1),
+                         camera=spotfit.Camera())
