@@ -48,18 +48,18 @@ def _display():
     return True
 
 
+napari = _need("napari")
+_need("pytestqt")
 if not _display():
     if REQUIRED:
         raise RuntimeError("SPOTFIT_REQUIRE_NAPARI=1 but there is no display and no Xvfb")
     pytest.skip("no display and no Xvfb for Qt", allow_module_level=True)
-os.environ.pop("QT_QPA_PLATFORM", None) if os.environ.get("QT_QPA_PLATFORM") == "offscreen" else None  # no GL
-napari = _need("napari")
-_need("pytestqt")
+if os.environ.get("QT_QPA_PLATFORM") in ("offscreen", "minimal"):
+    del os.environ["QT_QPA_PLATFORM"]   # no OpenGL there, and napari draws every layer with it
 
 from spotfit.napari import _layers, _localize, _reader, _widgets, _writer  # noqa: E402
 
 CAMERA = spotfit.Camera(baseline=100.0, sensitivity=0.5, pixel_size_nm=107.0)
-DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 @pytest.fixture(scope="module")
@@ -273,11 +273,31 @@ def test_live_preview_localizes_the_frame_on_screen(make_napari_viewer, movie_pa
     widget.movie.value = layer
     viewer.dims.set_point(0, 4)
     widget.live.value = True
-    {w.name: w for w in widget.setting_widgets}["threshold"].value = 2.5     # a change re-localizes the frame
-    preview = viewer.layers["movie preview"]
-    expected = spotfit.localize(np.asarray(layer.data[4]), threshold=2.5, camera=CAMERA)
-    assert len(expected) > 5
-    np.testing.assert_array_equal(preview.data, np.column_stack([np.full(len(expected), 4.0), expected.y, expected.x]))
+    threshold = {w.name: w for w in widget.setting_widgets}["threshold"]
+    for value in (2.5, 1.2):            # each change re-localizes the frame, into the same layer
+        threshold.value = value
+        preview = viewer.layers["movie preview"]
+        expected = spotfit.localize(np.asarray(layer.data[4]), threshold=value, camera=CAMERA)
+        assert len(expected) > 5
+        np.testing.assert_array_equal(preview.data, np.column_stack([np.full(len(expected), 4.0), expected.y,
+                                                                     expected.x]))
+        assert len(preview.features) == len(expected) and len(preview.size) == len(expected)
+    assert [layer.name for layer in viewer.layers].count("movie preview") == 1
+    viewer.dims.set_point(0, 9)         # so does a change of frame
+    expected = spotfit.localize(np.asarray(layer.data[9]), threshold=1.2, camera=CAMERA)
+    np.testing.assert_array_equal(viewer.layers["movie preview"].data[:, 0], np.full(len(expected), 9.0))
+
+
+def test_localize_widget_reports_a_failure_in_the_worker(make_napari_viewer, qtbot):
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(np.full((3, 5, 5), 100, np.uint16))
+    widget = _widgets.LocalizeWidget(viewer)
+    widget.movie.value = layer
+    assert "Camera() assumed" in widget.camera.value
+    widget.start()                      # box 7 > a 5 x 5 frame: spotfit.localize's ValueError, in the thread
+    _wait(qtbot, widget)
+    assert widget.status.value.startswith("failed: box 7 is larger than the frame")
+    assert widget.run_button.enabled and "movie spots" not in viewer.layers
 
 
 LOC_FORMATS = ["parquet", "csv", "thunderstorm", "picasso"]
@@ -443,22 +463,36 @@ def test_sample_movie_and_screenshot(make_napari_viewer, qtbot):
     viewer = make_napari_viewer(show=True)
     layers = viewer.open_sample("spotfit", "simulated")
     movie = layers[0]
-    assert movie.data.shape == (50, 128, 128) and movie.metadata["spotfit"]["camera"].sensitivity == 0.5
-    _localize_through_widget(qtbot, viewer, movie)
+    assert movie.data.shape == (300, 96, 128) and movie.metadata["spotfit"]["camera"].sensitivity == 0.5
+    widget = _widgets.LocalizeWidget(viewer)
+    viewer.window.add_dock_widget(widget, name="spotfit: Localize")
+    widget.movie.value = movie
+    widget.start()
+    _wait(qtbot, widget)
     points = viewer.layers["simulated movie spots"]
-    assert len(points.data) > 500
-    data, kwargs, _ = _layers.render_layer(_layers.table(points.data, points.features, points.metadata),
-                                           "rendered", zoom=8)
-    viewer.add_image(data, **kwargs)
+    truth = layers[1].features      # the detections are the simulated emitters
+    assert len(points.data) > 1500 and abs(len(points.data) - len(truth)) < 0.1 * len(truth)
+    rendered = _widgets.render_widget()
+    viewer.window.add_dock_widget(rendered, name="spotfit: Render")
+    rendered.points.value = points
+    rendered()
+    movie.contrast_limits = (100, 400)
+    viewer.layers.selection.active = points
     viewer.dims.set_point(0, 10)
+    viewer.window.resize(1400, 900)
+    qtbot.wait(100)
     viewer.reset_view()
+    viewer.camera.center = (0, 42, 64)    # spots, rings and the rendered filaments all visible
+    viewer.camera.zoom *= 1.3
     shot = viewer.screenshot(canvas_only=True, flash=False)
     assert shot.ndim == 3 and shot.shape[2] == 4
     rgb = shot[..., :3].astype(int)
     assert rgb.std() > 10                                    # something is drawn
     yellowish = (rgb[..., 0] > 200) & (rgb[..., 1] > 150) & (rgb[..., 2] < 100)
     assert yellowish.sum() > 20                              # the detections' rings
+    magenta = (rgb[..., 0] > 120) & (rgb[..., 2] > 60) & (rgb[..., 1] < rgb[..., 0] - 60)
+    assert magenta.sum() > 200                               # the rendered filaments
     out = os.environ.get("SPOTFIT_NAPARI_SCREENSHOT")        # docs/napari_screenshot.png is made this way
     if out:
         from PIL import Image
-        Image.fromarray(shot).save(out)
+        Image.fromarray(viewer.screenshot(canvas_only=False, flash=False)).save(out)

@@ -10,6 +10,7 @@ import napari
 import napari.layers
 import napari.types
 import numpy as np
+import pandas as pd
 from magicgui import magic_factory
 from magicgui import widgets as mw
 from napari.qt.threading import create_worker
@@ -20,7 +21,7 @@ from .._front import localize
 from .._shared.warnings import CameraWarning
 from ..camera import Camera
 from ..options import LocalizeOptions
-from ..simulate import simulate
+from ..simulate import expected_image
 from . import _layers, _localize, _reader
 
 #: The methods spotfit.render.render takes (it lists them in its docstring and its check).
@@ -48,9 +49,9 @@ def _camera_text(layer) -> str:
         return "no movie layer"
     cam = _layers.camera_of(layer.metadata)
     if cam is None:
-        return "camera: none recorded, Camera() assumed (baseline 100 ADU, 1 e-/ADU)"
+        return "none recorded: Camera() assumed (baseline 100 ADU, 1 e-/ADU)"
     d = cam.as_dict()
-    text = (f"camera: baseline {d['baseline']:g} ADU, {d['sensitivity']:g} e-/ADU, EM gain {d['em_gain']:g}, "
+    text = (f"baseline {d['baseline']:g} ADU, {d['sensitivity']:g} e-/ADU, EM gain {d['em_gain']:g}, "
             f"QE {d['qe']:g}" + (", sCMOS maps" if d["scmos"] else ""))
     if layer.metadata.get("spotfit", {}).get("camera_assumed"):
         text += " (assumed: the file records none)"
@@ -67,7 +68,7 @@ class LocalizeWidget(mw.Container):
     def __init__(self, viewer: napari.viewer.Viewer):
         self._viewer = viewer
         self.movie = mw.ComboBox(name="movie", label="movie", choices=self._image_layers, nullable=True)
-        self.camera = mw.Label(name="camera_info", label="")
+        self.camera = mw.Label(name="camera_info", label="camera")
         self.setting_widgets = [_widget_for(s) for s in _localize.settings()]
         self.live = mw.CheckBox(name="live", text="live: localize the frame on screen as settings change")
         self.run_button = mw.PushButton(name="run", text="Localize movie")
@@ -144,7 +145,8 @@ class LocalizeWidget(mw.Container):
         self.progress.value = 0
         self.status.value = "localizing..."
         self.run_button.enabled, self.cancel_button.enabled = False, True
-        worker = create_worker(_localize.run, movie, options, _start_thread=False)
+        # errors go to the status line and a notification (_failed), not re-raised in the event loop
+        worker = create_worker(_localize.run, movie, options, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(lambda locs: self._done(locs, layer))
         worker.errored.connect(self._failed)
         worker.finished.connect(self._finished)
@@ -275,12 +277,34 @@ open_widget = magic_factory(open_localizations, call_button="Open",
                             zoom={"min": 0.1, "max": 100.0, "step": 0.5})
 
 
-def sample_movie() -> List[napari.types.LayerDataTuple]:
-    """npe2 sample: 50 simulated frames of 128x128 with ~15 blinking spots each, and the true positions."""
+def _filaments(rng, n: int, rows: int, cols: int):
+    """``n`` random points on three smooth filaments, two of them crossing: what a rendering resolves."""
+    t = rng.uniform(0.0, 1.0, n)
+    k = rng.integers(0, 3, n)
+    x = 6.0 + t * (cols - 12.0)
+    y = np.choose(k, [0.3 * rows + 0.12 * rows * np.sin(2 * np.pi * t),
+                      0.3 * rows + 0.12 * rows * np.cos(2 * np.pi * t),
+                      0.72 * rows + 0.08 * rows * np.sin(3 * np.pi * t)])
+    return x, y
+
+
+def sample_movie(frames: int = 300, shape=(96, 128), per_frame: float = 8.0, seed: int = 1
+                 ) -> List[napari.types.LayerDataTuple]:
+    """npe2 sample: blinking emitters on filaments (pixel-integrated Gaussians, sigma 1.3 px, 500-5000
+    photons, 20 photons/px background, Poisson noise, a known camera), and the true positions."""
     camera = Camera(baseline=100.0, sensitivity=0.5)
-    movie, truth = simulate(frames=50, shape=(128, 128), camera=camera, seed=1)
+    rng = np.random.default_rng(seed)
+    rows, cols = shape
+    movie = np.empty((frames, rows, cols), np.uint16)
+    truth = []
+    for f in range(frames):
+        x, y = _filaments(rng, rng.poisson(per_frame), rows, cols)
+        photons = rng.uniform(500.0, 5000.0, len(x))
+        mu = expected_image(shape, x, y, photons, 20.0, 1.3)
+        movie[f] = np.clip(np.rint(camera.to_adu(rng.poisson(mu))), 0, 65535)
+        truth.append(pd.DataFrame({"frame": f, "x": x, "y": y, "photons": photons}))
     meta = {"spotfit": {"camera": camera, "camera_assumed": False}}
     image = (movie, {"name": "simulated movie", "metadata": meta, "colormap": "gray"}, "image")
-    data, kwargs, kind = _layers.points_layer(truth, "simulated truth")
+    data, kwargs, kind = _layers.points_layer(pd.concat(truth, ignore_index=True), "simulated truth")
     kwargs.update(border_color="#4dccff", size=1.0, visible=False)
     return [image, (data, kwargs, kind)]
