@@ -143,6 +143,16 @@ def test_manifest_is_valid_and_declared_as_entry_point():
         assert pm.get_manifest("spotfit").contributions.readers[0].command == "spotfit.get_reader"
 
 
+def test_every_widget_docks_from_the_plugins_menu(make_napari_viewer):
+    viewer = make_napari_viewer()
+    from magicgui.widgets import FunctionGui
+    widgets = {name: viewer.window.add_plugin_dock_widget("spotfit", name)[1]
+               for name in ("Localize", "Render", "Classify", "Open localizations")}
+    assert isinstance(widgets.pop("Localize"), _widgets.LocalizeWidget)   # napari gave it the viewer
+    assert all(isinstance(w, FunctionGui) for w in widgets.values())
+    assert len(viewer.window.dock_widgets) == 4
+
+
 # --------------------------------------------------------------------------
 # one list of settings
 # --------------------------------------------------------------------------
@@ -330,7 +340,7 @@ def test_localization_reader_opens_each_format(make_napari_viewer, tmp_path, sim
     assert rendered.data.sum() == pytest.approx(len(locs), rel=0.02)
 
 
-def test_thunderstorm_without_pixel_size_says_what_to_do(tmp_path, simulated):
+def test_thunderstorm_without_pixel_size_says_what_to_do(make_napari_viewer, tmp_path, simulated):
     locs = spotfit.localize(simulated[0], camera=CAMERA)
     path = tmp_path / "ts.csv"
     spotfit.io.save(locs, path, format="thunderstorm")
@@ -338,9 +348,14 @@ def test_thunderstorm_without_pixel_size_says_what_to_do(tmp_path, simulated):
     assert reader is _reader.read_localizations
     with pytest.raises(ValueError, match="Open localizations"):
         reader(str(path))
-    layers = _widgets.open_localizations(path, pixel_size_nm=107.0, zoom=4.0)
-    np.testing.assert_allclose(layers[0][0][:, 1:], np.column_stack([locs.y, locs.x]), atol=1e-4)
-    assert layers[1][1]["scale"] == pytest.approx((0.25, 0.25))
+    viewer = make_napari_viewer()          # the widget that takes the pixel size and the zoom
+    widget = _widgets.open_widget()
+    viewer.window.add_dock_widget(widget)
+    widget.path.value, widget.pixel_size_nm.value, widget.zoom.value = path, 107.0, 4.0
+    widget()
+    points, rendered = viewer.layers["ts"], viewer.layers["ts rendered"]
+    np.testing.assert_allclose(points.data, np.column_stack([locs.frame, locs.y, locs.x]), atol=1e-4)
+    np.testing.assert_allclose(rendered.scale, (0.25, 0.25))
 
 
 def test_reader_leaves_other_csv_files_to_other_readers(tmp_path):
@@ -435,7 +450,10 @@ def test_classify_widget_colours_good_and_bad(make_napari_viewer, qtbot, movie_p
     layer = viewer.open(movie_path, plugin="spotfit")[0]
     _localize_through_widget(qtbot, viewer, layer)
     points = viewer.layers["movie spots"]
-    _widgets.classify_points(points, layer)
+    widget = _widgets.classify_widget()     # no classifier file: the fit rules
+    viewer.window.add_dock_widget(widget)
+    widget.points.value, widget.movie.value = points, layer
+    widget()
     good, _ = spotfit.ml.label_spots(spotfit.localize(movie_path))
     np.testing.assert_array_equal(points.features["good"].to_numpy(), good.to_numpy())
     assert 0 < good.sum() < len(good)
@@ -444,7 +462,7 @@ def test_classify_widget_colours_good_and_bad(make_napari_viewer, qtbot, movie_p
 
 
 def test_classify_widget_with_a_saved_classifier(make_napari_viewer, qtbot, movie_path, tmp_path):
-    pytest.importorskip("sklearn")   # spotfit[ml]; CI installs it
+    _need("sklearn")   # spotfit[ml]: CI installs it
     viewer = make_napari_viewer()
     layer = viewer.open(movie_path, plugin="spotfit")[0]
     _localize_through_widget(qtbot, viewer, layer)

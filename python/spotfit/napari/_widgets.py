@@ -1,6 +1,4 @@
 """The plugin's dock widgets (magicgui): localize, render, classify, open localizations; and the sample."""
-from __future__ import annotations
-
 import threading
 import warnings
 from pathlib import Path
@@ -208,11 +206,6 @@ class LocalizeWidget(mw.Container):
         self._show(locs, layer, f"{layer.name} preview")
         self.status.value = f"frame {frame}: {len(locs)} spots"
         return locs
-
-
-def localize_widget(viewer: napari.viewer.Viewer) -> LocalizeWidget:
-    """npe2 widget command."""
-    return LocalizeWidget(viewer)
 
 
 # --------------------------------------------------------------------------
