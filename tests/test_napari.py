@@ -369,18 +369,19 @@ def test_reader_leaves_other_csv_files_to_other_readers(tmp_path):
 # the rendered image sits over the movie
 # --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("zoom", [8.0, 5.0, 2.5])
-def test_rendered_layer_puts_a_known_spot_where_it_belongs(make_napari_viewer, zoom):
-    viewer = make_napari_viewer()
+def test_rendered_layer_puts_a_known_spot_where_it_belongs():
+    """Layers' own data -> world transforms (what the viewer draws with), without a viewer: 24 cases."""
     movie = np.zeros((2, 20, 30), np.uint16)
     movie[1, 6, 11] = 1000                                     # camera pixel (row 6, col 11)
-    base = viewer.add_image(movie, scale=(1, 2.0, 2.0), translate=(0, 3.0, -1.0))   # any movie placement
     spot = pd.DataFrame({"frame": [1], "x": [11.0], "y": [6.0], "uncertainty_x": [0.05], "uncertainty_y": [0.05]})
-    for x, y in [(11.0, 6.0), (11.3, 5.8)]:
+    placements = [((1, 1, 1), (0, 0, 0)), ((1, 2.0, 2.0), (0, 3.0, -1.0))]   # as read; any movie placement
+    for (scale, translate), zoom, (x, y) in [(p, z, xy) for p in placements for z in (8.0, 5.0, 2.5)
+                                             for xy in [(11.0, 6.0), (11.3, 5.8)]]:
+        base = napari.layers.Image(movie, scale=scale, translate=translate)
         spot.loc[0, ["x", "y"]] = x, y
         data, kwargs, _ = _layers.render_layer(spot, "r", zoom=zoom, method="histogram", shape=(20, 30),
                                                scale=base.scale, translate=base.translate)
-        rendered = viewer.add_image(data, **kwargs)
+        rendered = napari.layers.Image(data, **kwargs)
         j, i = np.unravel_index(np.argmax(rendered.data), rendered.data.shape)
         world = np.asarray(rendered.data_to_world((j, i)))
         expected = np.asarray(base.data_to_world((1, y, x)))[1:]    # the movie's point at (y, x)
@@ -390,10 +391,11 @@ def test_rendered_layer_puts_a_known_spot_where_it_belongs(make_napari_viewer, z
             bright = np.asarray(base.data_to_world((1, 6, 11)))[1:]
             assert np.all(np.abs(world - bright) <= 0.5 * base.scale[1:] / zoom + 1e-9)
         # the rendered image covers the movie exactly: first and last pixel edges on the movie's edges
-        top_left = np.asarray(rendered.data_to_world((0, 0))) - 0.5 * np.asarray(rendered.scale)
-        movie_top_left = np.asarray(base.data_to_world((0, 0, 0)))[1:] - 0.5 * np.asarray(base.scale)[1:]
-        np.testing.assert_allclose(top_left, movie_top_left, atol=1e-9)
-        viewer.layers.remove(rendered)
+        for corner, side in (((0, 0), -0.5), ((data.shape[0] - 1, data.shape[1] - 1), 0.5)):
+            edge = np.asarray(rendered.data_to_world(corner)) + side * np.asarray(rendered.scale)
+            movie_corner = (0, 0, 0) if side < 0 else (0, 19, 29)
+            movie_edge = np.asarray(base.data_to_world(movie_corner))[1:] + side * np.asarray(base.scale)[1:]
+            np.testing.assert_allclose(edge, movie_edge, atol=1e-9)
 
 
 def test_render_widget_over_localize_output(make_napari_viewer, qtbot, movie_path):

@@ -239,7 +239,8 @@ def classify_points(points: napari.layers.Points, movie: napari.layers.Image, cl
         if movie is None:
             raise ValueError("a classifier reads each spot's image: choose the movie layer")
         clf = ml.SpotClassifier.load(path)
-        stack = np.asarray(movie.data)
+        files = movie.metadata.get("spotfit", {}).get("files")   # a file is read in chunks, not all at once
+        stack = files if files else np.asarray(movie.data)
         good, p = clf.predict_spots(stack, locs, camera=_layers.camera_of(movie.metadata), threshold=threshold)
         features["p_good"] = np.asarray(p, np.float32)
     else:
