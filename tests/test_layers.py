@@ -3,7 +3,7 @@
 Layers, lowest first (each may import only layers below it):
   bindings (_spotcore, _kernels) -> registry, _shared -> API (core, camera, options, simulate, bounds,
   evaluate, render, _include) -> io | ml | distributed (ml and distributed may use io) -> cli, the front door
-  (_front) and the package __init__.
+  (_front) and the package __init__; the napari plugin (spotfit.napari) on top, which nothing imports.
 Imports inside functions count: a lazy import is still an arrow.
 """
 import ast
@@ -28,7 +28,7 @@ DEPRECATED = {"spotfit.classify", "spotfit.patches", "spotfit.quality", "spotfit
 def layer(module: str) -> str:
     if module == "spotfit.registry":
         return "registry"
-    for prefix in ("spotfit._shared", "spotfit.io", "spotfit.ml", "spotfit.cli"):
+    for prefix in ("spotfit._shared", "spotfit.io", "spotfit.ml", "spotfit.cli", "spotfit.napari"):
         if module == prefix or module.startswith(prefix + "."):
             return prefix.split(".")[1]
     if module in API:
@@ -51,6 +51,7 @@ ALLOWED = {
     "cli": {"registry", "_shared", "api", "io", "ml", "distributed", "top"},
     "deprecated": {"_shared"},
     "top": {"registry", "_shared", "api", "io", "ml", "distributed", "cli", "deprecated"},
+    "napari": {"registry", "_shared", "api", "io", "ml", "top"},   # loaded by napari only, never by spotfit
 }
 
 

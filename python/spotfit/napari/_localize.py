@@ -1,0 +1,127 @@
+"""Localize a movie layer in a worker thread, with progress and cancel, and without a second list of settings.
+
+:func:`spotfit.localize` takes any movie that has ``shape``/``ndim`` and slices by frames, and it asks for
+``chunk_frames`` frames at a time. :class:`WatchedMovie` is such a movie over a layer's data: it reports
+each chunk it hands out and raises :class:`Cancelled` at the next chunk once cancelled. The rows are those of
+``spotfit.localize`` on the same movie and settings, since it is the same call. No Qt here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import threading
+import typing
+
+import numpy as np
+
+from .. import registry
+from .._front import localize
+from ..options import LocalizeOptions
+
+
+class Cancelled(Exception):
+    """The user cancelled a run."""
+
+
+class WatchedMovie:
+    """A layer's data as a movie for :func:`spotfit.localize` that reports progress and can be cancelled.
+
+    ``report(done, total)`` is called with the frames finished before each chunk is read; ``cancel`` is a
+    :class:`threading.Event`.
+    """
+
+    def __init__(self, data, camera=None, camera_assumed=None, report=None, cancel=None):
+        self._data = data
+        self.shape = tuple(int(s) for s in data.shape)
+        self.ndim = len(self.shape)
+        self.dtype = data.dtype
+        self.camera = camera
+        # no camera at all: localize assumes Camera() and warns once, as for an array
+        self.camera_assumed = camera is None if camera_assumed is None else bool(camera_assumed)
+        self._report = report or (lambda done, total: None)
+        self.cancel = cancel or threading.Event()
+
+    def _check(self):
+        if self.cancel.is_set():
+            raise Cancelled("localize cancelled")
+
+    def __getitem__(self, key):
+        self._check()
+        first = key[0] if isinstance(key, tuple) else key
+        if isinstance(first, slice) and self.ndim == 3:
+            self._report(first.indices(self.shape[0])[0], self.shape[0])
+        return np.asarray(self._data[key])
+
+    def __array__(self, dtype=None, copy=None):
+        self._check()
+        out = np.asarray(self._data)
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def run(movie: WatchedMovie, options: LocalizeOptions):
+    """``spotfit.localize`` of the movie, reporting completion; None when cancelled."""
+    try:
+        locs = localize(movie, options)
+    except Cancelled:
+        return None
+    movie._report(movie.shape[0] if movie.ndim == 3 else 1, movie.shape[0] if movie.ndim == 3 else 1)
+    return locs
+
+
+# --------------------------------------------------------------------------
+# the settings, read from LocalizeOptions and the registry
+# --------------------------------------------------------------------------
+
+def _registry_names() -> list:
+    """Every list of names the registry exports (MODELS, ESTIMATORS, THRESHOLD_MODES, BOX_BORDERS...)."""
+    return [tuple(v) for k, v in vars(registry).items()
+            if k.isupper() and hasattr(v, "keys") and all(isinstance(n, str) for n in v)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """How a viewer shows one :class:`LocalizeOptions` field."""
+
+    name: str
+    kind: type              # bool, int, float or str
+    default: object
+    help: str
+    unit: str
+    choices: tuple = ()     # registry names, for a str setting
+    optional: bool = False  # None allowed: shown as 0 (threads)
+    step: float = 1.0
+
+
+def settings() -> list:
+    """One :class:`Setting` per :class:`LocalizeOptions` field, in order.
+
+    Types come from the dataclass annotations, defaults, help and units from the fields' metadata, and a
+    string setting's choices from the registry list that holds its default.
+    """
+    hints = typing.get_type_hints(LocalizeOptions)
+    lists = _registry_names()
+    out = []
+    for f in dataclasses.fields(LocalizeOptions):
+        hint = hints[f.name]
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = typing.get_origin(hint) is typing.Union and len(args) == 1
+        kind = args[0] if optional else hint
+        choices = ()
+        if kind is str:
+            found = {frozenset(names): names for names in lists if f.default in names}  # MODEL_PARAMETERS = MODELS
+            if len(found) != 1:
+                raise RuntimeError(f"LocalizeOptions.{f.name}: no single registry list holds {f.default!r}")
+            choices = next(iter(found.values()))
+        step = 1.0
+        if kind is float:
+            step = 10.0 ** (math.floor(math.log10(f.default)) - 1) if f.default else 0.1
+        out.append(Setting(f.name, kind, f.default, f.metadata["help"], f.metadata["unit"], choices,
+                           optional, step))
+    return out
+
+
+def options_from(values: dict) -> LocalizeOptions:
+    """LocalizeOptions of the widget's values (0 = None for an optional setting); invalid values raise
+    LocalizeOptions' own ValueError/TypeError naming the setting."""
+    optional = {s.name for s in settings() if s.optional}
+    return LocalizeOptions(**{k: (None if k in optional and not v else v) for k, v in values.items()})
