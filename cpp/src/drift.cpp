@@ -41,6 +41,27 @@ inline bool inside(const DriftGrid& g, double x, double y) {
     return fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny);
 }
 
+// The 3x3 stencil of one point: v[3(a+1) + (b+1)] = image(px + a h, py + b h).
+inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double h, double* v) {
+    const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
+    const double jf = std::floor(fx), if_ = std::floor(fy);
+    const int64_t j = int64_t(jf), i = int64_t(if_);
+    if (h == g.bin && i >= 1 && j >= 1 && i + 2 < g.ny && j + 2 < g.nx) {
+        // A step of one bin keeps the fractional offsets: the nine values come from one 4x4 block.
+        const double tx = fx - jf, ty = fy - if_;
+        double row[4][3];
+        for (int r = 0; r < 4; ++r) {
+            const float* b = img + (i - 1 + r) * g.nx + (j - 1);
+            for (int a = 0; a < 3; ++a) row[r][a] = (1 - tx) * b[a] + tx * b[a + 1];
+        }
+        for (int a = 0; a < 3; ++a)
+            for (int b = 0; b < 3; ++b) v[3 * a + b] = (1 - ty) * row[b][a] + ty * row[b + 1][a];
+        return;
+    }
+    for (int a = -1; a <= 1; ++a)
+        for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
+}
+
 // The 13 numbers of drift_stencil for one segment.
 void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
              double cx, double cy, double h, double* out) {
@@ -49,8 +70,7 @@ void stencil(const float* img, const DriftGrid& g, const double* x, const double
         const double px = x[p] + cx, py = y[p] + cy;
         if (!inside(g, px, py)) continue;
         double v[9];
-        for (int a = -1; a <= 1; ++a)
-            for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
+        point_stencil(img, g, px, py, h, v);
         for (int k = 0; k < 9; ++k) out[k] += v[k];
         const double gx = (v[7] - v[1]) / (2 * h), gy = (v[5] - v[3]) / (2 * h);
         out[9] += gx * gx;
@@ -94,7 +114,7 @@ double refine(const float* img, const DriftGrid& g, const double* x, const doubl
         newton_move(s, h, dx, dy);
         cx += dx;
         cy += dy;
-        if (std::hypot(dx, dy) < 1e-3 * h) break;
+        if (std::hypot(dx, dy) < 1e-2 * h) break;
     }
     double score = 0.0;
     for (int64_t p = first; p < last; ++p) score += sample(img, g, x[p] + cx, y[p] + cy);
@@ -206,8 +226,11 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
             continue;
         }
         double cx = px, cy = py;
+        double start = 0.0;  // the score where the previous segment was: a jump shows here, before Newton
+        for (int64_t p = first; p < last; ++p) start += sample(image, g, x[p] + px, y[p] + py);
+        start /= double(count);
         double s = refine(image, g, x, y, first, last, cx, cy, o.step, o.iterations) / double(count);
-        if (typical > 0 && s < o.drop * typical && half > 0) {
+        if (typical > 0 && std::min(start, s) < o.drop * typical && half > 0) {
             // Search the square around the previous shift, then refine the best trial.
             double best = -1.0, bx = px, by = py;
             for (int64_t a = -half; a <= half; ++a)

@@ -34,7 +34,8 @@ Result drift_histogram(const double* x, const double* y, const double* w, int64_
 //   out[13k + 9..11] = sums of gx*gx, gx*gy, gy*gy of the per-point central-difference gradients
 //                      (the sandwich estimate of the shift's variance needs them),
 //   out[13k + 12]    = number of points of the segment inside the grid.
-// Bilinear interpolation; outside the grid the image is 0. threads: 0 = OpenMP default; the output does
+// Bilinear interpolation; outside the grid the image is 0. A step of exactly grid.bin is the fast case (the
+// nine values of a point share one 4x4 block of bins). threads: 0 = OpenMP default; the output does
 // not depend on it (segments are independent; each is summed in point order).
 Result drift_stencil(const float* image, const DriftGrid& grid, const double* x, const double* y,
                      const int64_t* starts, const int64_t* ends, int64_t n_segments, const double* centres,
@@ -43,16 +44,16 @@ Result drift_stencil(const float* image, const DriftGrid& grid, const double* x,
 struct DriftTrackOptions {
     double radius = 1.5;       // half side of the square searched when the score drops, px
     double coarse_step = 0.1;  // grid step of that search, px
-    double step = 0.05;        // stencil step of the Newton refinement, px
-    int32_t iterations = 6;    // Newton steps per segment
+    double step = 0.05;        // stencil step of the Newton refinement, px (grid.bin is the fast case)
+    int32_t iterations = 3;    // Newton steps per segment (at most; stops when a step is < 1 % of `step`)
     double drop = 0.6;         // search when a segment scores below drop x the running typical score per point
 };
 Result check_drift_track_options(const DriftTrackOptions& options);
 
 // Round 1 of AIM: segments in time order are tracked against a fixed reference (`image`), each starting
 // from the previous segment's shift (the first from (0, 0)), refined by Newton steps on the 3x3 stencil.
-// Where the score per point falls below options.drop x its running typical value (a sudden jump, or a
-// wrong basin), the square of half side options.radius around the previous shift is searched, and its
+// Where the score per point at the previous shift or after refining falls below options.drop x its running
+// typical value (a sudden jump, or a wrong basin), the square of half side options.radius around the previous shift is searched, and its
 // best point (refined) is taken when it scores at least 1.2 x the tracked one.
 // Writes shifts[2k], shifts[2k+1] (x, y, px) and score[k] (score per point; 0 for an empty segment,
 // which keeps the previous shift). Sequential: deterministic.

@@ -153,20 +153,23 @@ def _stencil_solve(st, h):
     return dx * f, dy * f, var
 
 
-def _refine(images, grid, x, y, seg, fold, centres, h, threads, iterations=8):
-    """Round 2: Newton steps of every segment against the other fold's density. Returns shifts, variances."""
+def _refine(images, grid, x, y, seg, fold, centres, h, threads, iterations=6):
+    """Round 2: Newton steps of every segment against the other fold's density, until the largest step is
+    below 1e-4 px. Returns shifts and their variances (from the last stencil)."""
     c = centres.copy()
     var = np.full_like(c, np.inf)
-    for it in range(iterations + 1):
-        for f in (0, 1):
-            sel = np.flatnonzero(fold == f)
-            st = _spotcore.drift_stencil(images[1 - f], grid, x, y, seg.starts[sel], seg.ends[sel],
-                                         np.ascontiguousarray(c[sel]), h, threads)
+    for f in (0, 1):
+        sel = np.flatnonzero(fold == f)
+        cs = np.ascontiguousarray(c[sel])
+        for it in range(iterations):
+            st = _spotcore.drift_stencil(images[1 - f], grid, x, y, seg.starts[sel], seg.ends[sel], cs, h, threads)
             dx, dy, v = _stencil_solve(st, h)
             var[sel] = v
-            if it < iterations:
-                c[sel, 0] += dx
-                c[sel, 1] += dy
+            cs[:, 0] += dx
+            cs[:, 1] += dy
+            if np.nanmax(np.hypot(dx, dy), initial=0.0) < 2e-4:
+                break
+        c[sel] = cs
     return c, var
 
 
@@ -298,13 +301,14 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     # Round 1: a kernel wide enough that a grid step of its width cannot step over the score's peak.
     s1 = max(2.0 * sigma, 0.1)
     opt = _spotcore.DriftTrackOptions()
-    opt.radius, opt.coarse_step, opt.step, opt.drop = max_jump, s1, s1 / 2, 0.6
+    opt.radius, opt.coarse_step, opt.drop = max_jump, s1, 0.6
     # 1a: long segments (>= 1500 localizations) tracked against the first few hundred frames.
     grid1 = _grid(x, y, s1 / _KERNEL_PER_BIN, max_jump + 4 * s1)
     ref_end = int(np.searchsorted(frame, frame[min(n - 1, max(2000, n // 50))], side="right"))
     coarse = _Segments(frame, n_frames, max(length, _segment_length(n, n_frames, 1500)))
     ref_end = max(ref_end, int(coarse.ends[0]))
     img = _density(x[:ref_end], y[:ref_end], grid1)
+    opt.step = grid1.bin
     shifts, _score = _spotcore.drift_track(img, grid1, x, y, coarse.starts, coarse.ends, opt)
     _, d0 = _interp_drift(coarse, coarse.count > 0, -shifts, frame, n_frames)
     # 1b: the short segments tracked against the whole table corrected by 1a (every site is in it).
@@ -323,7 +327,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     fold = np.arange(len(seg)) % 2
     pf = fold[seg.index]
     images = [_density(xc[pf == f], yc[pf == f], grid2) for f in (0, 1)]
-    h = 0.5 * np.sqrt(2 * sigma ** 2 + s2 ** 2)
+    h = grid2.bin   # the stencil step: one bin is the core's fast case, ~ half the score peak's width
     c, var = _refine(images, grid2, xc, yc, seg, fold, np.zeros((len(seg), 2)), h, threads)
     bar.update(1)
     # The drift of a segment: the mean round-1 drift of its points minus its residual shift.
@@ -375,7 +379,7 @@ def _rcc(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     from scipy import fft
     from scipy.ndimage import gaussian_filter
     n = len(x)
-    length = segment or max(_segment_length(n, n_frames, 20000), int(np.ceil(n_frames / 30)))
+    length = segment or max(_segment_length(n, n_frames, 5000), int(np.ceil(n_frames / 30)))
     seg = _Segments(frame, n_frames, length)
     good = seg.count > 0
     ids = np.flatnonzero(good)
@@ -489,7 +493,7 @@ def _fiducials(frame, x, y, photons, n_frames, sigma, regions, min_fraction, bar
     m = np.where(cnt[:, None] > 0, np.nanmean(T, axis=0), 0.0)
     # Per-frame variance: the fiducials' scatter around their consensus, per fiducial.
     r = np.nanmean((T - m[None]) ** 2) * (len(tracks) / max(len(tracks) - 1, 1)) if len(tracks) > 1 else sigma ** 2
-    var = np.where(cnt[:, None] > 0, max(r, 1e-8) / np.maximum(cnt, 1)[:, None], np.inf)
+    var = np.repeat(np.where(cnt > 0, max(r, 1e-8) / np.maximum(cnt, 1), np.inf)[:, None], 2, axis=1)
     t = np.arange(n_frames, dtype=np.float64)
     good = cnt > 0
     xs, ps, jumps = _smooth(t, m, var, 1)
@@ -555,7 +559,7 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
         cross-correlation (Wang et al. 2014); ``"fiducials"``: bright spots on in most frames, found
         automatically or given as ``fiducials``.
     segment : int, optional
-        Frames per segment. Default: ``aim`` ~300 localizations per segment, ``rcc`` ~20,000 and at most
+        Frames per segment. Default: ``aim`` ~300 localizations per segment, ``rcc`` ~5,000 and at most
         30 segments, ``fiducials`` 1.
     max_jump : float, optional
         Largest sudden stage jump to catch, px (default 2 px: 260 nm at 130 nm/px). Also the search range of
