@@ -211,9 +211,9 @@ def _mad_var(d):
     return float((1.4826 * np.median(np.abs(d - np.median(d)))) ** 2)
 
 
-def _smooth(t, m, var, length, jump_sigma=8.0):
-    """Per axis: process noise from the data, jumps as outliers of neighbour differences, RTS smoothing.
-    Returns smoothed means (k, axes), variances, and the jump indices (between k and k+1)."""
+def _smooth(t, m, var, length, jump_sigma=8.0, known=None):
+    """Per axis: process noise from the data, jumps as outliers of neighbour differences (or ``known``),
+    RTS smoothing. Returns smoothed means (k, axes), variances, and the jump indices (between k and k+1)."""
     k, axes = m.shape
     good = np.isfinite(var).all(axis=1) & np.isfinite(m).all(axis=1)
     if good.sum() == 0:
@@ -234,6 +234,8 @@ def _smooth(t, m, var, length, jump_sigma=8.0):
         for j in np.flatnonzero(z > jump_sigma):
             if abs(d[j] - np.median(d)) > 5 * np.sqrt(_mad_var(d) + 1e-12):
                 jumps.add(int(idx[j]))    # the break lies between good segments idx[j] and idx[j + 1]
+    if known is not None:
+        jumps = set(known)
     xs = np.empty_like(m)
     ps = np.empty_like(m)
     r = np.where(good[:, None], var, np.inf)
@@ -338,6 +340,14 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     xs, ps, jumps = _smooth(seg.t, m, var, length)
     jump_frames = [_place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid2, fold, h, threads)
                    for j in jumps]
+    if jumps:
+        # A segment that holds a jump measured a mixture of both sides: smooth again without it.
+        mixed = [k for f in jump_frames for k in np.flatnonzero((seg.edges[:-1] < f) & (seg.edges[1:] > f))]
+        var[mixed] = np.inf
+        good = good & np.isfinite(var).all(axis=1)
+        jumps = [int(np.flatnonzero(good & (seg.edges[1:] <= f))[-1]) if (good & (seg.edges[1:] <= f)).any()
+                 else j for j, f in zip(jumps, jump_frames)]
+        xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
     chains = _chains(seg, good, jumps, jump_frames, n_frames)
     bar.update(1)
     return _per_frame(seg.t, xs, ps, n_frames, chains), dict(segment=length, jumps=jump_frames, images=images,
