@@ -1,6 +1,8 @@
 // spotfit._spotcore: thin pybind11 bindings of the C++ core (no algorithms here).
 #include "common.h"
 
+void bind_drift(py::module_& m);  // bind_drift.cpp
+
 PYBIND11_MODULE(_spotcore, m) {
     m.doc() = "Private bindings of the spotcore C++ core; use the public spotfit API instead.";
     PYBIND11_NUMPY_DTYPE(FitRecord, frame, peak_row, peak_col, x, y, photons, background, sigma_x, sigma_y,
@@ -46,4 +48,5 @@ PYBIND11_MODULE(_spotcore, m) {
     bind_fit(m);
     bind_boxes(m);
     bind_localize(m);
+    bind_drift(m);
 }

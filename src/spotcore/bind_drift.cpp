@@ -1,0 +1,152 @@
+// Bindings of the drift-correction loops (spotcore/drift.h); spotfit.postprocess.drift is the user's API.
+#include <string>
+
+#include "common.h"
+
+namespace {
+
+using DoubleArray = py::array_t<double, py::array::c_style | py::array::forcecast>;
+using Int64Array = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+DoubleArray vector1d(const py::object& o, const char* fn, const char* name) {
+    DoubleArray a = DoubleArray::ensure(o);
+    if (!a || a.ndim() != 1) throw py::value_error(std::string(fn) + ": " + name + " must be a 1D float array");
+    return a;
+}
+
+Int64Array index1d(const py::object& o, const char* fn, const char* name) {
+    Int64Array a = Int64Array::ensure(o);
+    if (!a || a.ndim() != 1) throw py::value_error(std::string(fn) + ": " + name + " must be a 1D integer array");
+    return a;
+}
+
+struct Points {
+    DoubleArray x, y;
+    Int64Array starts, ends;
+    int64_t n_segments = 0;
+};
+
+// x, y and the segment bounds, checked against each other (the core checks them against nothing).
+Points points(const py::object& x, const py::object& y, const py::object& starts, const py::object& ends,
+              const char* fn) {
+    Points p{vector1d(x, fn, "x"), vector1d(y, fn, "y"), index1d(starts, fn, "starts"), index1d(ends, fn, "ends")};
+    if (p.x.size() != p.y.size()) throw py::value_error(std::string(fn) + ": x and y must have the same length");
+    if (p.starts.size() != p.ends.size())
+        throw py::value_error(std::string(fn) + ": starts and ends must have the same length");
+    p.n_segments = int64_t(p.starts.size());
+    const int64_t* s = p.starts.data();
+    const int64_t* e = p.ends.data();
+    for (int64_t k = 0; k < p.n_segments; ++k)
+        if (s[k] < 0 || e[k] < s[k] || e[k] > int64_t(p.x.size()))
+            throw py::value_error(std::string(fn) + ": segment " + std::to_string(k) + " [" + std::to_string(s[k]) +
+                                  ", " + std::to_string(e[k]) + ") is outside the " + std::to_string(p.x.size()) +
+                                  " points");
+    return p;
+}
+
+const float* checked_image(const FloatImage& image, const spotcore::DriftGrid& g, const char* fn) {
+    raise_if_failed(spotcore::check_drift_grid(g));
+    if (image.ndim() != 2 || image.shape(0) != g.ny || image.shape(1) != g.nx)
+        throw py::value_error(std::string(fn) + ": image must have shape (grid.ny, grid.nx) = (" +
+                              std::to_string(g.ny) + ", " + std::to_string(g.nx) + ")");
+    return image.data();
+}
+
+}  // namespace
+
+void bind_drift(py::module_& m) {
+    py::class_<spotcore::DriftGrid>(m, "DriftGrid")
+        .def(py::init<>())
+        .def_readwrite("x0", &spotcore::DriftGrid::x0)
+        .def_readwrite("y0", &spotcore::DriftGrid::y0)
+        .def_readwrite("bin", &spotcore::DriftGrid::bin)
+        .def_readwrite("nx", &spotcore::DriftGrid::nx)
+        .def_readwrite("ny", &spotcore::DriftGrid::ny);
+    py::class_<spotcore::DriftTrackOptions>(m, "DriftTrackOptions")
+        .def(py::init<>())
+        .def_readwrite("radius", &spotcore::DriftTrackOptions::radius)
+        .def_readwrite("coarse_step", &spotcore::DriftTrackOptions::coarse_step)
+        .def_readwrite("step", &spotcore::DriftTrackOptions::step)
+        .def_readwrite("iterations", &spotcore::DriftTrackOptions::iterations)
+        .def_readwrite("drop", &spotcore::DriftTrackOptions::drop);
+    m.attr("max_drift_bins") = py::int_(spotcore::kMaxDriftBins);
+
+    m.def(
+        "drift_histogram",
+        [](py::object x, py::object y, py::object weights, spotcore::DriftGrid grid) {
+            const DoubleArray xa = vector1d(x, "drift_histogram", "x"), ya = vector1d(y, "drift_histogram", "y");
+            if (xa.size() != ya.size()) throw py::value_error("drift_histogram: x and y must have the same length");
+            DoubleArray wa;
+            const double* w = nullptr;
+            if (!weights.is_none()) {
+                wa = vector1d(weights, "drift_histogram", "weights");
+                if (wa.size() != xa.size())
+                    throw py::value_error("drift_histogram: weights must have the length of x");
+                w = wa.data();
+            }
+            raise_if_failed(spotcore::check_drift_grid(grid));
+            py::array_t<float> image({py::ssize_t(grid.ny), py::ssize_t(grid.nx)});
+            float* out = image.mutable_data();
+            std::fill(out, out + grid.nx * grid.ny, 0.0f);
+            spotcore::Result res;
+            {
+                py::gil_scoped_release release;
+                res = spotcore::drift_histogram(xa.data(), ya.data(), w, int64_t(xa.size()), grid, out);
+            }
+            raise_if_failed(res);
+            return image;
+        },
+        py::arg("x"), py::arg("y"), py::arg("weights"), py::arg("grid"),
+        "Cloud-in-cell histogram (grid.ny, grid.nx) float32 of points x, y (px), weights or None.");
+
+    m.def(
+        "drift_stencil",
+        [](py::object image, spotcore::DriftGrid grid, py::object x, py::object y, py::object starts, py::object ends,
+           py::object centres, double step, int32_t threads) {
+            const FloatImage img = FloatImage::ensure(image);
+            if (!img) throw py::value_error("drift_stencil: image must be a 2D float array");
+            const float* im = checked_image(img, grid, "drift_stencil");
+            const Points p = points(x, y, starts, ends, "drift_stencil");
+            const DoubleArray c = DoubleArray::ensure(centres);
+            if (!c || c.ndim() != 2 || c.shape(0) != p.n_segments || c.shape(1) != 2)
+                throw py::value_error("drift_stencil: centres must have shape (segments, 2)");
+            py::array_t<double> out({py::ssize_t(p.n_segments), py::ssize_t(13)});
+            spotcore::Result res;
+            {
+                py::gil_scoped_release release;
+                res = spotcore::drift_stencil(im, grid, p.x.data(), p.y.data(), p.starts.data(), p.ends.data(),
+                                              p.n_segments, c.data(), step, threads, out.mutable_data());
+            }
+            raise_if_failed(res);
+            return out;
+        },
+        py::arg("image"), py::arg("grid"), py::arg("x"), py::arg("y"), py::arg("starts"), py::arg("ends"),
+        py::arg("centres"), py::arg("step"), py::arg("threads"),
+        "Per segment (segments, 13): the 3x3 stencil of scores around its centre, sums of gx^2, gx*gy, gy^2, "
+        "and the number of its points inside the grid.");
+
+    m.def(
+        "drift_track",
+        [](py::object image, spotcore::DriftGrid grid, py::object x, py::object y, py::object starts, py::object ends,
+           spotcore::DriftTrackOptions options) {
+            const FloatImage img = FloatImage::ensure(image);
+            if (!img) throw py::value_error("drift_track: image must be a 2D float array");
+            const float* im = checked_image(img, grid, "drift_track");
+            const Points p = points(x, y, starts, ends, "drift_track");
+            raise_if_failed(spotcore::check_drift_track_options(options));
+            py::array_t<double> shifts({py::ssize_t(p.n_segments), py::ssize_t(2)});
+            py::array_t<double> score(py::ssize_t(p.n_segments));
+            spotcore::Result res;
+            {
+                py::gil_scoped_release release;
+                res = spotcore::drift_track(im, grid, p.x.data(), p.y.data(), p.starts.data(), p.ends.data(),
+                                            p.n_segments, options, shifts.mutable_data(), score.mutable_data());
+            }
+            raise_if_failed(res);
+            return py::make_tuple(shifts, score);
+        },
+        py::arg("image"), py::arg("grid"), py::arg("x"), py::arg("y"), py::arg("starts"), py::arg("ends"),
+        py::arg("options"),
+        "Round 1 of AIM: shifts (segments, 2) px that move each segment onto the reference image, tracked in "
+        "time order, and the score per point of each.");
+}
