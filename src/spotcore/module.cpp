@@ -46,4 +46,5 @@ PYBIND11_MODULE(_spotcore, m) {
     bind_fit(m);
     bind_boxes(m);
     bind_localize(m);
+    bind_link(m);
 }

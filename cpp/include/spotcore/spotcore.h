@@ -7,6 +7,7 @@
 #include "spotcore/fit.h"
 #include "spotcore/boxes.h"
 #include "spotcore/localize.h"
+#include "spotcore/link.h"
 
 namespace spotcore {
 inline const char* version() { return SPOTCORE_VERSION; }
