@@ -24,7 +24,7 @@ def exact_fraction(true_event, group) -> float:
 CASES = [
     ("grid", 3.0, 1500.0, 3000.0, 1),
     ("grid", 8.0, 1500.0, 800.0, 1),
-    ("points", 3.0, 1000.0, 800.0, 1),
+    ("points", 3.0, 1000.0, 800.0, 1),   # 480 random sites (count scaled below)
     ("grid", 3.0, 147.0, 3000.0, 0),
     ("lines", 5.0, 400.0, 1500.0, 0),
 ]
@@ -32,12 +32,14 @@ CASES = [
 
 @pytest.mark.parametrize("kind,mean_on,mean_off,photons,dark", CASES)
 def test_events_are_recovered_with_exactly_their_members(kind, mean_on, mean_off, photons, dark):
-    sim = spotfit.simulate_smlm(kind, frames=6000, shape=(128, 128), count=40, mean_on=mean_on,
+    count = {"grid": 40, "points": 480, "lines": 40}[kind]      # 480 sites each for grid and points
+    sim = spotfit.simulate_smlm(kind, frames=6000, shape=(128, 128), count=count, mean_on=mean_on,
                                 mean_off=mean_off, photons=photons, drift=None, seed=3)
     grouped = spotfit.link(sim.locs, max_dark_frames=dark, groups=True)
     frac = exact_fraction(sim.truth["event"], grouped["group"])
     n_events = sim.truth["event"].nunique()
     assert n_events > 1500
+    print(kind, mean_on, mean_off, photons, dark, n_events, len(sim.locs), frac)
     assert frac >= 0.99, (frac, n_events)
 
 
@@ -55,9 +57,9 @@ def test_linked_positions_have_their_reported_uncertainty():
     z = np.sqrt(np.mean(np.r_[ex / events.uncertainty_x, ey / events.uncertainty_y] ** 2))
     assert 0.9 <= rmse / reported <= 1.1, (rmse, reported)
     assert 0.9 <= z <= 1.1, z
-    # Events of n > 1 are more precise than their members (inverse-variance weighting).
-    multi = events[events.n > 1]
-    assert (multi.uncertainty_x < sim.locs.uncertainty_x.median()).mean() > 0.9
+    # An event is more precise than its best member (inverse-variance weighting).
+    best = sim.locs.groupby(grouped["group"])["uncertainty_x"].min()
+    assert (events.uncertainty_x[events.n > 1] < best[events.n > 1]).all()
 
 
 def test_event_columns():
@@ -92,7 +94,9 @@ def test_unsorted_frames_link_as_sorted():
     # Same partition (numbering may differ only where frames tie, as rows of one frame change order).
     pairs = pd.DataFrame({"a": a.to_numpy(), "b": b.to_numpy()})
     assert pairs.groupby("a")["b"].nunique().max() == 1 and pairs.groupby("b")["a"].nunique().max() == 1
-    pd.testing.assert_frame_equal(spotfit.link(locs), spotfit.link(shuffled), rtol=1e-12)
+    def canonical(ev):
+        return ev.sort_values(["frame", "x"]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(canonical(spotfit.link(locs)), canonical(spotfit.link(shuffled)), rtol=1e-12)
 
 
 def test_dark_frames_bridge_missed_detections():

@@ -156,15 +156,15 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
     max_dark_frames = _validate.integer("max_dark_frames", max_dark_frames, 0)
     groups = _validate.boolean("groups", groups)
     ux, uy, _source = _uncertainties(locs)
+    if radius is None and ux is None:
+        raise ValueError("no uncertainty_x/y columns (nor photons, background and sigma) to set the radius "
+                         "from: give radius= in pixels")
     if gate is None:
         gate = GATE if radius is None else 0.0
     gate = _validate.positive("gate", gate, allow_zero=True)
     if gate > 0 and ux is None:
         raise ValueError("gate needs uncertainty_x/y columns (or photons, background and sigma)")
     if radius is None:
-        if ux is None:
-            raise ValueError("no uncertainty_x/y columns (nor photons, background and sigma) to set the radius "
-                             "from: give radius= in pixels")
         radius = default_radius(ux, uy, gate if gate > 0 else GATE)
     radius = _validate.positive("radius", radius)
 
