@@ -54,6 +54,10 @@ class NenaResult:
     curve : table ``distance`` (px, bin centre), ``density`` (histogram of next-frame nearest-neighbour
         distances, normalised to unit area over [0, max_distance]), ``fit`` (the fitted density).
     fraction_same : fitted share of pairs that are the same emitter (the rest are random neighbours).
+    uncertainty_scale : with ``uncertainty_x/y`` columns, the factor k that makes the reported uncertainties
+        fit the distances (each pair's Rayleigh scale k * sqrt(u_i^2 + u_j^2)): 1 when they are right.
+    median_precision : k x the median reported uncertainty, px: the median precision when precisions vary
+        (the single-scale fit lies between the median and the rms of a wide spread of precisions).
     n_pairs : pairs within ``max_distance``.
     """
     precision: float
@@ -62,6 +66,8 @@ class NenaResult:
     fraction_same: float
     n_pairs: int
     max_distance: float
+    uncertainty_scale: Optional[float] = None
+    median_precision: Optional[float] = None
 
 
 def _nena_pdf(d, sigma, a, dmax):
@@ -73,16 +79,17 @@ def _nena_pdf(d, sigma, a, dmax):
     return a * same + (1 - a) * 2 * d / dmax ** 2
 
 
-def next_frame_distances(frame, x, y, max_distance: float) -> np.ndarray:
+def next_frame_distances(frame, x, y, max_distance: float):
     """Distance from each localization to its nearest neighbour in the next frame, where one lies within
-    ``max_distance`` (px)."""
+    ``max_distance`` (px): (distances, row of the localization, row of the neighbour)."""
     from scipy.spatial import cKDTree
     # One tree over (x, y, frame * step): a step longer than max_distance keeps other frames out of reach.
     step = 2.0 * max_distance + 1.0
     z = (frame - frame.min()).astype(np.float64) * step
     tree = cKDTree(np.column_stack([x, y, z]), balanced_tree=False, compact_nodes=False)
-    d, _ = tree.query(np.column_stack([x, y, z + step]), k=1, distance_upper_bound=max_distance, workers=-1)
-    return d[np.isfinite(d)]
+    d, j = tree.query(np.column_stack([x, y, z + step]), k=1, distance_upper_bound=max_distance, workers=-1)
+    ok = np.isfinite(d) & (d > 0)
+    return d[ok], np.nonzero(ok)[0], j[ok]
 
 
 def nena(locs: pd.DataFrame, *, max_distance: Optional[float] = None, bins: int = 60,
@@ -118,8 +125,7 @@ def nena(locs: pd.DataFrame, *, max_distance: Optional[float] = None, bins: int 
         max_distance = 12.0 * med if med else 1.0
     max_distance = _validate.positive("max_distance", max_distance)
     bins = _validate.integer("bins", bins, 2, 100_000)
-    d = next_frame_distances(frame, x, y, max_distance)
-    d = d[d > 0]
+    d, rows_i, rows_j = next_frame_distances(frame, x, y, max_distance)
     if len(d) < 20:
         raise ValueError(f"NeNA found only {len(d)} next-frame neighbour pairs within {max_distance:g} px: too few "
                          "to fit (are there blinks longer than one frame? raise max_distance?)")
@@ -138,6 +144,13 @@ def nena(locs: pd.DataFrame, *, max_distance: Optional[float] = None, bins: int 
         if best is None or res.fun < best.fun:
             best = res
     sigma, a = float(np.exp(best.x[0])), float(1 / (1 + np.exp(-best.x[1])))
+    scale = median_precision = None
+    if {"uncertainty_x", "uncertainty_y"} <= set(locs.columns):
+        u2 = 0.5 * (locs["uncertainty_x"].to_numpy(np.float64) ** 2 + locs["uncertainty_y"].to_numpy(np.float64) ** 2)
+        v = u2[rows_i] + u2[rows_j]      # per-axis variance of each pair's difference, up to k^2
+        if np.isfinite(v).all() and (v > 0).all():
+            scale = _fit_scale(d, v, a, max_distance)
+            median_precision = scale * float(np.median(np.sqrt(u2[np.isfinite(u2)])))
     edges = np.linspace(0.0, max_distance, bins + 1)
     hist, _ = np.histogram(d, edges, density=True)
     centres = 0.5 * (edges[1:] + edges[:-1])
@@ -146,7 +159,24 @@ def nena(locs: pd.DataFrame, *, max_distance: Optional[float] = None, bins: int 
     if px is not None:
         px = _validate.pixel_size_nm(px)
     return NenaResult(precision=sigma, precision_nm=None if px is None else sigma * px, curve=curve,
-                      fraction_same=a, n_pairs=int(len(d)), max_distance=float(max_distance))
+                      fraction_same=a, n_pairs=int(len(d)), max_distance=float(max_distance),
+                      uncertainty_scale=scale, median_precision=median_precision)
+
+
+def _fit_scale(d, v, a0, dmax) -> float:
+    """k of the pairwise Rayleigh law d / (k^2 v) exp(-d^2 / (2 k^2 v)) (+ the linear term of random pairs)."""
+    from scipy.optimize import minimize
+
+    def nll(p):
+        k2, a = np.exp(2 * p[0]), 1 / (1 + np.exp(-p[1]))
+        kv = k2 * v
+        same = d / kv * np.exp(-d ** 2 / (2 * kv)) / -np.expm1(-dmax ** 2 / (2 * kv))
+        return -np.sum(np.log(a * same + (1 - a) * 2 * d / dmax ** 2 + 1e-300))
+
+    a0 = min(max(a0, 0.01), 0.99)
+    res = minimize(nll, [0.0, np.log(a0 / (1 - a0))], method="Nelder-Mead",
+                   options={"xatol": 1e-6, "fatol": 1e-6, "maxiter": 2000})
+    return float(np.exp(res.x[0]))
 
 
 def _pixel_nm(locs) -> Optional[float]:
@@ -249,7 +279,6 @@ def frc(locs: pd.DataFrame, *, pixel_size_nm: Optional[float] = None, render_pix
     if n > max_image:
         render = side / max_image
         n = max_image
-    n += n % 2 == 0   # odd: the zero frequency sits on a pixel
     imgs = []
     for h in (False, True):
         sel = half == h
@@ -259,11 +288,15 @@ def frc(locs: pd.DataFrame, *, pixel_size_nm: Optional[float] = None, render_pix
     from scipy.signal.windows import tukey
     win = tukey(n, 0.25)
     window = np.outer(win, win)   # suppresses the edges' spurious high frequencies
-    f_a = np.fft.fftshift(np.fft.fft2(imgs[0] * window))
-    f_b = np.fft.fftshift(np.fft.fft2(imgs[1] * window))
+    from scipy import fft as _fft
+    # Real images: the half-plane of rfft2 holds every ring (F(-q) = conj F(q)), at half the cost.
+    f_a = _fft.rfft2(imgs[0] * window, workers=-1)
+    f_b = _fft.rfft2(imgs[1] * window, workers=-1)
+    del imgs
     c = n // 2
-    yy, xx = np.indices((n, n))
-    r = np.rint(np.hypot(xx - c, yy - c)).astype(np.int64)
+    fy = np.fft.fftfreq(n) * n
+    fx = np.arange(f_a.shape[1], dtype=np.float64)
+    r = np.rint(np.hypot(fy[:, None], fx[None, :])).astype(np.int64)
     rings = c + 1   # full rings only
     num = _ring_sums(np.real(f_a * np.conj(f_b)), r, rings)
     den = np.sqrt(_ring_sums(np.abs(f_a) ** 2, r, rings) * _ring_sums(np.abs(f_b) ** 2, r, rings))
