@@ -26,7 +26,9 @@ from . import io, registry  # noqa: E402  (public sub-packages, imported for the
 _LAZY = {
     "crlb": "bounds", "mortensen": "bounds",
     "simulate_smlm": "smlm", "smlm": "smlm",
-    "undrift": "postprocess", "postprocess": "postprocess",
+    "undrift": "postprocess",
+    "link": "postprocess", "nena": "postprocess", "frc": "postprocess", "postprocess": "postprocess",
+    "report": "postprocess.report",
     "render": "render", "evaluate": "evaluate", "distributed": "distributed", "ml": "ml", "cli": "cli",
     "SpotClassifier": "ml", "label_spots": "ml", "extract_patches": "ml", "CentroidRegressor": "ml",
     "training_set": "ml", "Localizer": "ml", "localize_stream": "ml",
@@ -51,6 +53,6 @@ def __dir__():
 
 
 __all__ = ["Camera", "CentroidRegressor", "FIT_STATUS", "LocalizeOptions", "Localizer", "SpotClassifier",
-           "SpotfitWarning", "crlb", "cut_boxes", "extract_patches", "find_peaks", "fit_spots", "get_include",
-           "get_library_dir", "io", "label_spots", "localize", "localize_stream", "make_camera", "mortensen",
-           "registry", "render", "simulate", "simulate_smlm", "training_set", "undrift", "wavelet_filter", "__version__"]
+           "SpotfitWarning", "crlb", "cut_boxes", "extract_patches", "find_peaks", "fit_spots", "frc", "get_include",
+           "get_library_dir", "io", "label_spots", "link", "localize", "localize_stream", "make_camera", "mortensen", "nena",
+           "registry", "render", "report", "simulate", "simulate_smlm", "training_set", "undrift", "wavelet_filter", "__version__"]

@@ -140,13 +140,14 @@ def simulate_smlm(structure_kind: Union[str, np.ndarray] = "grid", *, frames: in
                   mean_on: float = 3.0, mean_off: Optional[float] = None, photons: float = 3000.0,
                   background: float = 20.0, psf_sigma: float = 1.0,
                   drift: Union[None, str, pd.DataFrame] = "default", movie: bool = False,
-                  camera: Optional[Camera] = None, seed=None) -> SMLMSimulation:
+                  camera: Optional[Camera] = None, seed=None, partial_frames: bool = True) -> SMLMSimulation:
     """A simulated SMLM experiment: a structure, blinking emitters, localizations with their precision,
     and stage drift.
 
     ``structure_kind``: ``"grid"``, ``"lines"``, ``"points"`` (see :func:`structure`) or an (n, 2) array of
     sites. ``mean_off`` defaults to keeping ~2 % of sites on per frame. ``photons`` is the photons of a
-    whole on-frame (first and last frames of a blink get a uniform fraction of it). ``drift``:
+    whole on-frame (first and last frames of a blink get a uniform fraction of it, unless ``partial_frames``
+    is False: then every localization has ``photons`` and the same precision). ``drift``:
     ``"default"`` (random walk 0.002 px/frame + linear + slow sine, :func:`drift_trajectory`), ``None``
     (no drift) or a table ``frame, x, y`` covering every frame.
 
@@ -199,6 +200,8 @@ def simulate_smlm(structure_kind: Union[str, np.ndarray] = "grid", *, frames: in
     last = offset == np.repeat(length - 1, length)
     frac[first] = rng.uniform(0.1, 1.0, first.sum())
     frac[last] *= rng.uniform(0.1, 1.0, last.sum())
+    if not partial_frames:   # the same draws are made, so the rest of the simulation does not change
+        frac[:] = 1.0
     ph = photons * frac
     site_xy = sites[np.repeat(ev_site, length)]
     dxy = drift[["x", "y"]].to_numpy()[frame]

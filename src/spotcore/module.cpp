@@ -49,4 +49,5 @@ PYBIND11_MODULE(_spotcore, m) {
     bind_boxes(m);
     bind_localize(m);
     bind_drift(m);
+    bind_link(m);
 }

@@ -8,6 +8,7 @@
 #include "spotcore/boxes.h"
 #include "spotcore/localize.h"
 #include "spotcore/drift.h"
+#include "spotcore/link.h"
 
 namespace spotcore {
 inline const char* version() { return SPOTCORE_VERSION; }

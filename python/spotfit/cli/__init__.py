@@ -24,6 +24,7 @@ SUBCOMMAND_MODULES = [
     "spotfit.cli.movies",
     "spotfit.cli.classify",
     "spotfit.cli.drift",
+    "spotfit.cli.postprocess",
 ]
 
 __all__ = ["SUBCOMMAND_MODULES", "UsageError", "build_parser", "main"]

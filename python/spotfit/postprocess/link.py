@@ -1,0 +1,236 @@
+"""Linking: localizations of one emitter in consecutive frames (one blink) become one event.
+
+The search runs in the C++ core (``spotcore::link``): frame by frame, a grid of the open events' weighted
+mean positions, candidates taken greedily from the closest. Here: the checks, the default radius from the
+uncertainties, and the per-event sums (numpy ``bincount``).
+"""
+from __future__ import annotations
+
+import numbers
+from typing import Optional
+
+import numpy as np
+import pandas as pd
+
+from .. import _spotcore
+from .._shared import validate as _validate
+
+__all__ = ["link", "GATE", "event_table"]
+
+#: Default gate (in standard deviations of the difference) of a localization joining an open event: the
+#: difference of two independent positions is Gaussian with the summed variances, so a true continuation
+#: fails the gate with probability exp(-GATE**2 / 2) ~= 1e-4 (chi-square, 2 degrees of freedom).
+GATE = 4.3
+
+#: Uncertainty quantile that sets the search radius when it comes from the uncertainties: rows above it
+#: (badly fitted, 0.1 %) can be linked only within that radius.
+RADIUS_QUANTILE = 0.999
+
+_SIGMAS = ("sigma", "sigma_x", "sigma_y")
+
+
+def _table(locs) -> pd.DataFrame:
+    if not isinstance(locs, pd.DataFrame):
+        raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
+    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
+    if missing:
+        raise ValueError(f"the localization table lacks column(s) {missing} (has {list(locs.columns)[:12]})")
+    if not len(locs):
+        raise ValueError("the localization table is empty: nothing to link")
+    return locs
+
+
+def _frames(locs) -> np.ndarray:
+    f = locs["frame"].to_numpy()
+    if f.dtype.kind == "f":
+        if not np.isfinite(f).all() or (f != np.round(f)).any():
+            raise ValueError("frame must hold whole numbers (NaN or fractional frames found)")
+    elif f.dtype.kind not in "iu":
+        raise TypeError(f"frame must be an integer column, got dtype {f.dtype}")
+    return f.astype(np.int64, copy=False)
+
+
+def _coordinates(locs):
+    out = []
+    for c in ("x", "y"):
+        v = locs[c].to_numpy(np.float64)
+        bad = ~np.isfinite(v)
+        if bad.any():
+            raise ValueError(f"{c} is NaN or infinite in {int(bad.sum())} row(s) (first at row "
+                             f"{int(np.argmax(bad))}): drop or fix them before linking")
+        out.append(v)
+    return out
+
+
+def mortensen_uncertainty(locs) -> Optional[np.ndarray]:
+    """Per-axis precision (px) of each row from ``photons``, ``background`` and the PSF sigma (``sigma`` or
+    ``sigma_x``/``sigma_y``), Mortensen et al. 2010 (Nat. Methods 7:377) eq. 5; None when a column is
+    missing. The fallback of tables without ``uncertainty_x/y``."""
+    sig = [c for c in _SIGMAS if c in locs.columns]
+    if not sig or not {"photons", "background"} <= set(locs.columns):
+        return None
+    from ..bounds import mortensen
+    n = locs["photons"].to_numpy(np.float64)
+    b = np.maximum(locs["background"].to_numpy(np.float64), 0.0)
+    s = locs[sig].to_numpy(np.float64).mean(axis=1)
+    sa2 = s ** 2 + 1.0 / 12.0
+    tau = 2 * np.pi * sa2 * b / n
+    # eq. 5 is sa2 / N * F(tau): F is tabulated once on a log grid of tau (the integral is slow per row).
+    ok = np.isfinite(tau) & (tau > 0) & (n > 0)
+    grid = np.geomspace(max(tau[ok].min(), 1e-9), max(tau[ok].max(), 2e-9), 128) if ok.any() else np.ones(2)
+    f_grid = mortensen(1.0, grid / (2 * np.pi * (1 + 1 / 12)), 1.0) ** 2 / (1 + 1 / 12)
+    f = np.where(ok, np.interp(np.log(np.where(ok, tau, 1.0)), np.log(grid), f_grid), np.nan)
+    f = np.where(b == 0, 1.0, f)
+    return np.sqrt(sa2 / n * f)
+
+
+def _uncertainties(locs):
+    """(ux, uy, source) of every row, or (None, None, None) when there are none."""
+    if {"uncertainty_x", "uncertainty_y"} <= set(locs.columns):
+        ux = locs["uncertainty_x"].to_numpy(np.float64)
+        uy = locs["uncertainty_y"].to_numpy(np.float64)
+        source = "uncertainty_x/y"
+    else:
+        u = mortensen_uncertainty(locs)
+        if u is None:
+            return None, None, None
+        ux = uy = u
+        source = "Mortensen's precision from photons, background and sigma (no uncertainty_x/y columns)"
+    bad = ~(np.isfinite(ux) & (ux > 0) & np.isfinite(uy) & (uy > 0))
+    if bad.any():
+        raise ValueError(f"{source}: {int(bad.sum())} row(s) have an uncertainty that is not finite and > 0 "
+                         f"(first at row {int(np.argmax(bad))}); keep only converged fits "
+                         "(locs[locs.status == 'converged']) or give radius=")
+    return ux, uy, source
+
+
+def default_radius(ux, uy, gate: float = GATE) -> float:
+    """Search radius (px) when it comes from the uncertainties: a gate of ``gate`` standard deviations of the
+    difference of two positions with the ``RADIUS_QUANTILE`` uncertainty."""
+    u = np.maximum(ux, uy)
+    return float(gate * np.sqrt(2.0) * np.quantile(u, RADIUS_QUANTILE))
+
+
+def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames: int = 1,
+         gate: Optional[float] = None, groups: bool = False) -> pd.DataFrame:
+    """Link the localizations of one emitter in consecutive frames into events (blinks).
+
+    Frame by frame, a localization joins the closest open event (its weighted mean position so far) within
+    reach; each event takes at most one localization per frame, closest pairs first. An event stays open
+    while it has missed at most ``max_dark_frames`` frames.
+
+    Parameters
+    ----------
+    locs : pandas.DataFrame
+        ``frame``, ``x``, ``y`` (px), and ideally ``uncertainty_x``, ``uncertainty_y`` (px); ``photons``,
+        ``background`` and ``sigma`` (or ``sigma_x``/``sigma_y``) are summed/averaged when present. Without
+        uncertainty columns, Mortensen's precision from photons, background and sigma stands in; without
+        those either, give ``radius``. Rows need not be sorted by frame. Filter bad fits first (status).
+    radius : float, optional
+        Largest distance (px) between a localization and the event it joins. Default: from the uncertainties,
+        each pair is gated at ``gate`` standard deviations of its difference (the localization's variance plus
+        that of the event's mean), within ``gate * sqrt(2) * (99.9th percentile uncertainty)``.
+    max_dark_frames : int, default 1
+        Frames an event may miss (a missed detection) and still continue. On simulated DNA-PAINT blinking a
+        site's next blink comes after a geometric off time, so a blink that follows within
+        ``max_dark_frames`` frames is merged: with 1, that is a fraction ~1/mean_off_frames of events
+        (docs/postprocess.md).
+    gate : float, optional
+        Gate in standard deviations; default :data:`GATE` (4.3) when the radius comes from the uncertainties,
+        none (the radius alone) when ``radius`` is given. Needs uncertainties.
+    groups : bool, default False
+        Return the input table (same index and order) with an int64 ``group`` column (the event of each row,
+        numbered in order of the events' first frames) instead of the events.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per event, in order of first frame: ``frame`` (first), ``last_frame``, ``n`` (localizations),
+        ``x``, ``y`` (means weighted by 1/uncertainty^2), ``uncertainty_x``, ``uncertainty_y``
+        (1/sqrt(sum 1/uncertainty^2)), ``photons`` (sum), ``background``, ``sigma``/``sigma_x``/``sigma_y``
+        (means) for the columns present. ``attrs`` are kept.
+    """
+    locs = _table(locs)
+    frame = _frames(locs)
+    x, y = _coordinates(locs)
+    max_dark_frames = _validate.integer("max_dark_frames", max_dark_frames, 0)
+    groups = _validate.boolean("groups", groups)
+    ux, uy, _source = _uncertainties(locs)
+    if radius is None and ux is None:
+        raise ValueError("no uncertainty_x/y columns (nor photons, background and sigma) to set the radius "
+                         "from: give radius= in pixels")
+    if gate is None:
+        gate = GATE if radius is None else 0.0
+    gate = _validate.positive("gate", gate, allow_zero=True)
+    if gate > 0 and ux is None:
+        raise ValueError("gate needs uncertainty_x/y columns (or photons, background and sigma)")
+    if radius is None:
+        radius = default_radius(ux, uy, gate if gate > 0 else GATE)
+    radius = _validate.positive("radius", radius)
+
+    # Stable sort by frame (the core needs frame order); skipped when already sorted.
+    order = None
+    if len(frame) > 1 and (np.diff(frame) < 0).any():
+        order = np.argsort(frame, kind="stable")
+    take = (lambda a: a) if order is None else (lambda a: None if a is None else a[order])
+    opts = _spotcore.LinkOptions()
+    opts.radius = radius
+    opts.gate = gate
+    opts.max_dark_frames = max_dark_frames
+    vx = None if ux is None else take(ux) ** 2
+    vy = None if uy is None else take(uy) ** 2
+    # Without the gate the core still weights the event means by 1/variance when variances are given.
+    event_sorted, n_events = _spotcore.link(take(frame), take(x), take(y), vx, vy, opts)
+    del vx, vy
+    if order is None:
+        event = event_sorted
+    else:
+        event = np.empty_like(event_sorted)
+        event[order] = event_sorted
+        del event_sorted
+    if groups:
+        out = locs.copy()
+        out["group"] = event
+        return out
+    return event_table(locs, event, int(n_events), frame=frame, x=x, y=y, ux=ux, uy=uy)
+
+
+def event_table(locs, event, n_events, *, frame=None, x=None, y=None, ux=None, uy=None) -> pd.DataFrame:
+    """The events of rows labelled ``event`` (0..n_events-1, numbered in order of first frame): the columns of
+    :func:`link`. Arrays already taken from ``locs`` may be passed to save memory."""
+    frame = _frames(locs) if frame is None else frame
+    if x is None:
+        x, y = _coordinates(locs)
+    if ux is None:
+        ux, uy, _ = _uncertainties(locs)
+    m = int(n_events)
+    n = np.bincount(event, minlength=m)
+    first = _group_extreme(event, frame, m, np.min)
+    last = _group_extreme(event, frame, m, np.max)
+    cols = {"frame": first, "last_frame": last, "n": n.astype(np.int64)}
+    if ux is not None:
+        wx, wy = 1.0 / ux ** 2, 1.0 / uy ** 2
+        swx = np.bincount(event, wx, m)
+        swy = np.bincount(event, wy, m)
+        cols["x"] = np.bincount(event, wx * x, m) / swx
+        cols["y"] = np.bincount(event, wy * y, m) / swy
+        cols["uncertainty_x"] = 1.0 / np.sqrt(swx)   # inverse-variance weighting
+        cols["uncertainty_y"] = 1.0 / np.sqrt(swy)
+    else:
+        cols["x"] = np.bincount(event, x, m) / n
+        cols["y"] = np.bincount(event, y, m) / n
+    if "photons" in locs.columns:
+        cols["photons"] = np.bincount(event, locs["photons"].to_numpy(np.float64), m)
+    for c in ("background",) + _SIGMAS:
+        if c in locs.columns:
+            cols[c] = np.bincount(event, locs[c].to_numpy(np.float64), m) / n
+    out = pd.DataFrame(cols)
+    out.index.name = "event"
+    out.attrs = dict(locs.attrs)
+    return out
+
+
+def _group_extreme(event, values, m, fn) -> np.ndarray:
+    out = np.full(m, np.iinfo(np.int64).max if fn is np.min else np.iinfo(np.int64).min, np.int64)
+    (np.minimum if fn is np.min else np.maximum).at(out, event, values)
+    return out
