@@ -1,8 +1,6 @@
 // spotfit._spotcore: thin pybind11 bindings of the C++ core (no algorithms here).
 #include "common.h"
 
-void bind_drift(py::module_& m);  // bind_drift.cpp
-
 PYBIND11_MODULE(_spotcore, m) {
     m.doc() = "Private bindings of the spotcore C++ core; use the public spotfit API instead.";
     PYBIND11_NUMPY_DTYPE(FitRecord, frame, peak_row, peak_col, x, y, photons, background, sigma_x, sigma_y,
