@@ -1,7 +1,7 @@
 """The package's architecture, read from its source: one-way layers and no import cycles.
 
 Layers, lowest first (each may import only layers below it):
-  bindings (_spotcore, _kernels) -> registry, _shared -> API (core, camera, options, simulate, bounds,
+  bindings (_spotcore, _kernels) -> registry, _shared -> API (core, camera, camera_estimate, options, simulate, smlm, bounds,
   evaluate, render, _include) -> io | ml | distributed (ml and distributed may use io) -> cli, the front door
   (_front) and the package __init__; the napari plugin (spotfit.napari) on top, which nothing imports.
 Imports inside functions count: a lazy import is still an arrow.
@@ -19,8 +19,8 @@ ROOT = Path(spotfit.__file__).resolve().parent
 if not (ROOT / "core.py").is_file():  # an installed copy without sources: read the checkout's
     ROOT = Path(__file__).resolve().parents[1] / "python" / "spotfit"
 
-API = {"spotfit.core", "spotfit.camera", "spotfit.options", "spotfit.simulate", "spotfit.bounds",
-       "spotfit.evaluate", "spotfit.render", "spotfit._include"}
+API = {"spotfit.core", "spotfit.camera", "spotfit.camera_estimate", "spotfit.options", "spotfit.simulate",
+       "spotfit.smlm", "spotfit.bounds", "spotfit.evaluate", "spotfit.render", "spotfit._include"}
 BINDINGS = {"spotfit._spotcore", "spotfit._kernels"}   # compiled: the lowest layer
 DEPRECATED = {"spotfit.classify", "spotfit.patches", "spotfit.quality", "spotfit.realtime", "spotfit.regress"}
 
