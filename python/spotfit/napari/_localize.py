@@ -13,13 +13,12 @@ import re
 import threading
 import types
 import typing
+from typing import Optional
 
 import numpy as np
 
 from .. import registry
 from .._front import localize
-from typing import Optional
-
 from ..camera import Camera
 from ..options import LocalizeOptions
 
