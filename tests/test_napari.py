@@ -172,6 +172,10 @@ def test_localize_settings_are_generated_from_localize_options(make_napari_viewe
     assert list(by_name["model"].choices) == list(spotfit.registry.MODELS)
     assert list(by_name["threshold_mode"].choices) == list(spotfit.registry.THRESHOLD_MODES)
     assert _localize.options_from(widget.values()) == spotfit.LocalizeOptions()   # same defaults
+    camera_fields = [f.name for f in dataclasses.fields(spotfit.Camera) if not f.name.endswith("_map")]
+    assert [w.name for w in widget.camera_widgets] == camera_fields           # the camera's numbers, too
+    assert all(w.tooltip for w in widget.camera_widgets)                     # from Camera's docstring
+    assert _localize.camera_from(widget.camera_values()) == spotfit.Camera()
     by_name["tolerance"].value = 2e-4   # fine steps survive the spin box
     assert _localize.options_from(widget.values()).tolerance == pytest.approx(2e-4)
     by_name["box"].value = 8            # LocalizeOptions' own check: an even box is refused, with its name
@@ -208,7 +212,9 @@ def _localize_through_widget(qtbot, viewer, layer, **values):
     for w in widget.setting_widgets:
         if w.name in values:
             w.value = values[w.name]
-    assert "baseline 100 ADU, 0.5 e-/ADU" in widget.camera.value
+    assert widget.camera.value == "from the movie's metadata"
+    assert widget.camera_values() == {"baseline": 100.0, "sensitivity": 0.5, "em_gain": 1.0, "qe": 1.0,
+                                      "pixel_size_nm": pytest.approx(107.0)}
     worker = widget.start()
     assert worker is not None
     _wait(qtbot, widget)
@@ -296,6 +302,13 @@ def test_live_preview_localizes_the_frame_on_screen(make_napari_viewer, movie_pa
     viewer.dims.set_point(0, 9)         # so does a change of frame
     expected = spotfit.localize(np.asarray(layer.data[9]), threshold=1.2, camera=CAMERA)
     np.testing.assert_array_equal(viewer.layers["movie preview"].data[:, 0], np.full(len(expected), 9.0))
+    # and of the camera, to its exact value (a spin box would round 0.4875 to 0.49)
+    {w.name: w for w in widget.camera_widgets}["sensitivity"].value = 0.4875
+    import dataclasses
+    expected = spotfit.localize(np.asarray(layer.data[9]), threshold=1.2,
+                                camera=dataclasses.replace(CAMERA, sensitivity=0.4875))
+    pd.testing.assert_frame_equal(viewer.layers["movie preview"].features.drop(columns="frame"),
+                                  expected.drop(columns="frame"))
 
 
 def test_localize_widget_reports_a_failure_in_the_worker(make_napari_viewer, qtbot):
@@ -303,7 +316,8 @@ def test_localize_widget_reports_a_failure_in_the_worker(make_napari_viewer, qtb
     layer = viewer.add_image(np.full((3, 5, 5), 100, np.uint16))
     widget = _widgets.LocalizeWidget(viewer)
     widget.movie.value = layer
-    assert "Camera() assumed" in widget.camera.value
+    assert "Camera() defaults" in widget.camera.value
+    assert widget.camera_values()["baseline"] == spotfit.Camera().baseline
     widget.start()                      # box 7 > a 5 x 5 frame: spotfit.localize's ValueError, in the thread
     _wait(qtbot, widget)
     assert widget.status.value.startswith("failed: box 7 is larger than the frame")
@@ -499,7 +513,7 @@ def test_sample_movie_and_screenshot(make_napari_viewer, qtbot):
     movie.contrast_limits = (100, 400)
     viewer.layers.selection.active = points
     viewer.dims.set_point(0, 10)
-    viewer.window.resize(1400, 900)
+    viewer.window.resize(1400, 1000)
     qtbot.wait(100)
     viewer.reset_view()
     viewer.camera.center = (0, 42, 64)    # spots, rings and the rendered filaments all visible

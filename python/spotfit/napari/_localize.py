@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import threading
+import types
 import typing
+from typing import Optional
 
 import numpy as np
 
 from .. import registry
 from .._front import localize
+from ..camera import Camera
 from ..options import LocalizeOptions
 
 
@@ -92,6 +96,17 @@ class Setting:
     step: float = 1.0
 
 
+def _kind(hint) -> tuple:
+    """(type, optional) of an annotation: ``Optional[int]`` -> (int, True)."""
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    optional = typing.get_origin(hint) in (typing.Union, getattr(types, "UnionType", None)) and len(args) == 1
+    return (args[0] if optional else hint), optional
+
+
+def _step(default) -> float:
+    return 10.0 ** (math.floor(math.log10(abs(default))) - 1) if default else 0.1
+
+
 def settings() -> list:
     """One :class:`Setting` per :class:`LocalizeOptions` field, in order.
 
@@ -102,22 +117,54 @@ def settings() -> list:
     lists = _registry_names()
     out = []
     for f in dataclasses.fields(LocalizeOptions):
-        hint = hints[f.name]
-        args = [a for a in typing.get_args(hint) if a is not type(None)]
-        optional = typing.get_origin(hint) is typing.Union and len(args) == 1
-        kind = args[0] if optional else hint
+        kind, optional = _kind(hints[f.name])
         choices = ()
         if kind is str:
             found = {frozenset(names): names for names in lists if f.default in names}  # MODEL_PARAMETERS = MODELS
             if len(found) != 1:
                 raise RuntimeError(f"LocalizeOptions.{f.name}: no single registry list holds {f.default!r}")
             choices = next(iter(found.values()))
-        step = 1.0
-        if kind is float:
-            step = 10.0 ** (math.floor(math.log10(f.default)) - 1) if f.default else 0.1
         out.append(Setting(f.name, kind, f.default, f.metadata["help"], f.metadata["unit"], choices,
-                           optional, step))
+                           optional, _step(f.default) if kind is float else 1.0))
     return out
+
+
+def _parameter_docs(doc: str) -> dict:
+    """{name: description} of a numpydoc ``Parameters`` section (``a, b : type`` then indented text)."""
+    out, names = {}, []
+    section = (doc or "").split("Parameters\n", 1)[-1]
+    for line in section.splitlines()[1:]:
+        head = re.fullmatch(r"\s{4}(\w+(?:, \w+)*) : .*", line)
+        if head:
+            names = head.group(1).split(", ")
+        elif line.startswith(" " * 8) and names:
+            for name in names:
+                out[name] = (out.get(name, "") + " " + line.strip()).strip()
+        elif line.strip() and not line.startswith(" " * 5):
+            break
+    return out
+
+
+def camera_settings() -> list:
+    """One :class:`Setting` per number of :class:`spotfit.Camera` (baseline, sensitivity, em_gain, qe,
+    pixel_size_nm), from the dataclass and its docstring; sCMOS maps come from the movie's metadata only."""
+    hints = typing.get_type_hints(Camera)
+    docs = _parameter_docs(Camera.__doc__)
+    out = []
+    for f in dataclasses.fields(Camera):
+        kind, optional = _kind(hints[f.name])
+        if kind is float:
+            out.append(Setting(f.name, float, f.default, docs.get(f.name, ""), "", (), optional,
+                               _step(f.default or 0)))
+    return out
+
+
+def camera_from(values: dict, base: Optional[Camera] = None) -> Camera:
+    """``base`` (the movie's camera, with its sCMOS maps if any; default ``Camera()``) with the widget's
+    numbers (0 = None for an optional one); Camera's own checks name a bad value."""
+    optional = {s.name for s in camera_settings() if s.optional}
+    values = {k: (None if k in optional and not v else float(v)) for k, v in values.items()}
+    return dataclasses.replace(base, **values) if base is not None else Camera(**values)
 
 
 def options_from(values: dict) -> LocalizeOptions:

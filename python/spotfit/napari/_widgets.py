@@ -38,8 +38,20 @@ def _widget_for(s: _localize.Setting):
             common["label"] += " (0 = default)"
         return mw.SpinBox(value=s.default or 0, min=0, max=10**6, **common)
     if s.kind is float:
-        return mw.FloatSpinBox(value=s.default, min=0.0, max=1e6, step=s.step, **common)
+        if s.optional:
+            common["label"] += " (0 = none)"
+        w = mw.FloatSpinBox(value=0.0, min=0.0, max=1e6, step=s.step, **common)
+        show_float(w, s.default or 0.0)
+        return w
     return mw.LineEdit(value=str(s.default), **common)
+
+
+def show_float(widget, value) -> None:
+    """Set a float spin box with enough decimals to hold ``value`` exactly (it rounds to its decimals)."""
+    text = repr(float(value))
+    digits = len(text.split(".")[1]) if "." in text and "e" not in text else 6
+    widget.native.setDecimals(min(max(4, digits, widget.native.decimals()), 8))   # 4: what one types
+    widget.value = value
 
 
 def _camera_text(layer) -> str:
@@ -47,12 +59,10 @@ def _camera_text(layer) -> str:
         return "no movie layer"
     cam = _layers.camera_of(layer.metadata)
     if cam is None:
-        return "none recorded: Camera() assumed (baseline 100 ADU, 1 e-/ADU)"
-    d = cam.as_dict()
-    text = (f"baseline {d['baseline']:g} ADU, {d['sensitivity']:g} e-/ADU, EM gain {d['em_gain']:g}, "
-            f"QE {d['qe']:g}" + (", sCMOS maps" if d["scmos"] else ""))
+        return "none recorded: Camera() defaults below, check them"
+    text = "from the movie's metadata" + (", with sCMOS maps" if cam.is_scmos else "")
     if layer.metadata.get("spotfit", {}).get("camera_assumed"):
-        text += " (assumed: the file records none)"
+        text = "the file records none: Camera() defaults below, check them"
     return text
 
 
@@ -67,13 +77,15 @@ class LocalizeWidget(mw.Container):
         self._viewer = viewer
         self.movie = mw.ComboBox(name="movie", label="movie", choices=self._image_layers, nullable=True)
         self.camera = mw.Label(name="camera_info", label="camera")
+        self.camera_widgets = [_widget_for(s) for s in _localize.camera_settings()]
         self.setting_widgets = [_widget_for(s) for s in _localize.settings()]
         self.live = mw.CheckBox(name="live", text="live: localize the frame on screen as settings change")
         self.run_button = mw.PushButton(name="run", text="Localize movie")
         self.cancel_button = mw.PushButton(name="cancel", text="Cancel", enabled=False)
         self.progress = mw.ProgressBar(name="progress", label="frames", min=0, max=1, value=0)
         self.status = mw.Label(name="status", label="")
-        super().__init__(widgets=[self.movie, self.camera, *self.setting_widgets, self.live, self.run_button,
+        super().__init__(widgets=[self.movie, self.camera, *self.camera_widgets, *self.setting_widgets, self.live,
+                                  self.run_button,
                                   self.cancel_button, self.progress, self.status])
         self.worker = None
         self.result = None
@@ -81,7 +93,7 @@ class LocalizeWidget(mw.Container):
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         self.movie.changed.connect(self._movie_changed)
-        for w in self.setting_widgets:
+        for w in self.camera_widgets + self.setting_widgets:
             w.changed.connect(self._preview_if_live)
         self.live.changed.connect(self._preview_if_live)
         viewer.dims.events.current_step.connect(self._preview_if_live)
@@ -102,15 +114,30 @@ class LocalizeWidget(mw.Container):
         self._movie_changed()
 
     def _movie_changed(self, *_):
-        self.camera.value = _camera_text(self.movie.value)
+        layer = self.movie.value
+        self.camera.value = _camera_text(layer)
+        cam = (_layers.camera_of(layer.metadata) if layer is not None else None) or Camera()
+        for w in self.camera_widgets:    # the movie's camera, to check or change
+            with w.changed.blocked():
+                show_float(w, getattr(cam, w.name) or 0.0)
 
     def values(self) -> dict:
         return {w.name: w.value for w in self.setting_widgets}
 
+    def camera_values(self) -> dict:
+        return {w.name: w.value for w in self.camera_widgets}
+
+    def _camera(self, layer):
+        """(camera, assumed): the movie's camera with the widget's numbers; assumed when the movie records
+        none and the numbers are still the defaults (localize then says so, once)."""
+        base = _layers.camera_of(layer.metadata)
+        camera = _localize.camera_from(self.camera_values(), base)
+        recorded = base is not None and not layer.metadata.get("spotfit", {}).get("camera_assumed")
+        return camera, not recorded and camera == (base or Camera())
+
     def _watched(self, layer, report=None) -> _localize.WatchedMovie:
-        meta = layer.metadata.get("spotfit", {})
-        return _localize.WatchedMovie(layer.data, _layers.camera_of(layer.metadata), meta.get("camera_assumed"),
-                                      report=report, cancel=self._cancel)
+        camera, assumed = self._camera(layer)
+        return _localize.WatchedMovie(layer.data, camera, assumed, report=report, cancel=self._cancel)
 
     def _show(self, locs, layer, name):
         data, kwargs, kind = _layers.points_layer(locs, name, ndim=layer.ndim, scale=layer.scale,
@@ -133,12 +160,12 @@ class LocalizeWidget(mw.Container):
             return None
         try:
             options = _localize.options_from(self.values())
+            self._cancel = threading.Event()
+            movie = self._watched(layer, report=self._progressed)
         except (ValueError, TypeError) as exc:
             self.status.value = str(exc)
             show_error(f"spotfit: {exc}")
             return None
-        self._cancel = threading.Event()
-        movie = self._watched(layer, report=self._progressed)
         self.progress.max = movie.shape[0] if movie.ndim == 3 else 1
         self.progress.value = 0
         self.status.value = "localizing..."
@@ -189,6 +216,7 @@ class LocalizeWidget(mw.Container):
             return None
         try:
             options = _localize.options_from(self.values())
+            camera, _ = self._camera(layer)
         except (ValueError, TypeError) as exc:
             self.status.value = str(exc)
             return None
@@ -198,7 +226,6 @@ class LocalizeWidget(mw.Container):
             frame = int(round((world - layer.translate[0]) / layer.scale[0]))
             frame = min(max(frame, 0), layer.data.shape[0] - 1)
         image = np.asarray(layer.data[frame] if layer.ndim == 3 else layer.data)
-        camera = _layers.camera_of(layer.metadata) or Camera()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", CameraWarning)   # said once by the full run, not at every change
             locs = localize(image, options, camera=camera)
