@@ -244,8 +244,10 @@ def register(subparsers) -> None:
                    help="estimate the camera's offset and gain from the movie's own pixel statistics "
                         "(spotfit.Camera.estimate), with their uncertainties")
     i.add_argument("--em-gain", type=float, default=1.0, metavar="G",
-                   help="with --camera: the EMCCD gain set on the camera (selects the EMCCD noise model)")
-    i.add_argument("--frames", type=int, default=None, metavar="N", help="with --camera: use the first N frames")
+                   help=help_text("with --camera: the EMCCD gain set on the camera (> 1 selects the EMCCD noise "
+                                  "model)", 1.0))
+    i.add_argument("--frames", type=int, default=None, metavar="N",
+                   help=help_text("with --camera: use the first N frames", "all"))
     i.add_argument("--progress", action="store_true", help="with --camera: show a progress bar")
     i.set_defaults(func=info)
 
