@@ -12,17 +12,7 @@ namespace {
 struct OpenEvent {
     double wx, wy, swx, swy;  // sums of weights and of weight * position, per axis
     double mx, my;            // weighted mean position
-    int64_t last_frame, id;
-};
-
-struct Cell {
-    int64_t cx, cy;
-    int64_t index;  // into the open events
-    bool operator<(const Cell& o) const {
-        if (cx != o.cx) return cx < o.cx;
-        if (cy != o.cy) return cy < o.cy;
-        return index < o.index;
-    }
+    int64_t last_frame, id, count, first_frame;
 };
 
 struct Candidate {
@@ -38,6 +28,44 @@ struct Candidate {
 // Cell coordinates stay far from the int64 range (checked), so cx +- 1 never overflows.
 constexpr double kMaxCell = 4.0e15;
 
+// Open-addressing hash table of the occupied cells: each slot holds a cell and the first open event in it;
+// the events of a cell are chained through `next`.
+class CellTable {
+   public:
+    void build(const std::vector<OpenEvent>& open, double inv_cell) {
+        size_t cap = 16;
+        while (cap < 2 * open.size()) cap *= 2;
+        mask_ = cap - 1;
+        cx_.resize(cap);
+        cy_.resize(cap);
+        head_.assign(cap, -1);
+        next_.resize(open.size());
+        for (size_t e = open.size(); e-- > 0;) {  // pushed in reverse: each chain lists events in index order
+            const int64_t cx = int64_t(std::floor(open[e].mx * inv_cell)), cy = int64_t(std::floor(open[e].my * inv_cell));
+            size_t s = find(cx, cy);
+            if (head_[s] < 0) {
+                cx_[s] = cx;
+                cy_[s] = cy;
+            }
+            next_[e] = head_[s];
+            head_[s] = int64_t(e);
+        }
+    }
+    // First open event of cell (cx, cy), or -1.
+    int64_t first(int64_t cx, int64_t cy) const { return head_[find(cx, cy)]; }
+    int64_t next(int64_t e) const { return next_[size_t(e)]; }
+
+   private:
+    size_t find(int64_t cx, int64_t cy) const {
+        uint64_t h = uint64_t(cx) * 0x9E3779B97F4A7C15ull ^ (uint64_t(cy) + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
+        size_t s = size_t(h ^ (h >> 29)) & mask_;
+        while (head_[s] >= 0 && (cx_[s] != cx || cy_[s] != cy)) s = (s + 1) & mask_;
+        return s;
+    }
+    size_t mask_ = 0;
+    std::vector<int64_t> cx_, cy_, head_, next_;
+};
+
 }  // namespace
 
 Result check_link_options(const LinkOptions& o) {
@@ -51,7 +79,7 @@ Result check_link_options(const LinkOptions& o) {
 }
 
 Result link(const int64_t* frame, const double* x, const double* y, const double* var_x, const double* var_y,
-            int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events) {
+            int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events, LinkEvents* events) {
     Result r = check_link_options(options);
     if (!r.ok()) return r;
     if (n < 0) return Result::invalid("link: n must be >= 0");
@@ -74,11 +102,24 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
     }
     *n_events = 0;
     const double r2 = options.radius * options.radius, g2 = options.gate * options.gate;
+    const bool gated = options.gate > 0;
     // An event stays open while (frame - last_frame) <= max_dark_frames + 1.
     const uint64_t window = uint64_t(options.max_dark_frames) + 1;
     try {
+        if (events) *events = LinkEvents();
+        auto close = [&](const OpenEvent& ev) {
+            if (!events) return;
+            const size_t k = size_t(ev.id);
+            events->first_frame[k] = ev.first_frame;
+            events->last_frame[k] = ev.last_frame;
+            events->count[k] = ev.count;
+            events->x[k] = ev.mx;
+            events->y[k] = ev.my;
+            events->var_x[k] = 1.0 / ev.wx;
+            events->var_y[k] = 1.0 / ev.wy;
+        };
         std::vector<OpenEvent> open;
-        std::vector<Cell> cells;
+        CellTable table;
         std::vector<Candidate> cand;
         std::vector<char> loc_taken, ev_taken;
         int64_t next_id = 0;
@@ -88,35 +129,33 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
             while (b < n && frame[b] == f) ++b;
             // Close the events that are too old; the others keep their order (determinism).
             size_t keep = 0;
-            for (size_t e = 0; e < open.size(); ++e)
-                if (uint64_t(f) - uint64_t(open[e].last_frame) <= window) open[keep++] = open[e];
+            for (size_t e = 0; e < open.size(); ++e) {
+                if (uint64_t(f) - uint64_t(open[e].last_frame) <= window)
+                    open[keep++] = open[e];
+                else
+                    close(open[e]);
+            }
             open.resize(keep);
             cand.clear();
             if (!open.empty()) {
-                cells.resize(open.size());
-                for (size_t e = 0; e < open.size(); ++e)
-                    cells[e] = {int64_t(std::floor(open[e].mx * inv_cell)), int64_t(std::floor(open[e].my * inv_cell)),
-                                int64_t(e)};
-                std::sort(cells.begin(), cells.end());
+                table.build(open, inv_cell);
                 for (int64_t i = a; i < b; ++i) {
                     const int64_t cx = int64_t(std::floor(x[i] * inv_cell)), cy = int64_t(std::floor(y[i] * inv_cell));
-                    for (int64_t dx = -1; dx <= 1; ++dx) {
-                        const Cell lo{cx + dx, cy - 1, -1}, hi{cx + dx, cy + 1, int64_t(open.size())};
-                        auto it = std::lower_bound(cells.begin(), cells.end(), lo);
-                        for (; it != cells.end() && *it < hi; ++it) {
-                            const OpenEvent& ev = open[size_t(it->index)];
-                            const double ddx = x[i] - ev.mx, ddy = y[i] - ev.my;
-                            const double d2 = ddx * ddx + ddy * ddy;
-                            if (d2 > r2) continue;
-                            double q = d2;
-                            if (options.gate > 0) {
-                                // Mahalanobis distance of the difference (variances add: independent errors).
-                                q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
-                                if (q > g2) continue;
+                    for (int64_t dx = -1; dx <= 1; ++dx)
+                        for (int64_t dy = -1; dy <= 1; ++dy)
+                            for (int64_t e = table.first(cx + dx, cy + dy); e >= 0; e = table.next(e)) {
+                                const OpenEvent& ev = open[size_t(e)];
+                                const double ddx = x[i] - ev.mx, ddy = y[i] - ev.my;
+                                const double d2 = ddx * ddx + ddy * ddy;
+                                if (d2 > r2) continue;
+                                double q = d2;
+                                if (gated) {
+                                    // Mahalanobis distance of the difference (variances add: independent errors).
+                                    q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
+                                    if (q > g2) continue;
+                                }
+                                cand.push_back({q, i, e});
                             }
-                            cand.push_back({q, i, it->index});
-                        }
-                    }
                 }
                 std::sort(cand.begin(), cand.end());
             }
@@ -136,16 +175,27 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                 ev.mx = ev.swx / ev.wx;
                 ev.my = ev.swy / ev.wy;
                 ev.last_frame = f;
+                ev.count += 1;
                 event[c.loc] = ev.id;
             }
             for (int64_t i = a; i < b; ++i) {
                 if (loc_taken[size_t(i - a)]) continue;
                 const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
-                open.push_back({wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, next_id});
+                open.push_back({wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, next_id, 1, f});
+                if (events) {
+                    events->first_frame.push_back(0);
+                    events->last_frame.push_back(0);
+                    events->count.push_back(0);
+                    events->x.push_back(0);
+                    events->y.push_back(0);
+                    events->var_x.push_back(0);
+                    events->var_y.push_back(0);
+                }
                 event[i] = next_id++;
             }
             a = b;
         }
+        for (const OpenEvent& ev : open) close(ev);
         *n_events = next_id;
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in link"};
