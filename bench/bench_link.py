@@ -84,11 +84,12 @@ print(json.dumps({"n": len(locs), "events": len(ev), "seconds": dt, "table_bytes
 '''
 
 
-def make_table(n: int, seed: int = 0):
-    """~n localizations of random sites blinking (mean on 3 frames, off 400), in a 512x512 field."""
+def make_table(n: int, seed: int = 0, per_frame: float = 150.0):
+    """~n localizations of random sites blinking (mean on 3 frames, off 400), ~per_frame a frame, in a 512x512
+    field."""
     import spotfit
-    sites = 20000
     on = 3.0 / 403.0
+    sites = int(round(per_frame / on))
     frames = int(np.ceil(n / (sites * on)))
     sim = spotfit.simulate_smlm("points", frames=frames, shape=(512, 512), count=sites, mean_on=3.0,
                                 mean_off=400.0, drift=None, seed=seed)
@@ -104,13 +105,15 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=3, help="timed runs of each (default 3; the median is kept)")
     p.add_argument("--radius", type=float, default=0.15, help="fixed radius of both tools, px (default 0.15)")
     p.add_argument("--scale", type=float, default=0, help="also link this many rows with spotfit alone (e.g. 1e7)")
+    p.add_argument("--per-frame", type=float, default=150.0,
+                   help="localizations per frame (density; Picasso scans the next frames' rows) (default 150)")
     p.add_argument("--no-peers", action="store_true", help="skip Picasso")
     a = p.parse_args(argv)
     import pandas as pd
     import spotfit
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
     t = time.perf_counter()
-    d = make_table(int(a.n))
+    d = make_table(int(a.n), per_frame=a.per_frame)
     locs = pd.DataFrame({k: d[k] for k in ("frame", "x", "y", "photons", "background", "sigma")})
     locs["uncertainty_x"] = locs["uncertainty_y"] = d["ux"]
     print(f"table: {len(locs):,} localizations, {locs.frame.max() + 1:,} frames ({time.perf_counter() - t:.1f} s to "
@@ -146,7 +149,7 @@ def main(argv=None) -> int:
     if a.scale:
         del locs
         t = time.perf_counter()
-        big = make_table(int(a.scale), seed=1)
+        big = make_table(int(a.scale), seed=1, per_frame=a.per_frame)
         print(f"\n{len(big['x']):,} localizations simulated in {time.perf_counter() - t:.0f} s")
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, "big.npz")

@@ -17,7 +17,8 @@ struct OpenEvent {
 
 struct Candidate {
     double q;  // squared distance, or the gate statistic
-    int64_t loc, ev;
+    int64_t loc, ev;  // ev: the event's id (ties are broken by ids, which do not depend on the order of `open`)
+    int64_t index;    // of the event in `open`
     bool operator<(const Candidate& o) const {
         if (q != o.q) return q < o.q;
         if (loc != o.loc) return loc < o.loc;
@@ -25,46 +26,6 @@ struct Candidate {
     }
 };
 
-// Cell coordinates stay far from the int64 range (checked), so cx +- 1 never overflows.
-constexpr double kMaxCell = 4.0e15;
-
-// Open-addressing hash table of the occupied cells: each slot holds a cell and the first open event in it;
-// the events of a cell are chained through `next`.
-class CellTable {
-   public:
-    void build(const std::vector<OpenEvent>& open, double inv_cell) {
-        size_t cap = 16;
-        while (cap < 2 * open.size()) cap *= 2;
-        mask_ = cap - 1;
-        cx_.resize(cap);
-        cy_.resize(cap);
-        head_.assign(cap, -1);
-        next_.resize(open.size());
-        for (size_t e = open.size(); e-- > 0;) {  // pushed in reverse: each chain lists events in index order
-            const int64_t cx = int64_t(std::floor(open[e].mx * inv_cell)), cy = int64_t(std::floor(open[e].my * inv_cell));
-            size_t s = find(cx, cy);
-            if (head_[s] < 0) {
-                cx_[s] = cx;
-                cy_[s] = cy;
-            }
-            next_[e] = head_[s];
-            head_[s] = int64_t(e);
-        }
-    }
-    // First open event of cell (cx, cy), or -1.
-    int64_t first(int64_t cx, int64_t cy) const { return head_[find(cx, cy)]; }
-    int64_t next(int64_t e) const { return next_[size_t(e)]; }
-
-   private:
-    size_t find(int64_t cx, int64_t cy) const {
-        uint64_t h = uint64_t(cx) * 0x9E3779B97F4A7C15ull ^ (uint64_t(cy) + 0x632BE59BD9B4E019ull) * 0xC2B2AE3D27D4EB4Full;
-        size_t s = size_t(h ^ (h >> 29)) & mask_;
-        while (head_[s] >= 0 && (cx_[s] != cx || cy_[s] != cy)) s = (s + 1) & mask_;
-        return s;
-    }
-    size_t mask_ = 0;
-    std::vector<int64_t> cx_, cy_, head_, next_;
-};
 
 }  // namespace
 
@@ -88,15 +49,12 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
     const bool weighted = var_x != nullptr;
     if ((var_x == nullptr) != (var_y == nullptr)) return Result::invalid("link: give both var_x and var_y, or neither");
     if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs var_x and var_y");
-    const double inv_cell = 1.0 / options.radius;
     for (int64_t i = 0; i < n; ++i) {
         if (i > 0 && frame[i] < frame[i - 1])
             return Result::invalid("link: frames must be sorted (row " + std::to_string(i) + " has frame " +
                                    std::to_string(frame[i]) + " after " + std::to_string(frame[i - 1]) + ")");
         if (!std::isfinite(x[i]) || !std::isfinite(y[i]))
             return Result::invalid("link: row " + std::to_string(i) + " has a non-finite x or y");
-        if (std::fabs(x[i]) * inv_cell > kMaxCell || std::fabs(y[i]) * inv_cell > kMaxCell)
-            return Result::invalid("link: row " + std::to_string(i) + ": coordinates too large for the radius");
         if (weighted && !(std::isfinite(var_x[i]) && var_x[i] > 0 && std::isfinite(var_y[i]) && var_y[i] > 0))
             return Result::invalid("link: row " + std::to_string(i) + " has a variance that is not finite and > 0");
     }
@@ -118,16 +76,18 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
             events->var_x[k] = 1.0 / ev.wx;
             events->var_y[k] = 1.0 / ev.wy;
         };
-        std::vector<OpenEvent> open;
-        CellTable table;
+        // The open events, kept sorted by their mean x (insertion sort after the small moves of each frame):
+        // a sweep over this frame's localizations sorted by x finds those within `radius` in x.
+        std::vector<OpenEvent> open, merged;
         std::vector<Candidate> cand;
         std::vector<char> loc_taken, ev_taken;
+        std::vector<int64_t> by_x;
         int64_t next_id = 0;
         for (int64_t a = 0; a < n;) {
             const int64_t f = frame[a];
             int64_t b = a + 1;
             while (b < n && frame[b] == f) ++b;
-            // Close the events that are too old; the others keep their order (determinism).
+            // Close the events that are too old.
             size_t keep = 0;
             for (size_t e = 0; e < open.size(); ++e) {
                 if (uint64_t(f) - uint64_t(open[e].last_frame) <= window)
@@ -136,37 +96,47 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                     close(open[e]);
             }
             open.resize(keep);
-            cand.clear();
-            if (!open.empty()) {
-                table.build(open, inv_cell);
-                for (int64_t i = a; i < b; ++i) {
-                    const int64_t cx = int64_t(std::floor(x[i] * inv_cell)), cy = int64_t(std::floor(y[i] * inv_cell));
-                    for (int64_t dx = -1; dx <= 1; ++dx)
-                        for (int64_t dy = -1; dy <= 1; ++dy)
-                            for (int64_t e = table.first(cx + dx, cy + dy); e >= 0; e = table.next(e)) {
-                                const OpenEvent& ev = open[size_t(e)];
-                                const double ddx = x[i] - ev.mx, ddy = y[i] - ev.my;
-                                const double d2 = ddx * ddx + ddy * ddy;
-                                if (d2 > r2) continue;
-                                double q = d2;
-                                if (gated) {
-                                    // Mahalanobis distance of the difference (variances add: independent errors).
-                                    q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
-                                    if (q > g2) continue;
-                                }
-                                cand.push_back({q, i, e});
-                            }
+            for (size_t e = 1; e < open.size(); ++e) {  // nearly sorted: means moved by a fraction of radius
+                if (!(open[e].mx < open[e - 1].mx)) continue;
+                OpenEvent t = open[e];
+                size_t j = e;
+                while (j > 0 && (t.mx < open[j - 1].mx || (t.mx == open[j - 1].mx && t.id < open[j - 1].id))) {
+                    open[j] = open[j - 1];
+                    --j;
                 }
-                std::sort(cand.begin(), cand.end());
+                open[j] = t;
             }
+            by_x.resize(size_t(b - a));
+            for (int64_t i = a; i < b; ++i) by_x[size_t(i - a)] = i;
+            std::sort(by_x.begin(), by_x.end(), [&](int64_t p, int64_t q) { return x[p] != x[q] ? x[p] < x[q] : p < q; });
+            cand.clear();
+            size_t lo = 0;
+            for (int64_t i : by_x) {
+                while (lo < open.size() && open[lo].mx < x[i] - options.radius) ++lo;
+                for (size_t e = lo; e < open.size() && open[e].mx <= x[i] + options.radius; ++e) {
+                    const OpenEvent& ev = open[e];
+                    const double ddx = x[i] - ev.mx, ddy = y[i] - ev.my;
+                    if (ddy > options.radius || ddy < -options.radius) continue;
+                    const double d2 = ddx * ddx + ddy * ddy;
+                    if (d2 > r2) continue;
+                    double q = d2;
+                    if (gated) {
+                        // Mahalanobis distance of the difference (variances add: independent errors).
+                        q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
+                        if (q > g2) continue;
+                    }
+                    cand.push_back({q, i, ev.id, int64_t(e)});
+                }
+            }
+            std::sort(cand.begin(), cand.end());
             loc_taken.assign(size_t(b - a), 0);
             ev_taken.assign(open.size(), 0);
             for (const Candidate& c : cand) {
                 char& lt = loc_taken[size_t(c.loc - a)];
-                char& et = ev_taken[size_t(c.ev)];
+                char& et = ev_taken[size_t(c.index)];
                 if (lt || et) continue;
                 lt = et = 1;
-                OpenEvent& ev = open[size_t(c.ev)];
+                OpenEvent& ev = open[size_t(c.index)];
                 const double wx = weighted ? 1.0 / var_x[c.loc] : 1.0, wy = weighted ? 1.0 / var_y[c.loc] : 1.0;
                 ev.wx += wx;
                 ev.wy += wy;
@@ -178,10 +148,10 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                 ev.count += 1;
                 event[c.loc] = ev.id;
             }
+            // New events: ids in row order (events numbered by first row); merged into `open` in x order.
             for (int64_t i = a; i < b; ++i) {
                 if (loc_taken[size_t(i - a)]) continue;
-                const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
-                open.push_back({wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, next_id, 1, f});
+                event[i] = next_id++;
                 if (events) {
                     events->first_frame.push_back(0);
                     events->last_frame.push_back(0);
@@ -191,8 +161,18 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                     events->var_x.push_back(0);
                     events->var_y.push_back(0);
                 }
-                event[i] = next_id++;
             }
+            merged.clear();
+            size_t e = 0;
+            for (int64_t i : by_x) {
+                if (loc_taken[size_t(i - a)]) continue;
+                const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
+                const OpenEvent fresh{wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, event[i], 1, f};
+                while (e < open.size() && !(fresh.mx < open[e].mx)) merged.push_back(open[e++]);
+                merged.push_back(fresh);
+            }
+            while (e < open.size()) merged.push_back(open[e++]);
+            open.swap(merged);
             a = b;
         }
         for (const OpenEvent& ev : open) close(ev);

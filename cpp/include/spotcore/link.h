@@ -7,8 +7,7 @@
 namespace spotcore {
 
 struct LinkOptions {
-    // Largest distance (px) between a localization and the position of an open event that can join it; also
-    // the cell size of the search grid. > 0.
+    // Largest distance (px) between a localization and the position of an open event that can join it. > 0.
     double radius = 0.5;
     // > 0: a localization also joins an event only when dx^2/(vx + vx_e) + dy^2/(vy + vy_e) <= gate^2, with
     // its variances vx, vy and those of the event's weighted mean (needs var_x/var_y). 0: the radius alone.
@@ -33,8 +32,8 @@ Result check_link_options(const LinkOptions& options);
 // the weighted mean of its members (weights 1/var, or 1 without variances). The candidate pairs (localization,
 // open event) within `radius` (and the gate) are taken greedily from the closest (ties: lower localization,
 // then lower event index), each event and each localization at most once per frame; a localization left
-// over starts a new event. The open events are found through a hash grid of cells `radius` wide, rebuilt
-// each frame. Deterministic, one thread; memory O(open events) besides the outputs (and `events`).
+// over starts a new event. The open events are kept sorted by x; a sweep over each frame's localizations in
+// x order finds the candidates. Deterministic, one thread; memory O(open events) besides the outputs (and `events`).
 //   frame, x, y:  n values; x, y finite (else invalid_argument).
 //   var_x, var_y: null (no gate), or n finite variances > 0 (px^2), required when options.gate > 0.
 //   event:        n outputs: the event index of each localization, 0.. in order of the events' first rows.
