@@ -191,7 +191,7 @@ def report(locs: pd.DataFrame, path=None, *, drift: Optional[pd.DataFrame] = Non
 
         if px:
             try:
-                fr = frc(analysed, pixel_size_nm=px)
+                fr = frc(analysed, pixel_size_nm=px, max_image=2048)   # a page, not a measurement: 4x faster
                 fig, ax = _figure()
                 c = fr.curve
                 ax.plot(c["frequency"], c["frc"], color="0.7", lw=0.6, label="FRC")
@@ -221,7 +221,8 @@ def report(locs: pd.DataFrame, path=None, *, drift: Optional[pd.DataFrame] = Non
             ax.imshow(img, cmap="magma", vmin=0, vmax=np.percentile(pos, 99.5) if pos.size else 1, interpolation="none")
             ax.set_title(f"{name}: {len(tab):,} localizations")
             ax.set_axis_off()
-        figs.append(("Rendered image", _png(fig), f"histogram, {zoom:g} rendered pixels per camera pixel"))
+        names = " | ".join(f"{name} ({len(tab):,} localizations)" for name, tab in images)
+        figs.append(("Rendered image", _png(fig), f"{names}; histogram, {zoom:g} rendered pixels per camera pixel"))
         done()
     finally:
         if bar is not None:
