@@ -96,7 +96,8 @@ def _uncertainties(locs):
             return None, None, None
         ux = uy = u
         source = "Mortensen's precision from photons, background and sigma (no uncertainty_x/y columns)"
-    bad = ~(np.isfinite(ux) & (ux > 0) & np.isfinite(uy) & (uy > 0))
+    with np.errstate(over="ignore", under="ignore"):   # the core takes variances: u^2 must be finite and > 0
+        bad = ~(np.isfinite(ux * ux) & (ux * ux > 0) & np.isfinite(uy * uy) & (uy * uy > 0) & (ux > 0) & (uy > 0))
     if bad.any():
         raise ValueError(f"{source}: {int(bad.sum())} row(s) have an uncertainty that is not finite and > 0 "
                          f"(first at row {int(np.argmax(bad))}); keep only converged fits "
