@@ -140,7 +140,8 @@ def main(argv=None) -> int:
         else:
             pic = json.loads(out.stdout.strip().splitlines()[-1])
             med = statistics.median(pic["times"])
-            print(f"{'Picasso 0.11 link':24s} median {med:.3f} s of {a.repeat}  ({len(locs) / med / 1e6:.2f} M locs/s)  "
+            print(f"{'Picasso 0.11 link':24s} median {med:.3f} s of {a.repeat}  "
+                  f"({len(locs) / med / 1e6:.2f} M locs/s)  "
                   f"events {pic['events']:,}  load {os.getloadavg()[0]:.2f}")
             for name, (sec, _) in results.items():
                 print(f"  {name}: {med / sec:.1f}x faster than Picasso")

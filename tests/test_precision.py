@@ -70,9 +70,9 @@ def frc_sim(photons, seed=21, **kw):
 def test_frc_follows_the_precision():
     """A better precision gives a better FRC resolution, and the resolution lies where the structure and the
     precision put it: above the localization precision, below the 60 nm site spacing (100 nm pixels)."""
-    fine = spotfit.frc(frc_sim(3000.0).locs, pixel_size_nm=100.0)
-    coarse = spotfit.frc(frc_sim(300.0).locs, pixel_size_nm=100.0)
     sim = frc_sim(3000.0)
+    fine = spotfit.frc(sim.locs, pixel_size_nm=100.0)
+    coarse = spotfit.frc(frc_sim(300.0).locs, pixel_size_nm=100.0)
     prec_nm = sim.locs.uncertainty_x.median() * 100
     assert prec_nm < fine.resolution_nm < 60.0
     assert coarse.resolution_nm > 1.5 * fine.resolution_nm

@@ -52,7 +52,7 @@ def test_report_without_drift_or_pixel_size_says_what_is_missing(sim):
 
 def test_report_with_a_corrected_table(sim):
     corrected = sim.locs.assign(x=sim.locs.x - sim.truth.drift_x, y=sim.locs.y - sim.truth.drift_y)
-    page = spotfit.report(sim.locs, corrected=corrected, pixel_size_nm=100.0)
+    page = spotfit.report(sim.locs, corrected=corrected)
     assert "after correction" in page and "No drift table given" in page
 
 

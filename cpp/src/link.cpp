@@ -108,7 +108,8 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
             }
             by_x.resize(size_t(b - a));
             for (int64_t i = a; i < b; ++i) by_x[size_t(i - a)] = i;
-            std::sort(by_x.begin(), by_x.end(), [&](int64_t p, int64_t q) { return x[p] != x[q] ? x[p] < x[q] : p < q; });
+            std::sort(by_x.begin(), by_x.end(),
+                      [&](int64_t p, int64_t q) { return x[p] != x[q] ? x[p] < x[q] : p < q; });
             cand.clear();
             size_t lo = 0;
             for (int64_t i : by_x) {

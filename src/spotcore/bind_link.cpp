@@ -32,7 +32,8 @@ void bind_link(py::module_& m) {
             F64 vx, vy;
             const bool weighted = !var_x.is_none() || !var_y.is_none();
             if (weighted) {
-                if (var_x.is_none() || var_y.is_none()) throw py::value_error("link: give both var_x and var_y, or neither");
+                if (var_x.is_none() || var_y.is_none())
+                    throw py::value_error("link: give both var_x and var_y, or neither");
                 vx = F64::ensure(var_x);
                 vy = F64::ensure(var_y);
                 if (!vx || !vy || vx.ndim() != 1 || vy.ndim() != 1) throw py::value_error("link: variances must be 1D");

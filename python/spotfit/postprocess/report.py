@@ -119,8 +119,9 @@ def report(locs: pd.DataFrame, path=None, *, drift: Optional[pd.DataFrame] = Non
         ax.set_ylabel("localizations")
         ax.set_title("Localizations per frame")
         figs.append(("Localizations per frame", _png(fig), ""))
-        row("localizations per frame", f"mean {counts.mean():.3g}, first 10 % {counts[:max(1, len(counts) // 10)].mean():.3g}, "
-            f"last 10 % {counts[-max(1, len(counts) // 10):].mean():.3g}")
+        tenth = max(1, len(counts) // 10)
+        row("localizations per frame", f"mean {counts.mean():.3g}, first 10 % {counts[:tenth].mean():.3g}, "
+            f"last 10 % {counts[-tenth:].mean():.3g}")
         done()
 
         fig = None
@@ -138,7 +139,8 @@ def report(locs: pd.DataFrame, path=None, *, drift: Optional[pd.DataFrame] = Non
                 ax.hist(v[v <= hi], bins=80)
                 ax.set_xlabel({"photons": "photons", "uncertainty_x": "uncertainty x, y (px)"}[c])
                 ax.set_ylabel("localizations")
-                row(f"median {c.replace('_x', '')}", nm(float(np.median(v))) if c != "photons" else f"{np.median(v):.4g}")
+                med = float(np.median(v))
+                row(f"median {c.replace('_x', '')}", nm(med) if c != "photons" else f"{med:.4g}")
             figs.append(("Photons and uncertainty", _png(fig), ""))
         else:
             notes.append("No photons or uncertainty columns: no histograms.")
@@ -148,7 +150,8 @@ def report(locs: pd.DataFrame, path=None, *, drift: Optional[pd.DataFrame] = Non
             nr = nena(analysed, pixel_size_nm=px)
             fig, ax = _figure()
             c = nr.curve
-            ax.bar(c["distance"], c["density"], width=c["distance"].diff().median(), alpha=0.5, label="next-frame pairs")
+            ax.bar(c["distance"], c["density"], width=c["distance"].diff().median(), alpha=0.5,
+                   label="next-frame pairs")
             ax.plot(c["distance"], c["fit"], "r-", label=f"fit: NeNA {nr.precision:.3g} px")
             ax.set_xlabel("distance to the nearest neighbour in the next frame (px)")
             ax.set_ylabel("density")
