@@ -77,7 +77,8 @@ def test_event_columns():
     np.testing.assert_allclose(ev["background"], g["background"].mean())
     np.testing.assert_allclose(ev["sigma"], g["sigma"].mean())
     w = 1 / grouped["uncertainty_x"] ** 2
-    np.testing.assert_allclose(ev["x"], (grouped["x"] * w).groupby(grouped["group"]).sum() / w.groupby(grouped["group"]).sum())
+    by = grouped["group"]
+    np.testing.assert_allclose(ev["x"], (grouped["x"] * w).groupby(by).sum() / w.groupby(by).sum())
     np.testing.assert_allclose(ev["uncertainty_x"], 1 / np.sqrt(w.groupby(grouped["group"]).sum()))
     assert ev["frame"].is_monotonic_increasing
     assert ev.attrs["spotfit"]["pixel_size_nm"] == 100.0

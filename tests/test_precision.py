@@ -70,9 +70,9 @@ def frc_sim(photons, seed=21, **kw):
 def test_frc_follows_the_precision():
     """A better precision gives a better FRC resolution, and the resolution lies where the structure and the
     precision put it: above the localization precision, below the 60 nm site spacing (100 nm pixels)."""
-    fine = spotfit.frc(frc_sim(3000.0).locs, pixel_size_nm=100.0)
-    coarse = spotfit.frc(frc_sim(300.0).locs, pixel_size_nm=100.0)
     sim = frc_sim(3000.0)
+    fine = spotfit.frc(sim.locs, pixel_size_nm=100.0)
+    coarse = spotfit.frc(frc_sim(300.0).locs, pixel_size_nm=100.0)
     prec_nm = sim.locs.uncertainty_x.median() * 100
     assert prec_nm < fine.resolution_nm < 60.0
     assert coarse.resolution_nm > 1.5 * fine.resolution_nm
@@ -133,7 +133,7 @@ def test_frc_agrees_with_picasso(peers_python, tmp_path):
     """Picasso 0.11.3's postprocess.frc on the same table (its random split of the rows, its NeNA/2 render
     pixel): spotfit's frc with the same split and pixel agrees within 10 %; the block split differs by what a
     blink on both sides adds (measured: < 5 % here, blinks of 4 frames in blocks of 150)."""
-    sim = frc_sim(3000.0)
+    sim = frc_sim(1000.0)   # Picasso renders at NeNA / 2: coarser precision keeps its image (and time) small
     csv = tmp_path / "locs.csv"
     sim.locs.to_csv(csv, index=False)
     res = subprocess.run([peers_python, "-c", PICASSO_FRC, str(csv), "100"], capture_output=True, text=True,

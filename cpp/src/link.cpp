@@ -12,22 +12,13 @@ namespace {
 struct OpenEvent {
     double wx, wy, swx, swy;  // sums of weights and of weight * position, per axis
     double mx, my;            // weighted mean position
-    int64_t last_frame, id;
-};
-
-struct Cell {
-    int64_t cx, cy;
-    int64_t index;  // into the open events
-    bool operator<(const Cell& o) const {
-        if (cx != o.cx) return cx < o.cx;
-        if (cy != o.cy) return cy < o.cy;
-        return index < o.index;
-    }
+    int64_t last_frame, id, count, first_frame;
 };
 
 struct Candidate {
     double q;  // squared distance, or the gate statistic
-    int64_t loc, ev;
+    int64_t loc, ev;  // ev: the event's id (ties are broken by ids, which do not depend on the order of `open`)
+    int64_t index;    // of the event in `open`
     bool operator<(const Candidate& o) const {
         if (q != o.q) return q < o.q;
         if (loc != o.loc) return loc < o.loc;
@@ -35,8 +26,6 @@ struct Candidate {
     }
 };
 
-// Cell coordinates stay far from the int64 range (checked), so cx +- 1 never overflows.
-constexpr double kMaxCell = 4.0e15;
 
 }  // namespace
 
@@ -51,7 +40,7 @@ Result check_link_options(const LinkOptions& o) {
 }
 
 Result link(const int64_t* frame, const double* x, const double* y, const double* var_x, const double* var_y,
-            int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events) {
+            int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events, LinkEvents* events) {
     Result r = check_link_options(options);
     if (!r.ok()) return r;
     if (n < 0) return Result::invalid("link: n must be >= 0");
@@ -60,74 +49,95 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
     const bool weighted = var_x != nullptr;
     if ((var_x == nullptr) != (var_y == nullptr)) return Result::invalid("link: give both var_x and var_y, or neither");
     if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs var_x and var_y");
-    const double inv_cell = 1.0 / options.radius;
     for (int64_t i = 0; i < n; ++i) {
         if (i > 0 && frame[i] < frame[i - 1])
             return Result::invalid("link: frames must be sorted (row " + std::to_string(i) + " has frame " +
                                    std::to_string(frame[i]) + " after " + std::to_string(frame[i - 1]) + ")");
         if (!std::isfinite(x[i]) || !std::isfinite(y[i]))
             return Result::invalid("link: row " + std::to_string(i) + " has a non-finite x or y");
-        if (std::fabs(x[i]) * inv_cell > kMaxCell || std::fabs(y[i]) * inv_cell > kMaxCell)
-            return Result::invalid("link: row " + std::to_string(i) + ": coordinates too large for the radius");
         if (weighted && !(std::isfinite(var_x[i]) && var_x[i] > 0 && std::isfinite(var_y[i]) && var_y[i] > 0))
             return Result::invalid("link: row " + std::to_string(i) + " has a variance that is not finite and > 0");
     }
     *n_events = 0;
     const double r2 = options.radius * options.radius, g2 = options.gate * options.gate;
+    const bool gated = options.gate > 0;
     // An event stays open while (frame - last_frame) <= max_dark_frames + 1.
     const uint64_t window = uint64_t(options.max_dark_frames) + 1;
     try {
-        std::vector<OpenEvent> open;
-        std::vector<Cell> cells;
+        if (events) *events = LinkEvents();
+        auto close = [&](const OpenEvent& ev) {
+            if (!events) return;
+            const size_t k = size_t(ev.id);
+            events->first_frame[k] = ev.first_frame;
+            events->last_frame[k] = ev.last_frame;
+            events->count[k] = ev.count;
+            events->x[k] = ev.mx;
+            events->y[k] = ev.my;
+            events->var_x[k] = 1.0 / ev.wx;
+            events->var_y[k] = 1.0 / ev.wy;
+        };
+        // The open events, kept sorted by their mean x (insertion sort after the small moves of each frame):
+        // a sweep over this frame's localizations sorted by x finds those within `radius` in x.
+        std::vector<OpenEvent> open, merged;
         std::vector<Candidate> cand;
         std::vector<char> loc_taken, ev_taken;
+        std::vector<int64_t> by_x;
         int64_t next_id = 0;
         for (int64_t a = 0; a < n;) {
             const int64_t f = frame[a];
             int64_t b = a + 1;
             while (b < n && frame[b] == f) ++b;
-            // Close the events that are too old; the others keep their order (determinism).
+            // Close the events that are too old.
             size_t keep = 0;
-            for (size_t e = 0; e < open.size(); ++e)
-                if (uint64_t(f) - uint64_t(open[e].last_frame) <= window) open[keep++] = open[e];
-            open.resize(keep);
-            cand.clear();
-            if (!open.empty()) {
-                cells.resize(open.size());
-                for (size_t e = 0; e < open.size(); ++e)
-                    cells[e] = {int64_t(std::floor(open[e].mx * inv_cell)), int64_t(std::floor(open[e].my * inv_cell)),
-                                int64_t(e)};
-                std::sort(cells.begin(), cells.end());
-                for (int64_t i = a; i < b; ++i) {
-                    const int64_t cx = int64_t(std::floor(x[i] * inv_cell)), cy = int64_t(std::floor(y[i] * inv_cell));
-                    for (int64_t dx = -1; dx <= 1; ++dx) {
-                        const Cell lo{cx + dx, cy - 1, -1}, hi{cx + dx, cy + 1, int64_t(open.size())};
-                        auto it = std::lower_bound(cells.begin(), cells.end(), lo);
-                        for (; it != cells.end() && *it < hi; ++it) {
-                            const OpenEvent& ev = open[size_t(it->index)];
-                            const double ddx = x[i] - ev.mx, ddy = y[i] - ev.my;
-                            const double d2 = ddx * ddx + ddy * ddy;
-                            if (d2 > r2) continue;
-                            double q = d2;
-                            if (options.gate > 0) {
-                                // Mahalanobis distance of the difference (variances add: independent errors).
-                                q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
-                                if (q > g2) continue;
-                            }
-                            cand.push_back({q, i, it->index});
-                        }
-                    }
-                }
-                std::sort(cand.begin(), cand.end());
+            for (size_t e = 0; e < open.size(); ++e) {
+                if (uint64_t(f) - uint64_t(open[e].last_frame) <= window)
+                    open[keep++] = open[e];
+                else
+                    close(open[e]);
             }
+            open.resize(keep);
+            for (size_t e = 1; e < open.size(); ++e) {  // nearly sorted: means moved by a fraction of radius
+                if (!(open[e].mx < open[e - 1].mx)) continue;
+                OpenEvent t = open[e];
+                size_t j = e;
+                while (j > 0 && (t.mx < open[j - 1].mx || (t.mx == open[j - 1].mx && t.id < open[j - 1].id))) {
+                    open[j] = open[j - 1];
+                    --j;
+                }
+                open[j] = t;
+            }
+            by_x.resize(size_t(b - a));
+            for (int64_t i = a; i < b; ++i) by_x[size_t(i - a)] = i;
+            std::sort(by_x.begin(), by_x.end(),
+                      [&](int64_t p, int64_t q) { return x[p] != x[q] ? x[p] < x[q] : p < q; });
+            cand.clear();
+            size_t lo = 0;
+            for (int64_t i : by_x) {
+                while (lo < open.size() && open[lo].mx < x[i] - options.radius) ++lo;
+                for (size_t e = lo; e < open.size() && open[e].mx <= x[i] + options.radius; ++e) {
+                    const OpenEvent& ev = open[e];
+                    const double ddx = x[i] - ev.mx, ddy = y[i] - ev.my;
+                    if (ddy > options.radius || ddy < -options.radius) continue;
+                    const double d2 = ddx * ddx + ddy * ddy;
+                    if (d2 > r2) continue;
+                    double q = d2;
+                    if (gated) {
+                        // Mahalanobis distance of the difference (variances add: independent errors).
+                        q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
+                        if (q > g2) continue;
+                    }
+                    cand.push_back({q, i, ev.id, int64_t(e)});
+                }
+            }
+            std::sort(cand.begin(), cand.end());
             loc_taken.assign(size_t(b - a), 0);
             ev_taken.assign(open.size(), 0);
             for (const Candidate& c : cand) {
                 char& lt = loc_taken[size_t(c.loc - a)];
-                char& et = ev_taken[size_t(c.ev)];
+                char& et = ev_taken[size_t(c.index)];
                 if (lt || et) continue;
                 lt = et = 1;
-                OpenEvent& ev = open[size_t(c.ev)];
+                OpenEvent& ev = open[size_t(c.index)];
                 const double wx = weighted ? 1.0 / var_x[c.loc] : 1.0, wy = weighted ? 1.0 / var_y[c.loc] : 1.0;
                 ev.wx += wx;
                 ev.wy += wy;
@@ -136,16 +146,37 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                 ev.mx = ev.swx / ev.wx;
                 ev.my = ev.swy / ev.wy;
                 ev.last_frame = f;
+                ev.count += 1;
                 event[c.loc] = ev.id;
             }
+            // New events: ids in row order (events numbered by first row); merged into `open` in x order.
             for (int64_t i = a; i < b; ++i) {
                 if (loc_taken[size_t(i - a)]) continue;
-                const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
-                open.push_back({wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, next_id});
                 event[i] = next_id++;
+                if (events) {
+                    events->first_frame.push_back(0);
+                    events->last_frame.push_back(0);
+                    events->count.push_back(0);
+                    events->x.push_back(0);
+                    events->y.push_back(0);
+                    events->var_x.push_back(0);
+                    events->var_y.push_back(0);
+                }
             }
+            merged.clear();
+            size_t e = 0;
+            for (int64_t i : by_x) {
+                if (loc_taken[size_t(i - a)]) continue;
+                const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
+                const OpenEvent fresh{wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, event[i], 1, f};
+                while (e < open.size() && !(fresh.mx < open[e].mx)) merged.push_back(open[e++]);
+                merged.push_back(fresh);
+            }
+            while (e < open.size()) merged.push_back(open[e++]);
+            open.swap(merged);
             a = b;
         }
+        for (const OpenEvent& ev : open) close(ev);
         *n_events = next_id;
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in link"};

@@ -53,6 +53,7 @@ def __dir__():
 
 
 __all__ = ["Camera", "CentroidRegressor", "FIT_STATUS", "LocalizeOptions", "Localizer", "SpotClassifier",
-           "SpotfitWarning", "crlb", "cut_boxes", "extract_patches", "find_peaks", "fit_spots", "frc", "get_include",
-           "get_library_dir", "io", "label_spots", "link", "localize", "localize_stream", "make_camera", "mortensen", "nena",
-           "registry", "render", "report", "simulate", "simulate_smlm", "training_set", "undrift", "wavelet_filter", "__version__"]
+           "SpotfitWarning", "crlb", "cut_boxes", "extract_patches", "find_peaks", "fit_spots", "frc",
+           "get_include", "get_library_dir", "io", "label_spots", "link", "localize", "localize_stream",
+           "make_camera", "mortensen", "nena", "registry", "render", "report", "simulate", "simulate_smlm",
+           "training_set", "undrift", "wavelet_filter", "__version__"]

@@ -10,7 +10,7 @@ frame i8, peak_row i4, peak_col i4, x f4, y f4, photons f4, background f4, sigma
 uncertainty_x f4, uncertainty_y f4, uncertainty_photons f4, uncertainty_background f4,
 uncertainty_sigma_x f4, uncertainty_sigma_y f4, loglik f4, chi2 f4, iterations i4, status i4 (FitStatus).
 """
-from typing import Any, ClassVar, Optional, Protocol, Sequence, Tuple, Union
+from typing import Any, ClassVar, Dict, Optional, Protocol, Sequence, Tuple, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -178,3 +178,24 @@ def cut_boxes(
 
 def to_photons(stack: _Stack, camera: _CameraLike, threads: int) -> _F32:
     """Every frame in photons: (frames, rows, cols) float32, as detection converts."""
+
+class LinkOptions:
+    """Options of link (spotcore::LinkOptions): radius px > 0, gate in standard deviations (0 = none),
+    max_dark_frames >= 0."""
+
+    radius: float
+    gate: float
+    max_dark_frames: int
+    def __init__(self) -> None: ...
+
+def link(
+    frame: npt.NDArray[np.int64],
+    x: npt.NDArray[np.float64],
+    y: npt.NDArray[np.float64],
+    var_x: Optional[npt.NDArray[np.float64]],
+    var_y: Optional[npt.NDArray[np.float64]],
+    options: LinkOptions,
+    events: bool = ...,
+) -> Tuple[npt.NDArray[np.int64], int, Optional[Dict[str, npt.NDArray[Any]]]]:
+    """(event (n,) int64 per frame-sorted row, n_events, per-event arrays first_frame, last_frame, count, x, y,
+    var_x, var_y with events=True else None)."""

@@ -185,5 +185,21 @@ cdef extern from "spotcore/localize.h" namespace "spotcore" nogil:
     Result to_photons(const ImageStack& stack, const Camera& camera, int32_t threads, float* out)
 
 
+cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
+    cppclass LinkOptions:
+        double radius              # px, > 0
+        double gate                # > 0: also dx^2/(vx+vx_e) + dy^2/(vy+vy_e) <= gate^2; 0: radius only
+        int32_t max_dark_frames
+
+    cppclass LinkEvents:
+        vector[int64_t] first_frame, last_frame, count
+        vector[double] x, y, var_x, var_y
+
+    Result check_link_options(const LinkOptions& options)
+    # Frame-sorted rows -> event index per row (numbered by first row) and the number of events.
+    Result link(const int64_t* frame, const double* x, const double* y, const double* var_x, const double* var_y,
+                int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events, LinkEvents* events)
+
+
 cdef extern from "spotcore/spotcore.h" namespace "spotcore" nogil:
     const char* version()

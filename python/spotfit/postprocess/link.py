@@ -96,7 +96,8 @@ def _uncertainties(locs):
             return None, None, None
         ux = uy = u
         source = "Mortensen's precision from photons, background and sigma (no uncertainty_x/y columns)"
-    bad = ~(np.isfinite(ux) & (ux > 0) & np.isfinite(uy) & (uy > 0))
+    with np.errstate(over="ignore", under="ignore"):   # the core takes variances: u^2 must be finite and > 0
+        bad = ~(np.isfinite(ux * ux) & (ux * ux > 0) & np.isfinite(uy * uy) & (uy * uy > 0) & (ux > 0) & (uy > 0))
     if bad.any():
         raise ValueError(f"{source}: {int(bad.sum())} row(s) have an uncertainty that is not finite and > 0 "
                          f"(first at row {int(np.argmax(bad))}); keep only converged fits "
@@ -180,7 +181,7 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
     vx = None if ux is None else take(ux) ** 2
     vy = None if uy is None else take(uy) ** 2
     # Without the gate the core still weights the event means by 1/variance when variances are given.
-    event_sorted, n_events = _spotcore.link(take(frame), take(x), take(y), vx, vy, opts)
+    event_sorted, n_events, ev = _spotcore.link(take(frame), take(x), take(y), vx, vy, opts, events=not groups)
     del vx, vy
     if order is None:
         event = event_sorted
@@ -192,22 +193,39 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
         out = locs.copy()
         out["group"] = event
         return out
-    return event_table(locs, event, int(n_events), frame=frame, x=x, y=y, ux=ux, uy=uy)
+    cols = {"frame": ev["first_frame"], "last_frame": ev["last_frame"], "n": ev["count"], "x": ev["x"],
+            "y": ev["y"]}
+    if ux is not None:   # the core's variance of the inverse-variance weighted mean
+        cols["uncertainty_x"] = np.sqrt(ev["var_x"])
+        cols["uncertainty_y"] = np.sqrt(ev["var_y"])
+    return _finish(cols, locs, event, int(n_events))
 
 
-def event_table(locs, event, n_events, *, frame=None, x=None, y=None, ux=None, uy=None) -> pd.DataFrame:
-    """The events of rows labelled ``event`` (0..n_events-1, numbered in order of first frame): the columns of
-    :func:`link`. Arrays already taken from ``locs`` may be passed to save memory."""
-    frame = _frames(locs) if frame is None else frame
-    if x is None:
-        x, y = _coordinates(locs)
-    if ux is None:
-        ux, uy, _ = _uncertainties(locs)
+def _finish(cols, locs, event, m) -> pd.DataFrame:
+    """Add the summed photons and mean background and sigmas of the rows of each event; the table."""
+    n = cols["n"]
+    if "photons" in locs.columns:
+        cols["photons"] = np.bincount(event, locs["photons"].to_numpy(np.float64), m)
+    for c in ("background",) + _SIGMAS:
+        if c in locs.columns:
+            cols[c] = np.bincount(event, locs[c].to_numpy(np.float64), m) / n
+    out = pd.DataFrame(cols)
+    out.index.name = "event"
+    out.attrs = dict(locs.attrs)
+    return out
+
+
+def event_table(locs, event, n_events) -> pd.DataFrame:
+    """The events of rows labelled ``event`` (int64, 0..n_events-1, numbered in order of first frame): the
+    columns of :func:`link` (e.g. from ``link(..., groups=True)["group"]`` after editing the groups)."""
+    frame = _frames(locs)
+    x, y = _coordinates(locs)
+    ux, uy, _ = _uncertainties(locs)
+    event = np.asarray(event, np.int64)
     m = int(n_events)
-    n = np.bincount(event, minlength=m)
-    first = _group_extreme(event, frame, m, np.min)
-    last = _group_extreme(event, frame, m, np.max)
-    cols = {"frame": first, "last_frame": last, "n": n.astype(np.int64)}
+    n = np.bincount(event, minlength=m).astype(np.int64)
+    cols = {"frame": _group_extreme(event, frame, m, np.min), "last_frame": _group_extreme(event, frame, m, np.max),
+            "n": n}
     if ux is not None:
         wx, wy = 1.0 / ux ** 2, 1.0 / uy ** 2
         swx = np.bincount(event, wx, m)
@@ -219,15 +237,7 @@ def event_table(locs, event, n_events, *, frame=None, x=None, y=None, ux=None, u
     else:
         cols["x"] = np.bincount(event, x, m) / n
         cols["y"] = np.bincount(event, y, m) / n
-    if "photons" in locs.columns:
-        cols["photons"] = np.bincount(event, locs["photons"].to_numpy(np.float64), m)
-    for c in ("background",) + _SIGMAS:
-        if c in locs.columns:
-            cols[c] = np.bincount(event, locs[c].to_numpy(np.float64), m) / n
-    out = pd.DataFrame(cols)
-    out.index.name = "event"
-    out.attrs = dict(locs.attrs)
-    return out
+    return _finish(cols, locs, event, m)
 
 
 def _group_extreme(event, values, m, fn) -> np.ndarray:
