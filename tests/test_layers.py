@@ -31,7 +31,7 @@ def layer(module: str) -> str:
     for prefix in ("spotfit._shared", "spotfit.io", "spotfit.ml", "spotfit.cli"):
         if module == prefix or module.startswith(prefix + "."):
             return prefix.split(".")[1]
-    if module in API:
+    if module in API or module == "spotfit.postprocess" or module.startswith("spotfit.postprocess."):
         return "api"
     if module == "spotfit.distributed":
         return "distributed"
