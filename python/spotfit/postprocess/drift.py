@@ -154,23 +154,23 @@ def _stencil_solve(st, h):
     return dx * f, dy * f, var
 
 
-def _refine(images, grid, x, y, seg, fold, centres, h, threads, iterations=2):
-    """Round 2: Newton steps of every segment against the other fold's density, until the largest step is
-    below 1e-4 px. Returns shifts and their variances (from the last stencil)."""
+def _refine(images, grid, x, y, seg, fold, centres, h, threads, iterations=8):
+    """Round 2: Newton steps of every segment against the other fold's density; a segment stops when its
+    step is below 2e-4 px (each step is at most h). Returns shifts and their variances (last stencil)."""
     c = centres.copy()
     var = np.full_like(c, np.inf)
     for f in (0, 1):
-        sel = np.flatnonzero(fold == f)
-        cs = np.ascontiguousarray(c[sel])
-        for it in range(iterations):
-            st = _spotcore.drift_stencil(images[1 - f], grid, x, y, seg.starts[sel], seg.ends[sel], cs, h, threads)
-            dx, dy, v = _stencil_solve(st, h)
-            var[sel] = v
-            cs[:, 0] += dx
-            cs[:, 1] += dy
-            if np.nanmax(np.hypot(dx, dy), initial=0.0) < 2e-4:
+        active = np.flatnonzero((fold == f) & (seg.count > 0))
+        for _ in range(iterations):
+            if not len(active):
                 break
-        c[sel] = cs
+            st = _spotcore.drift_stencil(images[1 - f], grid, x, y, seg.starts[active], seg.ends[active],
+                                         np.ascontiguousarray(c[active]), h, threads)
+            dx, dy, v = _stencil_solve(st, h)
+            var[active] = v
+            c[active, 0] += dx
+            c[active, 1] += dy
+            active = active[np.hypot(dx, dy) >= 2e-4]
     return c, var
 
 
@@ -306,7 +306,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     s1 = max(2.0 * sigma, 0.1)
     opt = _spotcore.DriftTrackOptions()
     opt.radius, opt.coarse_step, opt.drop = max_jump, s1, 0.6
-    # 1a: long segments (>= 1500 localizations, every 3rd used: 1a needs only a fraction of a kernel)
+    # 1a: long segments (>= 1500 localizations, ~500 of each used: 1a needs only a fraction of a kernel)
     # tracked against the first few hundred frames.
     grid1 = _grid(x, y, s1 / _KERNEL_PER_BIN, max_jump + 4 * s1)
     ref_end = int(np.searchsorted(frame, frame[min(n - 1, max(2000, n // 50))], side="right"))
@@ -314,7 +314,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     ref_end = max(ref_end, int(coarse.ends[0]))
     img = _density(x[:ref_end], y[:ref_end], grid1)
     opt.step = grid1.bin
-    stride = 3 if n >= 30000 else 1
+    stride = max(1, int(n / max(len(coarse), 1) // 500))   # ~500 localizations of each long segment
     sub = _Segments(frame[::stride], n_frames, coarse.length)
     shifts, _score = _spotcore.drift_track(img, grid1, x[::stride], y[::stride], sub.starts, sub.ends, opt)
     cgood = sub.count > 0
