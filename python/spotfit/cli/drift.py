@@ -51,7 +51,8 @@ def undrift(args) -> int:
     check_output_path(out)
     check_writer(fmt)
     drift_csv = Path(args.drift) if args.drift else out.with_name(out.stem + "_drift.csv")
-    plot = None if (args.no_plot or args.apply) else (Path(args.plot) if args.plot else out.with_name(out.stem + "_drift.png"))
+    plot = None if (args.no_plot or args.apply) else \
+        (Path(args.plot) if args.plot else out.with_name(out.stem + "_drift.png"))
     for p in [drift_csv] + ([plot] if plot else []):
         check_output_path(p)
     if plot is not None:
