@@ -361,6 +361,21 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     m = mean_d1 - c
     var = np.where(good[:, None], var, np.inf)
     xs, ps, jumps = _smooth(seg.t, m, var, length)
+    if len(jumps) > 1:
+        # Jumps on both sides of one segment: that segment straddles a single jump; leave it out.
+        merged = []
+        for j in jumps:
+            prev = merged[-1] if merged else None
+            nxt = np.flatnonzero(good & np.isfinite(var).all(axis=1) & (np.arange(len(seg)) > prev))[:1] \
+                if prev is not None else []
+            if len(nxt) and nxt[0] == j:
+                var[j] = np.inf
+                continue
+            merged.append(j)
+        if len(merged) < len(jumps):
+            jumps = merged
+            good = good & np.isfinite(var).all(axis=1)
+            xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
     jump_frames = [_place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid2, fold, h, threads)
                    for j in jumps]
     if jumps:
