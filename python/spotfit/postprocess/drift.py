@@ -307,7 +307,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     s1 = max(2.0 * sigma, 0.1)
     opt = _spotcore.DriftTrackOptions()
     opt.radius, opt.coarse_step, opt.drop = max_jump, s1, 0.6
-    # 1a: long segments (>= 1500 localizations, ~300 of each used: 1a needs only a fraction of a kernel)
+    # 1a: long segments (>= 1500 localizations, ~500 of each used: 1a needs only a fraction of a kernel)
     # tracked against the first few hundred frames.
     grid1 = _grid(x, y, s1 / _KERNEL_PER_BIN, max_jump + 4 * s1)
     ref_end = int(np.searchsorted(frame, frame[min(n - 1, max(2000, n // 50))], side="right"))
@@ -315,7 +315,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     ref_end = max(ref_end, int(coarse.ends[0]))
     img = _density(x[:ref_end], y[:ref_end], grid1)
     opt.step = grid1.bin
-    stride = max(1, int(n / max(len(coarse), 1) // 300))   # ~300 localizations of each long segment
+    stride = max(1, int(n / max(len(coarse), 1) // 500))   # ~500 localizations of each long segment
     sub = _Segments(frame[::stride], n_frames, coarse.length)
     shifts, _score = _spotcore.drift_track(img, grid1, x[::stride], y[::stride], sub.starts, sub.ends, opt)
     cgood = sub.count > 0
