@@ -232,3 +232,18 @@ def test_cli_bad_input_leaves_no_file(grid10, tmp_path):
         p = run_cli("undrift", src, "-o", tmp_path / "out.csv", "--no-plot")
     assert p.returncode == 2 and "sorted by frame" in p.stderr
     assert sorted(f.name for f in tmp_path.iterdir()) == ["locs.csv"]
+
+
+def test_cli_applies_a_drift_table_and_refuses_one_that_does_not_cover(grid10, tmp_path):
+    src = tmp_path / "locs.csv"
+    spotfit.io.save(grid10.locs, src, format="csv")
+    good, short = tmp_path / "drift.csv", tmp_path / "short.csv"
+    grid10.drift.to_csv(good, index=False)
+    grid10.drift.iloc[:1000].to_csv(short, index=False)
+    p = run_cli("undrift", src, "-o", tmp_path / "fixed.csv", "--apply", good)
+    assert p.returncode == 0, p.stderr
+    fixed = spotfit.io.load(tmp_path / "fixed.csv")
+    assert np.allclose(fixed.x, grid10.locs.x - grid10.truth.drift_x)
+    p = run_cli("undrift", src, "-o", tmp_path / "bad.csv", "--apply", short)
+    assert p.returncode == 2 and "does not cover" in p.stderr
+    assert not (tmp_path / "bad.csv").exists()

@@ -245,7 +245,7 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
                     }
                 }
             double s2 = refine(image, g, x, y, first, last, bx, by, o.step, o.iterations) / double(count);
-            if (s2 > 1.2 * s) {  // clearly better: a noisy dip alone must not move the track to an alias
+            if (s2 > 1.05 * s) {  // better by more than noise: a noisy dip alone must not move the track
                 s = s2;
                 cx = bx;
                 cy = by;

@@ -199,3 +199,39 @@ def link(
 ) -> Tuple[npt.NDArray[np.int64], int, Optional[Dict[str, npt.NDArray[Any]]]]:
     """(event (n,) int64 per frame-sorted row, n_events, per-event arrays first_frame, last_frame, count, x, y,
     var_x, var_y with events=True else None)."""
+
+class DriftGrid:
+    """Bin (i, j) of a drift density image is centred on (x0 + j * bin, y0 + i * bin), px."""
+    x0: float
+    y0: float
+    bin: float
+    nx: int
+    ny: int
+    def __init__(self) -> None: ...
+
+class DriftTrackOptions:
+    radius: float
+    coarse_step: float
+    step: float
+    iterations: int
+    drop: float
+    def __init__(self) -> None: ...
+
+max_drift_bins: int
+
+def drift_histogram(
+    x: npt.ArrayLike, y: npt.ArrayLike, weights: Optional[npt.ArrayLike], grid: DriftGrid
+) -> _F32:
+    """Cloud-in-cell histogram (grid.ny, grid.nx) float32 of points x, y (px)."""
+
+def drift_stencil(
+    image: npt.ArrayLike, grid: DriftGrid, x: npt.ArrayLike, y: npt.ArrayLike, starts: _Index, ends: _Index,
+    centres: npt.ArrayLike, step: float, threads: int,
+) -> npt.NDArray[np.float64]:
+    """(segments, 13): 3x3 stencil of scores around each centre, sums of gx^2, gx*gy, gy^2, points inside."""
+
+def drift_track(
+    image: npt.ArrayLike, grid: DriftGrid, x: npt.ArrayLike, y: npt.ArrayLike, starts: _Index, ends: _Index,
+    options: DriftTrackOptions,
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """AIM round 1: (segments, 2) shifts onto the reference image, and the score per point of each."""

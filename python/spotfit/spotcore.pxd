@@ -201,5 +201,29 @@ cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
                 int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events, LinkEvents* events)
 
 
+cdef extern from "spotcore/drift.h" namespace "spotcore" nogil:
+    # Bin (i, j) of a drift density image is centred on (x0 + j * bin, y0 + i * bin), px.
+    cppclass DriftGrid:
+        double x0, y0, bin
+        int64_t nx, ny
+    cppclass DriftTrackOptions:
+        double radius, coarse_step, step
+        int32_t iterations
+        double drop
+    const int64_t kMaxDriftBins
+    Result check_drift_grid(const DriftGrid& grid)
+    Result check_drift_track_options(const DriftTrackOptions& options)
+    # Cloud-in-cell histogram of (x, y) with weights w (null = 1) added to image (ny * nx float32).
+    Result drift_histogram(const double* x, const double* y, const double* w, int64_t n, const DriftGrid& grid,
+                           float* image)
+    # Per segment [starts[k], ends[k]): 3x3 stencil of scores around centres[2k..], gradient moments, count (13).
+    Result drift_stencil(const float* image, const DriftGrid& grid, const double* x, const double* y,
+                         const int64_t* starts, const int64_t* ends, int64_t n_segments, const double* centres,
+                         double step, int32_t threads, double* out)
+    # AIM round 1: segments tracked in time order against image; shifts (2 per segment) and score per point.
+    Result drift_track(const float* image, const DriftGrid& grid, const double* x, const double* y,
+                       const int64_t* starts, const int64_t* ends, int64_t n_segments,
+                       const DriftTrackOptions& options, double* shifts, double* score)
+
 cdef extern from "spotcore/spotcore.h" namespace "spotcore" nogil:
     const char* version()

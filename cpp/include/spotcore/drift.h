@@ -54,7 +54,7 @@ Result check_drift_track_options(const DriftTrackOptions& options);
 // from the previous segment's shift (the first from (0, 0)), refined by Newton steps on the 3x3 stencil.
 // Where the score per point at the previous shift or after refining falls below options.drop x its running
 // typical value (a sudden jump, or a wrong basin), the square of half side options.radius around the previous shift is searched, and its
-// best point (refined) is taken when it scores at least 1.2 x the tracked one.
+// best point (refined) is taken when it scores at least 1.05 x the tracked one.
 // Writes shifts[2k], shifts[2k+1] (x, y, px) and score[k] (score per point; 0 for an empty segment,
 // which keeps the previous shift). Sequential: deterministic.
 Result drift_track(const float* image, const DriftGrid& grid, const double* x, const double* y,

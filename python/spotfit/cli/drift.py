@@ -51,7 +51,8 @@ def undrift(args) -> int:
     check_output_path(out)
     check_writer(fmt)
     drift_csv = Path(args.drift) if args.drift else out.with_name(out.stem + "_drift.csv")
-    plot = None if args.no_plot else (Path(args.plot) if args.plot else out.with_name(out.stem + "_drift.png"))
+    plot = None if (args.no_plot or args.apply) else \
+        (Path(args.plot) if args.plot else out.with_name(out.stem + "_drift.png"))
     for p in [drift_csv] + ([plot] if plot else []):
         check_output_path(p)
     if plot is not None:
@@ -69,6 +70,17 @@ def undrift(args) -> int:
         if "pixel_size_nm" in str(exc) and args.pixel_size is None:
             raise UsageError(f"{args.locs!r} stores nm: give the camera pixel size with --pixel-size NM") from exc
         raise
+    if args.apply:
+        import pandas as pd
+        from spotfit.postprocess import apply_drift
+        try:
+            drift = pd.read_csv(args.apply)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f"cannot read the drift table {args.apply!r}: {exc}") from None
+        corrected = apply_drift(locs, drift)
+        io.save(corrected, out, format=fmt, pixel_size_nm=args.pixel_size)
+        print(f"{len(corrected)} localizations corrected by {args.apply} -> {out}")
+        return 0
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     corrected, drift = run(locs, method=args.method, segment=args.segment, max_jump=args.max_jump,
                            fiducials=fiducials, frames=args.frames, threads=args.threads, progress=progress)
@@ -111,6 +123,8 @@ def register(subparsers) -> None:
     p.add_argument("--plot", default=None, metavar="PNG",
                    help=help_text("drift plot to write, needs spotfit[plot] (default: OUT's name + _drift.png)"))
     p.add_argument("--no-plot", action="store_true", help="write no plot")
+    p.add_argument("--apply", default=None, metavar="CSV",
+                   help="apply this drift table (frame, x, y [, z] px; as --drift writes) instead of estimating one")
     p.add_argument("--format", choices=io.FORMATS, default=None,
                    help=help_text("output format (default: from OUT's suffix)"))
     p.add_argument("--input-format", choices=io.FORMATS, default=None,

@@ -17,6 +17,7 @@ segment's shift is the one that puts its localizations on the most density.
 """
 from __future__ import annotations
 
+import math
 import numbers
 import warnings
 from typing import Optional, Sequence, Tuple
@@ -65,7 +66,7 @@ def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
 def _precision(locs) -> float:
     cols = [c for c in ("uncertainty_x", "uncertainty_y") if c in locs.columns]
     if cols:
-        u = locs[cols].to_numpy(np.float64).ravel()
+        u = locs[cols].to_numpy(np.float64)[::max(1, len(locs) // 100000)].ravel()   # a median: a sample does
         u = u[np.isfinite(u) & (u > 0)]
         if len(u):
             return float(np.clip(np.median(u), 0.005, 2.0))
@@ -153,23 +154,24 @@ def _stencil_solve(st, h):
     return dx * f, dy * f, var
 
 
-def _refine(images, grid, x, y, seg, fold, centres, h, threads, iterations=6):
-    """Round 2: Newton steps of every segment against the other fold's density, until the largest step is
-    below 1e-4 px. Returns shifts and their variances (from the last stencil)."""
+def _refine(images, grid, x, y, seg, fold, centres, h, threads, iterations=8):
+    """Round 2: Newton steps of every segment against the other fold's density; a segment stops after a step
+    below h / 10 (each step is at most h): Newton's error after a step d is ~ d^2 / (peak width) < 0.001 px.
+    Returns shifts and their variances (last stencil)."""
     c = centres.copy()
     var = np.full_like(c, np.inf)
     for f in (0, 1):
-        sel = np.flatnonzero(fold == f)
-        cs = np.ascontiguousarray(c[sel])
-        for it in range(iterations):
-            st = _spotcore.drift_stencil(images[1 - f], grid, x, y, seg.starts[sel], seg.ends[sel], cs, h, threads)
-            dx, dy, v = _stencil_solve(st, h)
-            var[sel] = v
-            cs[:, 0] += dx
-            cs[:, 1] += dy
-            if np.nanmax(np.hypot(dx, dy), initial=0.0) < 2e-4:
+        active = np.flatnonzero((fold == f) & (seg.count > 0))
+        for _ in range(iterations):
+            if not len(active):
                 break
-        c[sel] = cs
+            st = _spotcore.drift_stencil(images[1 - f], grid, x, y, seg.starts[active], seg.ends[active],
+                                         np.ascontiguousarray(c[active]), h, threads)
+            dx, dy, v = _stencil_solve(st, h)
+            var[active] = v
+            c[active, 0] += dx
+            c[active, 1] += dy
+            active = active[np.hypot(dx, dy) >= 0.1 * h]
     return c, var
 
 
@@ -181,14 +183,15 @@ def _rts(t, m, r, q, breaks):
     n = len(t)
     tl, ml, rl, br = t.tolist(), m.tolist(), r.tolist(), set(int(b) for b in breaks)
     xf, pf, xp, pp = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
-    x, p = ml[0], float("inf")
+    inf = math.inf
+    x, p = ml[0], inf
     for k in range(n):
         if k:
             qk = 1e12 if (k - 1) in br else q * (tl[k] - tl[k - 1])
             p = p + qk
         xp[k], pp[k] = x, p
-        if np.isfinite(rl[k]):
-            if p == float("inf"):
+        if rl[k] < inf:
+            if p == inf:
                 x, p = ml[k], rl[k]
             else:
                 g = p / (p + rl[k])
@@ -196,7 +199,7 @@ def _rts(t, m, r, q, breaks):
         xf[k], pf[k] = x, p
     xs, ps = xf[:], pf[:]
     for k in range(n - 2, -1, -1):
-        if pp[k + 1] == float("inf") or pp[k + 1] == 0:
+        if pp[k + 1] == inf or pp[k + 1] == 0:
             continue
         a = pf[k] / pp[k + 1]
         xs[k] = xf[k] + a * (xs[k + 1] - xp[k + 1])
@@ -304,24 +307,44 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     s1 = max(2.0 * sigma, 0.1)
     opt = _spotcore.DriftTrackOptions()
     opt.radius, opt.coarse_step, opt.drop = max_jump, s1, 0.6
-    # 1a: long segments (>= 1500 localizations) tracked against the first few hundred frames.
+    # 1a: long segments (>= 1500 localizations, ~500 of each used: 1a needs only a fraction of a kernel)
+    # tracked against the first few hundred frames.
     grid1 = _grid(x, y, s1 / _KERNEL_PER_BIN, max_jump + 4 * s1)
     ref_end = int(np.searchsorted(frame, frame[min(n - 1, max(2000, n // 50))], side="right"))
     coarse = _Segments(frame, n_frames, max(length, _segment_length(n, n_frames, 1500)))
     ref_end = max(ref_end, int(coarse.ends[0]))
     img = _density(x[:ref_end], y[:ref_end], grid1)
     opt.step = grid1.bin
-    shifts, _score = _spotcore.drift_track(img, grid1, x, y, coarse.starts, coarse.ends, opt)
-    _, d0 = _interp_drift(coarse, coarse.count > 0, -shifts, frame, n_frames)
-    # 1b: the short segments tracked against the whole table corrected by 1a (every site is in it).
-    x0, y0 = x - d0[:, 0], y - d0[:, 1]
-    img = _density(x0, y0, grid1)
-    shifts, _score = _spotcore.drift_track(img, grid1, x0, y0, seg.starts, seg.ends, opt)
+    stride = max(1, int(n / max(len(coarse), 1) // 500))   # ~500 localizations of each long segment
+    sub = _Segments(frame[::stride], n_frames, coarse.length)
+    shifts, _score = _spotcore.drift_track(img, grid1, x[::stride], y[::stride], sub.starts, sub.ends, opt)
+    cgood = sub.count > 0
+    _, d1 = _interp_drift(sub, cgood, -shifts, frame, n_frames)
+    # 1b: where neighbouring long segments differ by far more than the drift does (a jump), the short
+    # segments there are tracked again against the whole table corrected by 1a (every site is in it).
+    d = np.diff(-shifts[cgood], axis=0)
+    if len(d) > 2:
+        dev = np.abs(d - np.median(d, axis=0))
+        sd = 1.4826 * np.median(dev, axis=0)
+        odd = (dev > np.maximum(6 * sd, s1)).any(axis=1)
+        ci = np.flatnonzero(cgood)
+        lo_hi = [(int(sub.edges[max(ci[k] - 1, 0)]), int(sub.edges[min(ci[k + 1] + 2, len(sub))]))
+                 for k in np.flatnonzero(odd)]
+        if lo_hi:
+            x0, y0 = x - d1[:, 0], y - d1[:, 1]
+            img = _density(x0, y0, grid1)
+            for lo, hi in _merge(lo_hi):
+                ks = np.flatnonzero((seg.edges[:-1] >= lo) & (seg.edges[1:] <= hi) & (seg.count > 0))
+                if len(ks) < 2:
+                    continue
+                sh, _ = _spotcore.drift_track(img, grid1, x0, y0, seg.starts[ks], seg.ends[ks], opt)
+                a, b = int(seg.starts[ks[0]]), int(seg.ends[ks[-1]])
+                f = frame[a:b].astype(np.float64)
+                for ax in range(2):
+                    d1[a:b, ax] += np.interp(f, seg.t[ks], -sh[:, ax])
     del img
     bar.update(1)
     good = seg.count > 0
-    _, d1 = _interp_drift(seg, good, -shifts, frame, n_frames)
-    d1 += d0
     xc, yc = x - d1[:, 0], y - d1[:, 1]
     # Round 2: the whole corrected table, each segment against the other half (never against itself).
     s2 = max(sigma / 2.0, 0.01)
@@ -338,6 +361,21 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     m = mean_d1 - c
     var = np.where(good[:, None], var, np.inf)
     xs, ps, jumps = _smooth(seg.t, m, var, length)
+    if len(jumps) > 1:
+        # Jumps on both sides of one segment: that segment straddles a single jump; leave it out.
+        merged = []
+        for j in jumps:
+            prev = merged[-1] if merged else None
+            nxt = np.flatnonzero(good & np.isfinite(var).all(axis=1) & (np.arange(len(seg)) > prev))[:1] \
+                if prev is not None else []
+            if len(nxt) and nxt[0] == j:
+                var[j] = np.inf
+                continue
+            merged.append(j)
+        if len(merged) < len(jumps):
+            jumps = merged
+            good = good & np.isfinite(var).all(axis=1)
+            xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
     jump_frames = [_place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid2, fold, h, threads)
                    for j in jumps]
     if jumps:
@@ -352,6 +390,16 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     bar.update(1)
     return _per_frame(seg.t, xs, ps, n_frames, chains), dict(segment=length, jumps=jump_frames, images=images,
                                                             grid=grid2, xc=xc, yc=yc, d1=d1, seg=seg, fold=fold)
+
+
+def _merge(spans):
+    out = []
+    for lo, hi in sorted(spans):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(out[-1][1], hi))
+        else:
+            out.append((lo, hi))
+    return out
 
 
 def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, threads):
@@ -389,13 +437,13 @@ def _rcc(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     from scipy import fft
     from scipy.ndimage import gaussian_filter
     n = len(x)
-    length = segment or max(_segment_length(n, n_frames, 5000), int(np.ceil(n_frames / 30)))
+    length = segment or max(_segment_length(n, n_frames, 5000), int(np.ceil(n_frames / 20)))
     seg = _Segments(frame, n_frames, length)
     good = seg.count > 0
     ids = np.flatnonzero(good)
     if len(ids) < 2:
         raise ValueError("rcc needs at least two segments with localizations: give a shorter segment")
-    bin_ = max(sigma, 0.2)
+    bin_ = max(sigma, 0.3)
     grid = _grid(x, y, bin_, max_jump + 2)
     pad = int(np.ceil((max_jump + 1) / grid.bin))
     shape = (grid.ny + pad, grid.nx + pad)
@@ -570,7 +618,7 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
         automatically or given as ``fiducials``.
     segment : int, optional
         Frames per segment. Default: ``aim`` ~300 localizations per segment, ``rcc`` ~5,000 and at most
-        30 segments, ``fiducials`` 1.
+        20 segments, ``fiducials`` 1.
     max_jump : float, optional
         Largest sudden stage jump to catch, px (default 2 px: 260 nm at 130 nm/px). Also the search range of
         ``rcc``.
@@ -644,12 +692,13 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
 
 
 def _apply_frame(part: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
-    out = part.copy()
+    out = part.copy(deep=False)   # the corrected columns are new arrays; the others are shared, not written
     f = part["frame"].to_numpy().astype(np.int64)
-    cols = [c for c in ("x", "y", "z") if c in part.columns and c in drift.columns]
-    table = drift.set_index("frame")
-    for c in cols:
-        out[c] = part[c].to_numpy(np.float64) - table[c].reindex(f).to_numpy()
+    df = drift["frame"].to_numpy().astype(np.int64)
+    row = np.full(int(max(df.max(), f.max(initial=0))) + 1, -1, np.int64)
+    row[df] = np.arange(len(df))
+    for c in [c for c in ("x", "y", "z") if c in part.columns and c in drift.columns]:
+        out[c] = part[c].to_numpy(np.float64) - drift[c].to_numpy(np.float64)[row[f]]
     return out
 
 

@@ -1,0 +1,101 @@
+"""Fuzz target: arbitrary points, grids, segments and tables -> the drift loops of the core and spotfit.undrift.
+
+The bytes choose the points (finite, NaN, inf or huge), the density grid (origin, bin, size, also invalid),
+the segment bounds (also reversed or past the end), the stencil step, the tracking options and the thread
+count; and a small localization table for ``spotfit.undrift`` (frames unsorted or repeated, NaN, one frame).
+Contract: invalid input raises ValueError/TypeError; valid input gives finite results of the documented
+shapes; drift_stencil does not depend on the threads; the histogram's mass is that of the inside points.
+Seeds: fuzz/corpus/drift.
+"""
+import os
+import sys
+import warnings
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _common import instrumented, main  # noqa: E402
+
+with instrumented("spotfit"):
+    import spotfit  # noqa: E402
+    from spotfit import _spotcore  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+SPECIAL = [np.nan, np.inf, -np.inf, 1e300, -1e300, 0.0]
+
+
+def _points(body, n):
+    v = np.resize(body, 2 * n).astype(np.float64).reshape(2, n) / 8.0 - 2.0
+    for k in range(n):
+        if body[k % len(body)] % 17 == 0:
+            v[k % 2, k] = SPECIAL[k % len(SPECIAL)]
+    return v[0].copy(), v[1].copy()
+
+
+def test_one_input(data: bytes):
+    if len(data) < 10:
+        return
+    b = [int(v) for v in data[:10]]
+    body = np.frombuffer(data[10:] + bytes(16), np.uint8)
+    n = b[0] % 40
+    x, y = _points(body, n)
+    g = _spotcore.DriftGrid()
+    g.x0, g.y0 = (b[1] % 7) - 3.0, (b[2] % 7) - 3.0
+    g.bin = [0.25, 0.5, 1.0, 0.0, -1.0, np.nan][b[3] % 6]
+    g.nx, g.ny = b[4] % 40 - 2, b[5] % 40 - 2
+    grid_ok = g.bin > 0 and g.nx >= 1 and g.ny >= 1
+    try:
+        img = _spotcore.drift_histogram(x, y, None, g)
+    except ValueError:
+        assert not grid_ok, "a valid grid was refused"
+        return
+    assert grid_ok and img.shape == (g.ny, g.nx) and np.isfinite(img).all() and (img >= 0).all()
+    fx, fy = (x - g.x0) / g.bin, (y - g.y0) / g.bin
+    core = (fx >= 0) & (fy >= 0) & (fx <= g.nx - 1) & (fy <= g.ny - 1)   # all four bins inside
+    assert img.sum() >= core.sum() * (1 - 1e-4) - 1e-3
+    m = b[6] % 5
+    cuts = np.sort(np.resize(body, 2 * m).astype(np.int64) % (n + 3)).reshape(-1, 2) if m else np.zeros((0, 2), int)
+    starts, ends = cuts[:, 0].copy(), cuts[:, 1].copy()
+    if b[7] & 1 and m:
+        starts, ends = ends, starts                                # reversed bounds
+    bounds_ok = bool(((starts >= 0) & (ends >= starts) & (ends <= n)).all())
+    step = [g.bin, 0.1, 0.0, -0.5, np.nan][b[8] % 5]
+    centres = np.resize(body, 2 * m).astype(np.float64).reshape(m, 2) / 50.0 - 2.0
+    try:
+        a = _spotcore.drift_stencil(img, g, x, y, starts, ends, centres, step, 1)
+        c = _spotcore.drift_stencil(img, g, x, y, starts, ends, centres, step, 3)
+    except ValueError:
+        assert not (bounds_ok and step > 0), "a valid stencil was refused"
+    else:
+        assert bounds_ok and (step > 0 or m == 0)
+        assert a.shape == (m, 13) and a.tobytes() == c.tobytes()
+        assert np.isfinite(a).all()
+    o = _spotcore.DriftTrackOptions()
+    o.radius, o.coarse_step, o.step = [0.0, 0.5, 2.0][b[9] % 3], [0.1, 0.25, 0.0][b[9] // 3 % 3], 0.2
+    try:
+        shifts, score = _spotcore.drift_track(img, g, x, y, starts, ends, o)
+    except ValueError:
+        assert not (bounds_ok and o.coarse_step > 0), "a valid track was refused"
+    else:
+        assert shifts.shape == (m, 2) and np.isfinite(shifts).all() and np.isfinite(score).all()
+    # The public function on a small table made of the same bytes.
+    k = len(body) // 3
+    if k:
+        t = pd.DataFrame({"frame": (body[:k] % 6).astype(np.int64), "x": body[k:2 * k] / 9.0,
+                          "y": body[2 * k:3 * k] / 9.0, "uncertainty_x": 0.1, "uncertainty_y": 0.1})
+        if b[9] & 1:
+            t = t.sort_values("frame", kind="stable")
+        if b[8] & 8 and len(t):
+            t.iloc[0, 1] = np.nan
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                corrected, drift = spotfit.undrift(t, method=["aim", "rcc", "fiducials"][b[9] % 3])
+            except ValueError:
+                return
+        assert corrected.index.equals(t.index) and np.isfinite(corrected[["x", "y"]].to_numpy()).all()
+        assert len(drift) == int(t.frame.max()) + 1 and np.isfinite(drift[["x", "y"]].to_numpy()).all()
+
+
+if __name__ == "__main__":
+    main(test_one_input)
