@@ -20,7 +20,7 @@ if not (ROOT / "core.py").is_file():  # an installed copy without sources: read 
     ROOT = Path(__file__).resolve().parents[1] / "python" / "spotfit"
 
 API = {"spotfit.core", "spotfit.camera", "spotfit.options", "spotfit.simulate", "spotfit.bounds",
-       "spotfit.evaluate", "spotfit.render", "spotfit._include"}
+       "spotfit.evaluate", "spotfit.render", "spotfit._include", "spotfit.astigmatism", "spotfit.calibrate3d"}
 BINDINGS = {"spotfit._spotcore", "spotfit._kernels"}   # compiled: the lowest layer
 DEPRECATED = {"spotfit.classify", "spotfit.patches", "spotfit.quality", "spotfit.realtime", "spotfit.regress"}
 
