@@ -237,3 +237,34 @@ def test_plot_writes_a_png(tmp_path):
     cal = spotfit.calibrate_astigmatism(stack, z_step_nm=40)
     cal.plot(tmp_path / "cal.png")
     assert (tmp_path / "cal.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- 3D through the package ----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def locs3d():
+    cal = CALIBRATIONS["skewed"]
+    camera = spotfit.Camera(baseline=100, sensitivity=0.5)
+    movie, _ = spotfit.simulate_astigmatic(cal, frames=10, shape=(64, 64), density=4, min_distance=20,
+                                           camera=camera, seed=5)
+    return spotfit.localize(movie, camera=camera, model="astigmatic", calibration=cal)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet", "thunderstorm", "picasso"])
+def test_exports_carry_z(locs3d, fmt, tmp_path):
+    if fmt == "parquet":
+        pytest.importorskip("pyarrow")
+    if fmt == "picasso":
+        pytest.importorskip("h5py")
+    suffix = {"csv": ".csv", "parquet": ".parquet", "thunderstorm": ".csv", "picasso": ".hdf5"}[fmt]
+    path = tmp_path / f"locs{suffix}"
+    spotfit.io.save(locs3d, path, format=fmt, pixel_size_nm=130)
+    back = spotfit.io.load(path, format=fmt, pixel_size_nm=130)
+    np.testing.assert_allclose(back["z"], locs3d["z"], rtol=1e-6, atol=1e-3)
+    np.testing.assert_allclose(back["uncertainty_z"], locs3d["uncertainty_z"], rtol=1e-6, atol=1e-3)
+    if fmt == "thunderstorm":
+        header = path.read_text().splitlines()[0]
+        assert '"z [nm]"' in header and '"uncertainty_z [nm]"' in header
+    if fmt == "picasso":
+        import h5py
+        with h5py.File(path) as f:
+            assert {"z", "lpz"} <= set(f["locs"].dtype.names)
