@@ -268,3 +268,37 @@ def test_exports_carry_z(locs3d, fmt, tmp_path):
         import h5py
         with h5py.File(path) as f:
             assert {"z", "lpz"} <= set(f["locs"].dtype.names)
+
+
+def test_render_by_z_and_side_view(locs3d):
+    pytest.importorskip("matplotlib")
+    from spotfit.render import render_side, render_z
+    rgb = render_z(locs3d, zoom=4)
+    assert rgb.shape == (256, 256, 3) and rgb.max() <= 1 and rgb.max() > 0
+    side = render_side(locs3d, zoom=4, nm_per_pixel=20, z_range=(-600, 600))
+    assert side.shape == (60, 256)
+    inside = (locs3d["z"].abs() < 600).sum()
+    assert side.sum() == pytest.approx(inside, abs=1)
+    with pytest.raises(ValueError, match="no z"):
+        render_z(locs3d.drop(columns="z"))
+
+
+def test_cli_calibrate_and_localize(tmp_path):
+    tifffile = pytest.importorskip("tifffile")
+    from spotfit.cli import main
+    cal = CALIBRATIONS["symmetric"]
+    cam = spotfit.Camera(baseline=100, sensitivity=0.5)
+    beads, _ = spotfit.simulate_beads(cal, z_step_nm=25, beads=8, camera=cam, seed=1, shape=(96, 96))
+    movie, _ = spotfit.simulate_astigmatic(cal, frames=5, shape=(64, 64), camera=cam, seed=2, min_distance=20)
+    tifffile.imwrite(tmp_path / "beads.tif", beads, imagej=True, metadata={"axes": "TYX"})
+    tifffile.imwrite(tmp_path / "movie.tif", movie, imagej=True, metadata={"axes": "TYX"})
+    cam_args = ["--camera-baseline", "100", "--sensitivity", "0.5"]
+    assert main(["calibrate-3d", str(tmp_path / "beads.tif"), "--z-step", "25", "-o", str(tmp_path / "cal.json")]
+                + cam_args) == 0
+    assert main(["localize", str(tmp_path / "movie.tif"), "--model", "astigmatic", "--z-calibration",
+                 str(tmp_path / "cal.json"), "-o", str(tmp_path / "locs.csv")] + cam_args) == 0
+    locs = spotfit.io.load(tmp_path / "locs.csv")
+    assert "z" in locs and locs["z"].notna().all()
+    # Too few planes: a usage error (exit 2), not a traceback.
+    tifffile.imwrite(tmp_path / "few.tif", beads[:4], imagej=True, metadata={"axes": "TYX"})
+    assert main(["calibrate-3d", str(tmp_path / "few.tif"), "--z-step", "25", "-o", str(tmp_path / "c.json")]) == 2

@@ -23,6 +23,7 @@ SUBCOMMAND_MODULES = [
     "spotfit.cli.tables",
     "spotfit.cli.movies",
     "spotfit.cli.classify",
+    "spotfit.cli.calibrate3d",
 ]
 
 __all__ = ["SUBCOMMAND_MODULES", "UsageError", "build_parser", "main"]
