@@ -115,7 +115,7 @@ def main(argv=None):
         common &= set(m["truth"])
     results = {name: scores(m, truth, bounds, sec, sorted(common)) for name, (m, sec) in results.items()}
     print(f"movie: {a.frames} frames 128x128, {len(truth)} emitters, z in +-500 nm, 1000-6000 photons, "
-          f"20-30 photons/px; bead stack: {beads.shape[0]} planes, {a.z_step:g} nm steps; scores over the {len(common)} emitters every method found with |z| <= 400 nm; box {box} px for both")
+          f"20-30 photons/px; bead stack: {beads.shape[0]} planes, {a.z_step:g} nm steps; scores: the {len(common)} emitters every method found, those with |z| <= 400 nm; box {box} px for both")
     print(f"{'method':36s} {'matched':>9s} {'z RMSE':>8s} {'z/CRLB':>7s} {'xy/CRLB':>8s} {'calib s':>8s} {'fit s':>7s}")
     for name, r in results.items():
         print(f"{name:36s} {r['matched']:5d}/{r['of']:<4d} {r['z_rmse_nm']:7.1f}  {r['z_ratio']:6.3f}  "

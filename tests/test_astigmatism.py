@@ -302,3 +302,14 @@ def test_cli_calibrate_and_localize(tmp_path):
     # Too few planes: a usage error (exit 2), not a traceback.
     tifffile.imwrite(tmp_path / "few.tif", beads[:4], imagej=True, metadata={"axes": "TYX"})
     assert main(["calibrate-3d", str(tmp_path / "few.tif"), "--z-step", "25", "-o", str(tmp_path / "c.json")]) == 2
+
+
+def test_dask_gives_the_same_rows():
+    da = pytest.importorskip("dask.array")
+    cal = CALIBRATIONS["wide"]
+    cam = spotfit.Camera(baseline=100, sensitivity=0.5)
+    movie, _ = spotfit.simulate_astigmatic(cal, frames=12, shape=(64, 64), camera=cam, seed=2, min_distance=20)
+    eager = spotfit.localize(movie, camera=cam, model="astigmatic", calibration=cal)
+    lazy = spotfit.localize(da.from_array(movie, chunks=(5, 64, 64)), camera=cam, model="astigmatic",
+                            calibration=cal).compute()
+    pd.testing.assert_frame_equal(eager.reset_index(drop=True), lazy.reset_index(drop=True), check_categorical=False)
