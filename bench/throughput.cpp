@@ -1,4 +1,4 @@
-// Throughput of the spotcore C++ core alone (no Python): LM fits/s (7x7, LSQ and MLE), detection
+// Throughput of the spotcore C++ core alone (no Python): LM fits/s (7x7, LSQ and MLE; 3D astigmatic 11x11), detection
 // frames/s (convert + wavelet filter + threshold + maxima), end-to-end localize frames/s on a simulated
 // 256x256 movie with ~15 spots per frame. Median of several repeats.
 //   g++ -O3 -std=c++17 -fopenmp -fno-trapping-math -fno-math-errno -ffp-contract=off -Icpp/include \
@@ -87,6 +87,38 @@ int main(int argc, char** argv) {
             std::printf("  fit 7x7 %s threads=%d: %10.0f fits/s (mean iterations %.2f)\n",
                         e == Estimator::mle ? "MLE" : "LSQ", threads, n / t, it / n);
         }
+    {
+        // Astigmatic 3D MLE on 11x11 boxes (issue 18): z uniform in +-500 nm, 1000-6000 photons, 20-30
+        // photons/px, widths s(z) = 1.3 sqrt(1 + ((z -+ 300)/400)^2) (Huang et al. 2008).
+        const int n3 = 100000, K3 = 11;
+        std::vector<float> b3(size_t(n3) * K3 * K3);
+        std::uniform_real_distribution<double> zd(-500, 500), ph3(1000, 6000), bg3(20, 30);
+        FitOptions o;
+        o.model = Model::astigmatic;
+        o.box = K3;
+        const Astigmatism& a = o.astigmatism;
+        for (int k = 0; k < n3; ++k) {
+            const double x = 5 + off(g), y = 5 + off(g), z = zd(g), N = ph3(g), B = bg3(g);
+            const double ux = (z - a.c_x) / a.d_x, uy = (z - a.c_y) / a.d_y;
+            const double sx = a.s0_x * std::sqrt(1 + ux * ux), sy = a.s0_y * std::sqrt(1 + uy * uy);
+            for (int i = 0; i < K3; ++i)
+                for (int j = 0; j < K3; ++j) {
+                    std::poisson_distribution<int> p(B + N * frac(j, x, sx) * frac(i, y, sy));
+                    b3[size_t(k) * K3 * K3 + i * K3 + j] = float(p(g));
+                }
+        }
+        std::vector<FitResult> r3(n3);
+        for (Estimator e : {Estimator::lsq, Estimator::mle})
+            for (int threads : {1, 2}) {
+                o.estimator = e;
+                o.threads = threads;
+                const double t = median_seconds(repeats, [&] { fit_boxes(b3.data(), nullptr, n3, o, r3.data()); });
+                double it = 0;
+                for (const auto& r : r3) it += r.iterations;
+                std::printf("  fit 3D astigmatic 11x11 %s threads=%d: %10.0f fits/s (mean iterations %.2f)\n",
+                            e == Estimator::mle ? "MLE" : "LSQ", threads, n3 / t, it / n3);
+            }
+    }
     for (int threads : {1, 2}) {
         // Detection alone: the same steps localize runs per frame, without the fit.
         std::vector<std::vector<float>> ph_(threads), w1(threads), w2(threads), scr(threads);

@@ -1,6 +1,7 @@
 """Fuzz target: arbitrary fitter inputs -> spotfit.fit_spots.
 
-The bytes choose the box size, number of boxes, model, estimator, psf_sigma (any float32 bit pattern:
+The bytes choose the box size, number of boxes, model (bit 8 of byte 3: the astigmatic model with a
+calibration read from the bytes, valid or not), estimator, psf_sigma (any float32 bit pattern:
 NaN, inf, 0, denormals, negatives), the pixel values (raw float32 bit patterns, or scaled bytes for
 realistic counts) and an optional variance map. Contract: invalid parameters raise ValueError; valid
 ones give one row per box, converged rows finite and inside their box, and each box's fit does not
@@ -47,11 +48,27 @@ def test_one_input(data: bytes):
         variance = _floats(body[::-1], n * box * box, raw).reshape(n, box, box)
     kw = dict(psf_sigma=psf_sigma, model=model, estimator=estimator, variance=variance, threads=1)
     valid_sigma = np.isfinite(psf_sigma) and psf_sigma > 0
+    if b3 & 8:
+        coef = _floats(body[:48], 12, bool(b3 & 16)).astype(float)
+        if not b3 & 16:   # scaled bytes -> plausible coefficients
+            coef = coef / 4080.0 * np.array([3, 1200, 800, 2, 2, 3, 1200, 800, 2, 2, 1500, 1500]) - \
+                np.array([0, 600, 0, 1, 1, 0, 600, 0, 1, 1, 1500, 0])
+        try:
+            kw.update(model="astigmatic", calibration=spotfit.AstigmaticCalibration(
+                tuple(coef[:5]), tuple(coef[5:10]), (coef[10], coef[11])))
+        except ValueError as exc:
+            assert "calibration" in str(exc), exc
+            return
     try:
         res = spotfit.fit_spots(boxes, **kw)
     except ValueError as exc:
-        assert not valid_sigma or "psf_sigma" in str(exc) or "tolerance" in str(exc), exc
+        assert not valid_sigma or "psf_sigma" in str(exc) or "tolerance" in str(exc) or "astigmatism" in str(exc), exc
         return
+    if b3 & 8:
+        zmin, zmax = kw["calibration"].z_range
+        conv = res[res.status == "converged"]
+        assert np.isfinite(conv[["z", "uncertainty_z"]].to_numpy(float)).all()
+        assert ((conv.z > zmin) & (conv.z < zmax)).all(), "converged z outside the calibrated range"
     # psf_sigma below float32's smallest value rounds to 0 in the core and is refused above.
     assert len(res) == n
     conv = res[res.status == "converged"]

@@ -20,7 +20,8 @@ if not (ROOT / "core.py").is_file():  # an installed copy without sources: read 
     ROOT = Path(__file__).resolve().parents[1] / "python" / "spotfit"
 
 API = {"spotfit.core", "spotfit.camera", "spotfit.camera_estimate", "spotfit.options", "spotfit.simulate",
-       "spotfit.smlm", "spotfit.bounds", "spotfit.evaluate", "spotfit.render", "spotfit._include"}
+       "spotfit.smlm", "spotfit.bounds", "spotfit.evaluate", "spotfit.render", "spotfit._include",
+       "spotfit.astigmatism", "spotfit.calibrate3d"}
 BINDINGS = {"spotfit._spotcore", "spotfit._kernels"}   # compiled: the lowest layer
 DEPRECATED = {"spotfit.classify", "spotfit.patches", "spotfit.quality", "spotfit.realtime", "spotfit.regress"}
 

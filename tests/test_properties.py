@@ -104,8 +104,10 @@ def _check_table(locs: pd.DataFrame, n_frames: int, rows: int, cols: int, box: i
         return
     assert locs.frame.between(0, n_frames - 1).all()
     assert locs.peak_row.between(0, rows - 1).all() and locs.peak_col.between(0, cols - 1).all()
-    assert set(locs.status.cat.categories) == {"converged", "max_iterations", "singular", "out_of_box",
-                                              "not_fitted", "unreliable"}
+    # The core's one list (spotfit.FIT_STATUS), which keeps the codes of spotfit 0.1 first.
+    assert list(locs.status.cat.categories) == list(spotfit.FIT_STATUS)
+    assert list(spotfit.FIT_STATUS)[:6] == ["converged", "max_iterations", "singular", "out_of_box", "not_fitted",
+                                           "unreliable"]
     conv = locs[locs.status == "converged"]
     num = conv[[c for c in LOC_COLUMNS if c not in ("status",)]].to_numpy(float)
     assert np.isfinite(num).all(), "NaN/inf in a row whose status is 'converged'"

@@ -30,7 +30,7 @@ constexpr float kInvSqrt2Pi = 0.39894228f;
 constexpr float kInvSqrtPi = 0.56418958f;
 constexpr float kMinModel = 1e-6f;  // floor of the Poisson expectation (photons)
 
-template <Model M> constexpr int num_params() { return M == Model::fixed_sigma ? 4 : (M == Model::gauss ? 5 : 6); }
+template <Model M> constexpr int num_params() { return M == Model::fixed_sigma ? 4 : (M == Model::elliptical ? 6 : 5); }
 
 // Per-thread scratch, allocated once per call (no allocation per fit).
 struct alignas(64) Batch {
@@ -43,6 +43,7 @@ struct alignas(64) Batch {
     float erf_y[kMaxEdge][W], g_y[kMaxEdge][W], ug_y[kMaxEdge][W];
     float ex[kMaxBox][W], dex[kMaxBox][W], dexs[kMaxBox][W];
     float ey[kMaxBox][W], dey[kMaxBox][W], deys[kMaxBox][W];
+    float dsdz_x[W], dsdz_y[W];  // astigmatic: d sigma / d z of each axis
 };
 
 template <Model M>
@@ -79,12 +80,28 @@ SPOTCORE_INLINE void axis_tables(int K, const float* c, const float* s, float (*
         }
 }
 
+// Width s(z) of one axis and ds/dz (Huang et al. 2008, Science 319:810). check_fit_options keeps the
+// polynomial q positive over the calibrated range; the floor only guards the arithmetic.
+SPOTCORE_INLINE void astig_width(float z, float s0, float c, float d, float a, float b, float& s, float& dsdz) {
+    const float inv_d = 1.0f / d;
+    const float u = (z - c) * inv_d, u2 = u * u;
+    const float q = std::max(1.0f + u2 + a * u2 * u + b * u2 * u2, 1e-3f);
+    const float r = std::sqrt(q);
+    s = s0 * r;
+    dsdz = s0 * (2.0f * u + 3.0f * a * u2 + 4.0f * b * u2 * u) * inv_d * (0.5f / r);
+}
+
 template <Model M>
-SPOTCORE_INLINE void sigmas(const Params<M>& p, float psf_sigma, float* sx, float* sy) {
+SPOTCORE_INLINE void sigmas(Batch& b, const Params<M>& p, const FitOptions& o, float* sx, float* sy) {
     for (int l = 0; l < W; ++l) {
-        if constexpr (M == Model::fixed_sigma) { sx[l] = psf_sigma; sy[l] = psf_sigma; }
+        if constexpr (M == Model::fixed_sigma) { sx[l] = o.psf_sigma; sy[l] = o.psf_sigma; }
         else if constexpr (M == Model::gauss) { sx[l] = p.th[4][l]; sy[l] = p.th[4][l]; }
-        else { sx[l] = p.th[4][l]; sy[l] = p.th[5][l]; }
+        else if constexpr (M == Model::elliptical) { sx[l] = p.th[4][l]; sy[l] = p.th[5][l]; }
+        else {
+            const Astigmatism& a = o.astigmatism;
+            astig_width(p.th[4][l], a.s0_x, a.c_x, a.d_x, a.a_x, a.b_x, sx[l], b.dsdz_x[l]);
+            astig_width(p.th[4][l], a.s0_y, a.c_y, a.d_y, a.a_y, a.b_y, sy[l], b.dsdz_y[l]);
+        }
     }
 }
 
@@ -103,6 +120,9 @@ SPOTCORE_INLINE void jacobian(const Batch& b, const Params<M>& p, int i, int j, 
             J[4][l] = n * b.dexs[j][l] * ey;
             J[5][l] = n * ex * b.deys[i][l];
         }
+        // Chain rule through the widths: dmu/dz = n (dEx/dsx dsx/dz Ey + Ex dEy/dsy dsy/dz).
+        if constexpr (M == Model::astigmatic)
+            J[4][l] = n * (b.dexs[j][l] * ey * b.dsdz_x[l] + ex * b.deys[i][l] * b.dsdz_y[l]);
     }
 }
 
@@ -149,9 +169,9 @@ SPOTCORE_INLINE void accumulate(const float (*J)[W], const float* gf, const floa
 }
 
 template <Model M>
-SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, float psf_sigma, float* sx, float* sy) {
+SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, const FitOptions& o, float* sx, float* sy) {
     float cx[W], cy[W];
-    sigmas(p, psf_sigma, sx, sy);
+    sigmas(b, p, o, sx, sy);
     for (int l = 0; l < W; ++l) { cx[l] = p.th[0][l]; cy[l] = p.th[1][l]; }
     axis_tables(K, cx, sx, b.erf_x, b.g_x, b.ug_x, b.ex, b.dex, b.dexs);
     axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
@@ -160,11 +180,11 @@ SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, float psf
 // Cost (MLE: Poisson deviance / 2; LSQ: sum of squares), gradient and approximate Hessian
 // (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010; LSQ: J^T J).
 template <Model M, Estimator E, bool Wide>
-SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, float psf_sigma, float* cost,
+SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOptions& o, float* cost,
                               float (*g)[W], float (*h)[W]) {
     constexpr int P = Params<M>::P, H = Params<M>::H;
     float sx[W], sy[W];
-    build_tables(b, p, K, psf_sigma, sx, sy);
+    build_tables(b, p, K, o, sx, sy);
     float acc_c[W] = {}, acc_g[P][W] = {}, acc_h[H][W] = {};
     for (int i = 0; i < K; ++i)
         for (int j = 0; j < K; ++j) {
@@ -196,6 +216,64 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, float psf_sig
         for (int l = 0; l < W; ++l) g[a][l] = acc_g[a][l];
     for (int t = 0; t < H; ++t)
         for (int l = 0; l < W; ++l) h[t][l] = acc_h[t][l];
+}
+
+// The cost of evaluate() alone (no derivatives): scores the start values of z.
+template <Model M, Estimator E>
+SPOTCORE_INLINE void cost_only(Batch& b, const Params<M>& p, int K, const FitOptions& o, float* cost) {
+    float sx[W], sy[W];
+    build_tables(b, p, K, o, sx, sy);
+    float acc_c[W] = {};
+    for (int i = 0; i < K; ++i)
+        for (int j = 0; j < K; ++j) {
+            const int q = i * K + j;
+            for (int l = 0; l < W; ++l) {
+                const float mu = p.th[3][l] + p.th[2][l] * b.ex[j][l] * b.ey[i][l];
+                const float wt = b.w[q][l], d = b.d[q][l];
+                if constexpr (E == Estimator::mle) {
+                    float m = mu + b.v[q][l];
+                    m = m > kMinModel ? m : kMinModel;
+                    acc_c[l] += wt * ((m - d) - d * fastmath::log_positive(m * b.inv_d[q][l]));
+                } else {
+                    const float res = d - mu;
+                    acc_c[l] += wt * res * res;
+                }
+            }
+        }
+    for (int l = 0; l < W; ++l) cost[l] = acc_c[l];
+}
+
+// Start values of z: the calibrated z whose ellipticity (sx^2 - sy^2) / (sx^2 + sy^2) is nearest the data's
+// second moments, and a few z across the range; the likelihood has two basins near the focus (where the
+// widths cross), so each lane starts from the candidate of lowest cost.
+template <Model M, Estimator E>
+void astig_start(Batch& b, Params<M>& p, int K, const FitOptions& o, const float* moment_e) {
+    const Astigmatism& a = o.astigmatism;
+    constexpr int kGrid = 48, kSpread = 4;
+    float best_z[W], best_cost[W];
+    for (int l = 0; l < W; ++l) { best_z[l] = 0.5f * (a.z_min + a.z_max); best_cost[l] = 3.0e38f; }
+    for (int l = 0; l < W; ++l) {
+        float bestd = 3.0e38f;
+        for (int k = 0; k <= kGrid; ++k) {
+            const float z = a.z_min + (a.z_max - a.z_min) * float(k) / float(kGrid);
+            float sx, sy, unused;
+            astig_width(z, a.s0_x, a.c_x, a.d_x, a.a_x, a.b_x, sx, unused);
+            astig_width(z, a.s0_y, a.c_y, a.d_y, a.a_y, a.b_y, sy, unused);
+            // Pixel integration adds 1/12 px^2 to each second moment.
+            const float vx = sx * sx + 1.0f / 12.0f, vy = sy * sy + 1.0f / 12.0f;
+            const float dist = std::fabs((vx - vy) / (vx + vy) - moment_e[l]);
+            if (dist < bestd) { bestd = dist; best_z[l] = z; }
+        }
+    }
+    float cost[W];
+    for (int k = -1; k < kSpread; ++k) {
+        for (int l = 0; l < W; ++l)
+            p.th[4][l] = k < 0 ? best_z[l] : a.z_min + (a.z_max - a.z_min) * (float(k) + 0.5f) / float(kSpread);
+        cost_only<M, E>(b, p, K, o, cost);
+        for (int l = 0; l < W; ++l)
+            if (cost[l] < best_cost[l]) { best_cost[l] = cost[l]; best_z[l] = p.th[4][l]; }
+    }
+    for (int l = 0; l < W; ++l) p.th[4][l] = best_z[l];
 }
 
 // Solve A x = rhs per lane by Cholesky; A packed lower-triangular (row a, col c <= a).
@@ -267,6 +345,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     const int K = o.box, KK = K * K;
     const float psf_sigma = o.psf_sigma;
     int valid_count[W];
+    float moment_e[W];  // astigmatic start: ellipticity of the excess's second moments
     // Load: lanes past the end repeat the last fit; their results are discarded.
     for (int l = 0; l < W; ++l) {
         const int64_t f = std::min(first + l, n - 1);
@@ -308,12 +387,25 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         p.th[2][l] = std::max(sum, 1.0f);
         if constexpr (E == Estimator::mle) bg = std::max(bg, 1e-3f);
         p.th[3][l] = bg;
-        if constexpr (P >= 5) p.th[4][l] = psf_sigma;
-        if constexpr (P >= 6) p.th[5][l] = psf_sigma;
+        if constexpr (M == Model::astigmatic) {
+            float mxx = 0.0f, myy = 0.0f;
+            for (int q = 0; q < KK; ++q) {
+                const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - bg, 0.0f);
+                const float dxq = float(q % K) - p.th[0][l], dyq = float(q / K) - p.th[1][l];
+                mxx += e * dxq * dxq;
+                myy += e * dyq * dyq;
+            }
+            moment_e[l] = (mxx + myy) > 0.0f ? (mxx - myy) / (mxx + myy) : 0.0f;
+        } else {
+            moment_e[l] = 0.0f;
+            if constexpr (P >= 5) p.th[4][l] = psf_sigma;
+            if constexpr (P >= 6) p.th[5][l] = psf_sigma;
+        }
     }
+    if constexpr (M == Model::astigmatic) astig_start<M, E>(b, p, K, o, moment_e);
 
     float cost[W], g[P][W], h[H][W];
-    evaluate<M, E, Wide>(b, p, K, psf_sigma, cost, g, h);
+    evaluate<M, E, Wide>(b, p, K, o, cost, g, h);
     float lambda[W];
     int active[W], iters[W];
     FitStatus status[W];
@@ -326,6 +418,9 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     }
     const float lo_xy = -1.0f, hi_xy = float(K);
     const float lo_sigma = 0.2f, hi_sigma = float(K);
+    const float z_lo = o.astigmatism.z_min, z_hi = o.astigmatism.z_max;
+    // z converges when a step moves it by less than tolerance x the defocus scale d (nm).
+    const float z_scale = 0.5f * (std::fabs(o.astigmatism.d_x) + std::fabs(o.astigmatism.d_y));
     Params<M> trial;
     float tcost[W], tg[P][W], th_[H][W], a[H][W], rhs[P][W], delta[P][W];
     int solved[W];
@@ -349,9 +444,13 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             trial.th[2][l] = std::max(p.th[2][l] + delta[2][l], 1.0f);
             const float bg = p.th[3][l] + delta[3][l];
             trial.th[3][l] = (E == Estimator::mle) ? std::max(bg, 1e-4f) : bg;
-            for (int s = 4; s < P; ++s) trial.th[s][l] = std::min(std::max(p.th[s][l] + delta[s][l], lo_sigma), hi_sigma);
+            if constexpr (M == Model::astigmatic)
+                trial.th[4][l] = std::min(std::max(p.th[4][l] + delta[4][l], z_lo), z_hi);
+            else
+                for (int s = 4; s < P; ++s)
+                    trial.th[s][l] = std::min(std::max(p.th[s][l] + delta[s][l], lo_sigma), hi_sigma);
         }
-        evaluate<M, E, Wide>(b, trial, K, psf_sigma, tcost, tg, th_);
+        evaluate<M, E, Wide>(b, trial, K, o, tcost, tg, th_);
         int accept[W];
         for (int l = 0; l < W; ++l) {
             accept[l] = 0;
@@ -360,7 +459,9 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             const float dx = std::fabs(trial.th[0][l] - p.th[0][l]), dy = std::fabs(trial.th[1][l] - p.th[1][l]);
             const float dn = std::fabs(trial.th[2][l] - p.th[2][l]), db = std::fabs(trial.th[3][l] - p.th[3][l]);
             float ds = 0.0f;
-            for (int s = 4; s < P; ++s) ds = std::max(ds, std::fabs(trial.th[s][l] - p.th[s][l]));
+            if constexpr (M == Model::astigmatic) ds = std::fabs(trial.th[4][l] - p.th[4][l]) / z_scale;
+            else
+                for (int s = 4; s < P; ++s) ds = std::max(ds, std::fabs(trial.th[s][l] - p.th[s][l]));
             const float tol = o.tolerance;
             const bool small = dx < tol && dy < tol && ds < tol && dn < tol * p.th[2][l] &&
                                db < tol * std::max(std::fabs(p.th[3][l]), 1.0f);
@@ -388,7 +489,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
 
     // Final pass: Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2.
     float sx[W], sy[W];
-    build_tables(b, p, K, psf_sigma, sx, sy);
+    build_tables(b, p, K, o, sx, sy);
     float fisher[H][W] = {}, unused_g[P][W] = {}, loglik[W] = {}, chi2[W] = {};
     for (int i = 0; i < K; ++i)
         for (int j = 0; j < K; ++j) {
@@ -432,6 +533,14 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         r.crlb_background = bound(3);
         r.crlb_sigma_x = P >= 5 ? bound(4) : 0.0f;
         r.crlb_sigma_y = P == 6 ? bound(5) : (P == 5 ? bound(4) : 0.0f);
+        r.z = nan;
+        r.crlb_z = nan;
+        if constexpr (M == Model::astigmatic) {
+            r.z = p.th[4][l];
+            r.crlb_z = bound(4);
+            r.crlb_sigma_x = std::fabs(b.dsdz_x[l]) * r.crlb_z;
+            r.crlb_sigma_y = std::fabs(b.dsdz_y[l]) * r.crlb_z;
+        }
         r.loglik = loglik[l];
         r.chi2 = chi2[l];
         r.iterations = iters[l];
@@ -446,6 +555,11 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             else if (std::fabs(r.x - half) > half + 0.5f || std::fabs(r.y - half) > half + 0.5f) st = FitStatus::out_of_box;
             // A sigma clamped at its bound did not find its optimum, and an uncertainty wider than the box is
             // no position: neither is a fit one can use, even where the iteration stopped cleanly.
+            else if constexpr (M == Model::astigmatic) {
+                if (r.z <= z_lo || r.z >= z_hi) st = FitStatus::z_out_of_range;
+                else if (st == FitStatus::converged && (r.crlb_x > float(K) || r.crlb_y > float(K)))
+                    st = FitStatus::unreliable;
+            }
             else if (st == FitStatus::converged &&
                      ((P >= 5 && (r.sigma_x <= lo_sigma || r.sigma_x >= hi_sigma || r.sigma_y <= lo_sigma ||
                                   r.sigma_y >= hi_sigma)) ||
@@ -455,6 +569,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         if (st == FitStatus::not_fitted || st == FitStatus::singular) {
             r.crlb_x = r.crlb_y = r.crlb_photons = r.crlb_background = nan;
             r.crlb_sigma_x = r.crlb_sigma_y = nan;
+            r.crlb_z = nan;
         }
         r.status = st;
     }
@@ -479,6 +594,8 @@ SPOTCORE_BATCH(batch_gauss_lsq, Model::gauss, Estimator::lsq)
 SPOTCORE_BATCH(batch_gauss_mle, Model::gauss, Estimator::mle)
 SPOTCORE_BATCH(batch_ellip_lsq, Model::elliptical, Estimator::lsq)
 SPOTCORE_BATCH(batch_ellip_mle, Model::elliptical, Estimator::mle)
+SPOTCORE_BATCH(batch_astig_lsq, Model::astigmatic, Estimator::lsq)
+SPOTCORE_BATCH(batch_astig_mle, Model::astigmatic, Estimator::mle)
 #undef SPOTCORE_BATCH
 
 BatchFn select_batch(const FitOptions& o) {
@@ -490,6 +607,8 @@ BatchFn select_batch(const FitOptions& o) {
             return mle ? (v3 ? batch_gauss_mle_v3 : batch_gauss_mle) : (v3 ? batch_gauss_lsq_v3 : batch_gauss_lsq);
         case Model::elliptical:
             return mle ? (v3 ? batch_ellip_mle_v3 : batch_ellip_mle) : (v3 ? batch_ellip_lsq_v3 : batch_ellip_lsq);
+        case Model::astigmatic:
+            return mle ? (v3 ? batch_astig_mle_v3 : batch_astig_mle) : (v3 ? batch_astig_lsq_v3 : batch_astig_lsq);
     }
     return nullptr;
 }
@@ -512,8 +631,27 @@ Result check_fit_options(const FitOptions& o) {
         return Result::invalid("psf_sigma must be a positive finite number of pixels");
     if (o.max_iterations < 1) return Result::invalid("max_iterations must be >= 1");
     if (!(o.tolerance > 0.0f) || !std::isfinite(o.tolerance)) return Result::invalid("tolerance must be > 0");
-    if (o.model != Model::fixed_sigma && o.model != Model::gauss && o.model != Model::elliptical)
+    if (o.model != Model::fixed_sigma && o.model != Model::gauss && o.model != Model::elliptical &&
+        o.model != Model::astigmatic)
         return Result::invalid("unknown model");
+    if (o.model == Model::astigmatic) {
+        const Astigmatism& a = o.astigmatism;
+        const float v[] = {a.s0_x, a.c_x, a.d_x, a.a_x, a.b_x, a.s0_y, a.c_y, a.d_y, a.a_y, a.b_y, a.z_min, a.z_max};
+        for (float x : v)
+            if (!std::isfinite(x)) return Result::invalid("astigmatism: every coefficient must be finite");
+        if (!(a.s0_x > 0.0f && a.s0_y > 0.0f && a.d_x > 0.0f && a.d_y > 0.0f))
+            return Result::invalid("astigmatism: s0 and d must be > 0");
+        if (!(a.z_min < a.z_max)) return Result::invalid("astigmatism: z_min must be < z_max");
+        // The widths must be real and positive over the whole range (q > 0 in s = s0 sqrt(q)).
+        for (int k = 0; k <= 256; ++k) {
+            const float z = a.z_min + (a.z_max - a.z_min) * float(k) / 256.0f;
+            const float ux = (z - a.c_x) / a.d_x, uy = (z - a.c_y) / a.d_y;
+            const float qx = 1.0f + ux * ux + a.a_x * ux * ux * ux + a.b_x * ux * ux * ux * ux;
+            const float qy = 1.0f + uy * uy + a.a_y * uy * uy * uy + a.b_y * uy * uy * uy * uy;
+            if (!(qx > 1e-3f && qy > 1e-3f))
+                return Result::invalid("astigmatism: the widths s(z) are not positive over [z_min, z_max]");
+        }
+    }
     if (o.estimator != Estimator::lsq && o.estimator != Estimator::mle) return Result::invalid("unknown estimator");
     return Result::success();
 }

@@ -599,10 +599,121 @@ static void test_link() {
         }
 }
 
+// Astigmatic spots: widths from the calibration at z (Huang et al. 2008), both axes' coefficients differ.
+static Astigmatism test_astigmatism(int set) {
+    Astigmatism a;
+    if (set == 1) {
+        a.s0_x = 1.1f; a.c_x = -250.0f; a.d_x = 350.0f; a.a_x = 0.1f; a.b_x = 0.05f;
+        a.s0_y = 1.25f; a.c_y = 320.0f; a.d_y = 420.0f; a.a_y = -0.1f; a.b_y = 0.02f;
+    }
+    return a;
+}
+
+static double astig_sigma(double z, double s0, double c, double d, double A, double B) {
+    const double u = (z - c) / d;
+    return s0 * std::sqrt(1.0 + u * u + A * u * u * u + B * u * u * u * u);
+}
+
+static std::vector<float> astig_boxes(int n, int K, const Astigmatism& a, bool noise, std::vector<double>& xs,
+                                      std::vector<double>& ys, std::vector<double>& zs) {
+    std::mt19937 rng(7);
+    std::uniform_real_distribution<double> off(-0.5, 0.5), zdist(-450.0, 450.0);
+    std::vector<float> boxes(size_t(n) * K * K);
+    const double c = (K - 1) / 2.0;
+    for (int k = 0; k < n; ++k) {
+        const double x = c + off(rng), y = c + off(rng), z = zdist(rng);
+        xs.push_back(x);
+        ys.push_back(y);
+        zs.push_back(z);
+        const double sx = astig_sigma(z, a.s0_x, a.c_x, a.d_x, a.a_x, a.b_x);
+        const double sy = astig_sigma(z, a.s0_y, a.c_y, a.d_y, a.a_y, a.b_y);
+        for (int i = 0; i < K; ++i)
+            for (int j = 0; j < K; ++j) {
+                const double mu = 20.0 + 4000.0 * frac(j, x, sx) * frac(i, y, sy);
+                float v = float(mu);
+                if (noise) { std::poisson_distribution<int> p(mu); v = float(p(rng)); }
+                boxes[size_t(k) * K * K + i * K + j] = v;
+            }
+    }
+    return boxes;
+}
+
+static void test_astigmatic() {
+    const int K = 11;
+    for (int set : {0, 1})
+        for (Estimator e : {Estimator::lsq, Estimator::mle}) {
+            std::vector<double> xs, ys, zs;
+            const int n = 53;
+            FitOptions o;
+            o.model = Model::astigmatic;
+            o.estimator = e;
+            o.box = K;
+            o.tolerance = 1e-5f;
+            o.astigmatism = test_astigmatism(set);
+            auto boxes = astig_boxes(n, K, o.astigmatism, false, xs, ys, zs);
+            std::vector<FitResult> r(n);
+            CHECK(fit_boxes(boxes.data(), nullptr, n, o, r.data()).ok());
+            for (int k = 0; k < n; ++k) {
+                CHECK(r[k].status == FitStatus::converged);
+                CHECK(std::fabs(r[k].x - xs[k]) < 2e-3);
+                CHECK(std::fabs(r[k].y - ys[k]) < 2e-3);
+                CHECK(std::fabs(r[k].z - zs[k]) < 0.5);
+                CHECK(std::fabs(r[k].photons - 4000.0) < 4.0);
+                CHECK(std::fabs(r[k].background - 20.0) < 0.05);
+                CHECK(r[k].crlb_z > 0 && std::isfinite(r[k].crlb_z));
+                const Astigmatism& a = o.astigmatism;
+                CHECK(std::fabs(r[k].sigma_x - astig_sigma(zs[k], a.s0_x, a.c_x, a.d_x, a.a_x, a.b_x)) < 1e-3);
+            }
+        }
+    // Thread and batch determinism with noise.
+    {
+        std::vector<double> xs, ys, zs;
+        const int n = 203;
+        FitOptions o;
+        o.model = Model::astigmatic;
+        o.box = K;
+        o.astigmatism = test_astigmatism(1);
+        auto boxes = astig_boxes(n, K, o.astigmatism, true, xs, ys, zs);
+        std::vector<FitResult> a(n), b(n), one(1);
+        o.threads = 1;
+        CHECK(fit_boxes(boxes.data(), nullptr, n, o, a.data()).ok());
+        o.threads = 2;
+        CHECK(fit_boxes(boxes.data(), nullptr, n, o, b.data()).ok());
+        CHECK(std::memcmp(a.data(), b.data(), sizeof(FitResult) * n) == 0);
+        CHECK(fit_boxes(boxes.data() + 9 * K * K, nullptr, 1, o, one.data()).ok());
+        CHECK(std::memcmp(&one[0], &a[9], sizeof(FitResult)) == 0);
+        // A spot far beyond the range is flagged, with z at the end of the range.
+        o.astigmatism.z_min = -200.0f;
+        o.astigmatism.z_max = 200.0f;
+        std::vector<double> x2, y2, z2;
+        auto far = astig_boxes(40, K, o.astigmatism, false, x2, y2, z2);
+        std::vector<FitResult> rf(40);
+        CHECK(fit_boxes(far.data(), nullptr, 40, o, rf.data()).ok());
+        for (int k = 0; k < 40; ++k)
+            if (std::fabs(z2[k]) > 300.0) CHECK(rf[k].status == FitStatus::z_out_of_range);
+        // 2D models leave z empty.
+        o.model = Model::gauss;
+        CHECK(fit_boxes(boxes.data(), nullptr, 1, o, one.data()).ok());
+        CHECK(std::isnan(one[0].z) && std::isnan(one[0].crlb_z));
+    }
+    // Calibrations that give no real width, or no range, are invalid input.
+    FitOptions o;
+    o.model = Model::astigmatic;
+    o.astigmatism.b_x = -1.0f;  // q < 0 far from the focus
+    CHECK(check_fit_options(o).status == Status::invalid_argument);
+    o.astigmatism = Astigmatism();
+    o.astigmatism.z_max = o.astigmatism.z_min;
+    CHECK(check_fit_options(o).status == Status::invalid_argument);
+    o.astigmatism = Astigmatism();
+    o.astigmatism.d_y = std::nanf("");
+    CHECK(check_fit_options(o).status == Status::invalid_argument);
+}
+
 int main() {
     test_noise_free_recovery();
     test_sigma_at_bound_is_unreliable();
     test_thread_determinism();
+    test_astigmatic();
     test_bad_input();
     test_tiny_images();
     test_localize_threads();

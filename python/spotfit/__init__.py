@@ -14,12 +14,13 @@ load on first use.
 from ._include import get_include, get_library_dir
 from ._shared.version import VERSION as __version__
 from ._shared.warnings import SpotfitWarning
-from ._front import localize
+from ._front import calibrate_astigmatism, localize
+from .astigmatism import AstigmaticCalibration
 from .camera import Camera, make_camera
 from .core import cut_boxes, find_peaks, fit_spots, wavelet_filter
 from .options import LocalizeOptions
 from .registry import FIT_STATUS
-from .simulate import simulate
+from .simulate import simulate, simulate_astigmatic, simulate_beads
 from . import io, registry  # noqa: E402  (public sub-packages, imported for their names)
 
 # name -> module that defines it, imported on first use so that `import spotfit` stays light.
@@ -52,8 +53,9 @@ def __dir__():
     return sorted(set(globals()) | set(_LAZY))
 
 
-__all__ = ["Camera", "CentroidRegressor", "FIT_STATUS", "LocalizeOptions", "Localizer", "SpotClassifier",
-           "SpotfitWarning", "crlb", "cut_boxes", "extract_patches", "find_peaks", "fit_spots", "frc",
-           "get_include", "get_library_dir", "io", "label_spots", "link", "localize", "localize_stream",
-           "make_camera", "mortensen", "nena", "registry", "render", "report", "simulate", "simulate_smlm",
-           "training_set", "undrift", "wavelet_filter", "__version__"]
+__all__ = ["AstigmaticCalibration", "Camera", "CentroidRegressor", "FIT_STATUS", "LocalizeOptions", "Localizer",
+           "SpotClassifier", "SpotfitWarning", "calibrate_astigmatism", "crlb", "cut_boxes", "extract_patches",
+           "find_peaks", "fit_spots", "frc", "get_include", "get_library_dir", "io", "label_spots", "link",
+           "localize", "localize_stream", "make_camera", "mortensen", "nena", "registry", "render", "report",
+           "simulate", "simulate_astigmatic", "simulate_beads", "simulate_smlm", "training_set", "undrift",
+           "wavelet_filter", "__version__"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import os
 from typing import Optional
 
-from . import core, io
+from . import calibrate3d, core, io
+from .astigmatism import AstigmaticCalibration
 from .camera import Camera
 from .options import LocalizeOptions, fields
 from .registry import ESTIMATORS
@@ -59,8 +60,9 @@ def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Option
         ``sigma_y`` (px); ``uncertainty_*``: Cramér–Rao bounds at the estimate; ``loglik`` (Poisson
         log-likelihood ratio to the saturated model), ``chi2`` (Pearson), ``iterations``, ``status``
         (categorical: converged, max_iterations, singular, out_of_box, not_fitted, unreliable: a sigma at its
-        bound or an uncertainty wider than the box), ``peak_row``,
-        ``peak_col`` (detection pixel). ``.attrs["spotfit"]`` records the settings and the camera.
+        bound or an uncertainty wider than the box; z_out_of_range: a 3D fit at an end of the calibrated
+        range), ``peak_row``, ``peak_col`` (detection pixel). ``model="astigmatic"`` (with ``calibration=``,
+        docs/3d.md) adds ``z`` and ``uncertainty_z`` (nm) after ``y``. ``.attrs["spotfit"]`` records the settings and the camera.
     """
     if type(stack).__module__.startswith("dask."):
         from . import distributed
@@ -75,6 +77,53 @@ def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Option
         classifier, estimator = ml.resolve_models(classifier, estimator)
     return core.localize(stack, options, camera=camera, classifier=classifier, estimator=estimator,
                          progress=progress, **keywords)
+
+
+def calibrate_astigmatism(beads, *, z_step_nm: float, camera: Optional[Camera] = None, box: int = 15,
+                          link_radius: float = 2.0, min_planes: Optional[int] = None, z_range=None,
+                          magnification_factor: float = 1.0, threads: Optional[int] = None) -> AstigmaticCalibration:
+    """Astigmatic calibration (widths against z) from a z-stack of beads, one frame per stage step.
+
+    Every bead is fitted in every plane with the elliptical model (``box`` px), followed through the planes
+    (fits within ``link_radius`` px are one bead), and Huang et al.'s (2008) defocus model
+    s(z) = s0 sqrt(1 + u² + A u³ + B u⁴), u = (z − c)/d is fitted to each axis robustly (soft-L1 loss; beads
+    and planes far off the curve are rejected and the fit repeated). z = 0 is where the two widths are equal;
+    plane k is at z = −k·``z_step_nm`` before that shift (the first plane has the most positive z, as in Picasso),
+    times ``magnification_factor`` (sample z per stage z; 1 for an index-matched sample).
+
+    Parameters
+    ----------
+    beads : path or array (planes, rows, cols)
+        The bead stack (TIFF or any movie :func:`spotfit.io.open_movie` reads), raw camera counts.
+    z_step_nm : float
+        Stage step between planes, nm.
+    camera : Camera, optional
+        ADU -> photons (default: the file's camera, else ``Camera()``).
+    min_planes : int, optional
+        Planes a bead must be seen in to count (default: a third of the planes, at least 9).
+    z_range : (z_min, z_max), optional
+        Narrow the calibrated range (nm, inside the measured one).
+
+    Returns
+    -------
+    AstigmaticCalibration
+        With provenance (source, date, beads used and rejected, residuals, the bead points for ``.plot()``).
+
+    Raises
+    ------
+    ValueError
+        A stack with too few planes, no beads, or no bead seen through enough planes.
+    """
+    source = "array"
+    if _is_paths(beads):
+        source = str(beads)
+        beads = io.open_movie(beads)
+    if camera is None:
+        camera = getattr(beads, "camera", None)
+    stack = beads[:] if hasattr(beads, "camera") else beads
+    return calibrate3d.calibrate(stack, z_step_nm=z_step_nm, camera=camera, box=box, link_radius=link_radius,
+                                 min_planes=min_planes, z_range=z_range, magnification_factor=magnification_factor,
+                                 threads=threads, source=source)
 
 
 localize.__doc__ += "\n    Settings (``LocalizeOptions``)\n    ------------------------------\n" + "".join(

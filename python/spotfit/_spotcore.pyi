@@ -8,7 +8,8 @@ every call releases the GIL around the core.
 The FitRecord structured dtype (one row per fit) has the fields, in this order:
 frame i8, peak_row i4, peak_col i4, x f4, y f4, photons f4, background f4, sigma_x f4, sigma_y f4,
 uncertainty_x f4, uncertainty_y f4, uncertainty_photons f4, uncertainty_background f4,
-uncertainty_sigma_x f4, uncertainty_sigma_y f4, loglik f4, chi2 f4, iterations i4, status i4 (FitStatus).
+uncertainty_sigma_x f4, uncertainty_sigma_y f4, loglik f4, chi2 f4, iterations i4, status i4 (FitStatus),
+z f4, uncertainty_z f4 (nm; astigmatic model, NaN otherwise).
 """
 from typing import Any, ClassVar, Dict, Optional, Protocol, Sequence, Tuple, Union
 
@@ -62,14 +63,16 @@ class FitStatus(_Enum):
     out_of_box: ClassVar["FitStatus"]
     not_fitted: ClassVar["FitStatus"]
     unreliable: ClassVar["FitStatus"]
+    z_out_of_range: ClassVar["FitStatus"]
     __members__: ClassVar[dict[str, "FitStatus"]]
 
 class Model(_Enum):
-    """PSF model: fixed_sigma (x, y, N, b), gauss (+ sigma), elliptical (+ sigma_x, sigma_y)."""
+    """PSF model: fixed_sigma (x, y, N, b), gauss (+ sigma), elliptical (+ sigma_x, sigma_y), astigmatic (+ z)."""
 
     fixed_sigma: ClassVar["Model"]
     gauss: ClassVar["Model"]
     elliptical: ClassVar["Model"]
+    astigmatic: ClassVar["Model"]
     __members__: ClassVar[dict[str, "Model"]]
 
 class Estimator(_Enum):
@@ -105,6 +108,27 @@ class DetectOptions:
     def __getstate__(self) -> tuple[Any, ...]: ...
     def __setstate__(self, state: tuple[Any, ...]) -> None: ...
 
+class Astigmatism:
+    """Widths against z (spotcore::Astigmatism): s(z) = s0 sqrt(1 + u^2 + a u^3 + b u^4), u = (z - c) / d;
+    s0 in px, c, d, z_min, z_max in nm."""
+
+    s0_x: float
+    c_x: float
+    d_x: float
+    a_x: float
+    b_x: float
+    s0_y: float
+    c_y: float
+    d_y: float
+    a_y: float
+    b_y: float
+    z_min: float
+    z_max: float
+    def __init__(self) -> None: ...
+    def __eq__(self, other: object) -> bool: ...
+    def __getstate__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, state: tuple[Any, ...]) -> None: ...
+
 class FitOptions:
     """Levenberg-Marquardt fit (spotcore::FitOptions); box is odd 3..31, threads 0 = OpenMP default."""
 
@@ -115,6 +139,7 @@ class FitOptions:
     max_iterations: int
     tolerance: float
     threads: int
+    astigmatism: Astigmatism
     def __init__(self) -> None: ...
     def __eq__(self, other: object) -> bool: ...
     def __getstate__(self) -> tuple[Any, ...]: ...

@@ -8,7 +8,7 @@ from scipy.special import erf
 from .registry import MODEL_PARAMETERS as PARAMETERS
 
 
-def _fisher(photons, background, sx, sy, box, x, y, model):
+def _fisher(photons, background, sx, sy, box, x, y, model, slopes=None):
     edges = np.arange(box + 1) - 0.5
     def axis(c, s):
         u = (edges - c) / (np.sqrt(2) * s)
@@ -25,22 +25,36 @@ def _fisher(photons, background, sx, sy, box, x, y, model):
         jac.append(photons * (np.outer(ey, dsx) + np.outer(dsy, ex)))
     elif model == "elliptical":
         jac += [photons * np.outer(ey, dsx), photons * np.outer(dsy, ex)]
+    elif model == "astigmatic":   # chain rule through the widths s(z)
+        jac.append(photons * (np.outer(ey, dsx) * slopes[0] + np.outer(dsy, ex) * slopes[1]))
     j = np.stack([a.ravel() for a in jac])
     return (j / mu.ravel()) @ j.T
 
 
-def crlb(photons, background, psf_sigma, *, box: int = 7, model: str = "gauss", x=None, y=None,
-         sigma_y=None) -> dict:
+def crlb(photons, background, psf_sigma=None, *, box: int = 7, model: str = "gauss", x=None, y=None,
+         sigma_y=None, z=None, calibration=None) -> dict:
     """Cramér–Rao lower bound (standard deviations) of each fit parameter.
 
     Exact Fisher information of the pixel-integrated Gaussian on a ``box``×``box`` grid with Poisson
     noise (Smith et al. 2010; Mortensen et al. 2010 give the continuous approximation, see
     :func:`mortensen`). ``photons`` may be an array; the spot sits at the box centre unless ``x``,
     ``y`` (box coordinates) are given. Returns a dict of arrays keyed by parameter name.
+
+    ``model="astigmatic"``: the 3D bound at depth ``z`` (nm) with the widths of ``calibration`` (an
+    :class:`spotfit.AstigmaticCalibration`; ``psf_sigma`` is not used); ``"z"`` is in nm.
     """
     if model not in PARAMETERS:
         raise ValueError(f"model must be one of {sorted(PARAMETERS)}, got {model!r}")
     ph = np.atleast_1d(np.asarray(photons, dtype=np.float64))
+    slopes = None
+    if model == "astigmatic":
+        if calibration is None or z is None:
+            raise ValueError("the astigmatic bound needs z= (nm) and calibration= (an AstigmaticCalibration)")
+        sxz, syz = calibration.widths(float(z))
+        psf_sigma, sigma_y = float(sxz), float(syz)
+        slopes = tuple(float(v) for v in calibration.slopes(float(z)))
+    elif psf_sigma is None:
+        raise ValueError(f"model {model!r} needs psf_sigma")
     if (ph <= 0).any() or background < 0 or psf_sigma <= 0 or box < 3 or box % 2 == 0:
         raise ValueError("crlb needs photons > 0, background >= 0, psf_sigma > 0 and an odd box >= 3")
     c = (box - 1) / 2
@@ -50,7 +64,7 @@ def crlb(photons, background, psf_sigma, *, box: int = 7, model: str = "gauss", 
     names = PARAMETERS[model]
     out = {k: np.empty(len(ph)) for k in names}
     for i, n in enumerate(ph):
-        var = np.diag(np.linalg.inv(_fisher(n, background, psf_sigma, sy, box, x, y, model)))
+        var = np.diag(np.linalg.inv(_fisher(n, background, psf_sigma, sy, box, x, y, model, slopes)))
         for k, v in zip(names, var):
             out[k][i] = np.sqrt(v)
     if np.ndim(photons) == 0:

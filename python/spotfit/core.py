@@ -27,13 +27,20 @@ from ._shared.version import VERSION
 from ._shared.warnings import BaselineWarning, CameraWarning, NoiseModelWarning
 from .camera import Camera, assumed_camera_message, camera_for_movie
 from .options import LocalizeOptions
-from .registry import BOX_BORDERS, COLUMNS, ESTIMATORS, FIT_STATUS, MODEL_PARAMETERS
+from .registry import BOX_BORDERS, COLUMNS, COLUMNS_3D, ESTIMATORS, FIT_STATUS, MODEL_PARAMETERS
 
 
-def _table(records: np.ndarray) -> pd.DataFrame:
+def _columns(model: str = "gauss") -> list:
+    """The table's columns: a 3D model adds z and uncertainty_z after y."""
+    if "z" not in MODEL_PARAMETERS.get(model, ()):
+        return list(COLUMNS)
+    return list(COLUMNS[:3]) + list(COLUMNS_3D) + list(COLUMNS[3:])
+
+
+def _table(records: np.ndarray, model: str = "gauss") -> pd.DataFrame:
     df = pd.DataFrame({name: records[name] for name in records.dtype.names})
     df["status"] = pd.Categorical.from_codes(records["status"].astype(np.int8), categories=FIT_STATUS)
-    return df[list(COLUMNS)]
+    return df[_columns(model)]
 
 
 def wavelet_filter(image) -> Tuple[np.ndarray, np.ndarray]:
@@ -62,7 +69,7 @@ def find_peaks(filtered, threshold: float, *, min_distance: float = 0.0, border:
 
 def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: str = "gauss",
               variance=None, max_iterations: int = 30, tolerance: float = 1e-3,
-              threads: Optional[int] = None) -> pd.DataFrame:
+              threads: Optional[int] = None, calibration=None) -> pd.DataFrame:
     """Fit a pixel-integrated Gaussian to each box of photons.
 
     Parameters
@@ -71,6 +78,8 @@ def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: s
         Photons per pixel (after camera conversion). NaN marks pixels outside the image.
     variance : array (n, box, box), optional
         sCMOS read-noise variance in photons² per pixel (MLE only).
+    calibration : AstigmaticCalibration or path, optional
+        The widths against z of ``model="astigmatic"`` (adds ``z``, ``uncertainty_z`` in nm).
 
     Returns
     -------
@@ -81,9 +90,10 @@ def fit_spots(boxes, *, psf_sigma: float = 1.3, estimator: str = "mle", model: s
     if boxes.ndim != 3 or boxes.shape[1] != boxes.shape[2]:
         raise ValueError(f"boxes must have shape (n, box, box), got {boxes.shape}")
     options = LocalizeOptions(psf_sigma=psf_sigma, box=boxes.shape[1], estimator=estimator, model=model,
-                              max_iterations=max_iterations, tolerance=tolerance, threads=threads)
+                              max_iterations=max_iterations, tolerance=tolerance, threads=threads,
+                              calibration=calibration)
     rec = _spotcore.fit_boxes(boxes, variance, options.fit_options())
-    return _table(rec).drop(columns=["frame", "peak_row", "peak_col"])
+    return _table(rec, model).drop(columns=["frame", "peak_row", "peak_col"])
 
 
 def cut_boxes(stack, frames, rows, cols, size: int, *, camera: Optional[Camera] = None, border: str = "nan",
@@ -181,6 +191,11 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
                                 f"object with size and estimate_boxes()), got {type(estimator).__name__}")
     elif estimator is not None:
         keywords["estimator"] = estimator
+    if keywords.get("model", getattr(options, "model", None)) == "astigmatic" and "box" not in keywords \
+            and (options is None or options.box == LocalizeOptions().box):
+        cal = keywords.get("calibration", getattr(options, "calibration", None))
+        if cal is not None:   # the default box holds the most defocused PSF of the calibrated range
+            keywords["box"] = LocalizeOptions(model="astigmatic", calibration=cal).calibration.default_box()
     opts = LocalizeOptions.from_keywords(options, **keywords)
     n_frames, frame_shape = _movie_shape(movie)
     if camera is None and getattr(movie, "camera_assumed", False):
@@ -234,7 +249,7 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
         locs.attrs["spotfit"] = dict(metadata, parameters=dict(
             parameters, estimator=f"regressor:{getattr(regressor, 'kind', type(regressor).__name__)}"))
         return locs
-    locs = _table(np.concatenate(parts))
+    locs = _table(np.concatenate(parts), opts.model)
     if classifier is not None:
         locs["good"] = np.concatenate(goods)
         locs["p_good"] = np.concatenate(probs)

@@ -6,12 +6,14 @@ The same object goes to the C++ core (:meth:`LocalizeOptions.to_core`), to Dask 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Union
 
 from . import _spotcore
 from ._shared import threads as _threads
 from ._shared import validate
+from .astigmatism import AstigmaticCalibration
 from .registry import BOX_BORDERS, ESTIMATORS, MODELS, THRESHOLD_MODES
 
 
@@ -48,6 +50,9 @@ class LocalizeOptions:
                                      "do not depend on it", result=False)
     chunk_frames: int = _option(256, "frames read and processed at a time (memory ~ this x frame size)",
                                 result=False)
+    calibration: Optional[Union[AstigmaticCalibration, str]] = _option(
+        None, "model=astigmatic: the widths against z, an AstigmaticCalibration or its JSON file "
+        "(spotfit.calibrate_astigmatism)")
 
     def __post_init__(self):
         set_ = object.__setattr__.__get__(self)
@@ -69,6 +74,15 @@ class LocalizeOptions:
         set_("drop_bad", validate.boolean("drop_bad", self.drop_bad))
         _threads.threads(self.threads)
         set_("chunk_frames", validate.integer("chunk_frames", self.chunk_frames, 1))
+        cal = self.calibration
+        if cal is not None and not isinstance(cal, AstigmaticCalibration):
+            if not isinstance(cal, (str, os.PathLike)):
+                raise TypeError("calibration must be a spotfit.AstigmaticCalibration or the path of its JSON file, "
+                                f"got {type(cal).__name__}")
+            set_("calibration", AstigmaticCalibration.load(cal))
+        if self.model == "astigmatic" and self.calibration is None:
+            raise ValueError("model='astigmatic' needs calibration= (spotfit.calibrate_astigmatism, "
+                             "AstigmaticCalibration.load or .from_picasso)")
 
     def replace(self, **changes) -> "LocalizeOptions":
         """A copy with some settings changed (validated again)."""
@@ -89,8 +103,13 @@ class LocalizeOptions:
     def parameters(self) -> dict:
         """The settings that determine the rows (``locs.attrs["spotfit"]["parameters"]``)."""
         skip = {"classify_threshold", "drop_bad"}   # recorded with the classifier, when there is one
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
-                if f.metadata["result"] and f.name not in skip}
+        if self.calibration is None:
+            skip.add("calibration")                  # 2D: the parameters of spotfit < 0.3
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+               if f.metadata["result"] and f.name not in skip}
+        if "calibration" in out:
+            out["calibration"] = self.calibration.as_dict()
+        return out
 
     def to_core(self, *, box: Optional[int] = None, mask_neighbours: Optional[bool] = None,
                 screen_size: int = 0) -> "_spotcore.LocalizeOptions":
@@ -119,6 +138,8 @@ class LocalizeOptions:
         fit.max_iterations = self.max_iterations
         fit.tolerance = self.tolerance
         fit.threads = _threads.threads(self.threads)
+        if self.calibration is not None:
+            fit.astigmatism = self.calibration.to_core()
         return fit
 
 

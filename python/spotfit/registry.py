@@ -22,7 +22,8 @@ def _members(enum, rename=None) -> MappingProxyType:
     return MappingProxyType({rename.get(name, name): value for name, value in items})
 
 
-#: Fit models: ``fixed_sigma`` (x, y, photons, background), ``gauss`` (+ sigma), ``elliptical`` (+ sigma_x, sigma_y).
+#: Fit models: ``fixed_sigma`` (x, y, photons, background), ``gauss`` (+ sigma), ``elliptical`` (+ sigma_x, sigma_y),
+#: ``astigmatic`` (+ z, nm, with sigma_x(z), sigma_y(z) from a calibration).
 MODELS = _members(_spotcore.Model)
 #: Fit estimators: unweighted least squares, Poisson maximum likelihood.
 ESTIMATORS = _members(_spotcore.Estimator)
@@ -42,6 +43,7 @@ MODEL_PARAMETERS = MappingProxyType({
     "fixed_sigma": ("x", "y", "photons", "background"),
     "gauss": ("x", "y", "photons", "background", "sigma"),
     "elliptical": ("x", "y", "photons", "background", "sigma_x", "sigma_y"),
+    "astigmatic": ("x", "y", "photons", "background", "z"),
 })
 if set(MODEL_PARAMETERS) != set(MODELS):  # a model added to the core needs its parameter names here
     raise ImportError(f"spotfit.registry: MODEL_PARAMETERS {sorted(MODEL_PARAMETERS)} do not match the core's "
@@ -51,3 +53,5 @@ if set(MODEL_PARAMETERS) != set(MODELS):  # a model added to the core needs its 
 COLUMNS = ("frame", "x", "y", "photons", "background", "sigma_x", "sigma_y", "uncertainty_x", "uncertainty_y",
            "uncertainty_photons", "uncertainty_background", "uncertainty_sigma_x", "uncertainty_sigma_y",
            "loglik", "chi2", "iterations", "status", "peak_row", "peak_col")
+#: Columns a 3D model (``astigmatic``) adds after ``y``: z and its Cramér–Rao bound, nm.
+COLUMNS_3D = ("z", "uncertainty_z")

@@ -204,3 +204,71 @@ def save_image(img, path, *, vmin: float | None = None, vmax: float | None = Non
     with atomic_path(path) as tmp:
         write(tmp)
     return path
+
+
+# --------------------------------------------------------------------------
+# 3D (astigmatic z): colour by z, and an x-z side view
+# --------------------------------------------------------------------------
+
+def _z_values(locs) -> np.ndarray:
+    if "z" not in locs.columns:
+        raise ValueError("the localization table has no z column (fit with model='astigmatic')")
+    return locs["z"].to_numpy(np.float64)
+
+
+def render_z(locs: pd.DataFrame, zoom: float = 10, shape: tuple[int, int] | None = None,
+             z_range: tuple[float, float] | None = None, cmap: str = "turbo") -> np.ndarray:
+    """Render 3D localizations coloured by z: an RGB float32 image (rows, cols, 3) in [0, 1].
+
+    Each rendered pixel's brightness is its number of localizations (scaled to the 99.5th percentile) and its
+    hue the mean z of those localizations on ``cmap`` (matplotlib), ``z_range`` (nm; default the 1st-99th
+    percentile of z) mapped to the colormap's ends.
+    """
+    from ._shared.optional import need
+    cm = need("matplotlib", "colouring by z").colormaps[cmap]
+    z = _z_values(locs)
+    x = locs["x"].to_numpy(np.float64)
+    y = locs["y"].to_numpy(np.float64)
+    rows, cols = shape if shape is not None else _frame_shape(locs, x, y)
+    h, w = int(math.ceil(int(rows) * zoom - 1e-9)), int(math.ceil(int(cols) * zoom - 1e-9))
+    if h * w > MAX_PIXELS:
+        raise ValueError(f"rendered image would be {h}x{w} pixels (> {MAX_PIXELS:.0e}): lower zoom")
+    u, v = np.floor((x + 0.5) * zoom), np.floor((y + 0.5) * zoom)
+    ok = np.isfinite(u) & np.isfinite(v) & np.isfinite(z) & (u >= 0) & (v >= 0) & (u < w) & (v < h)
+    idx = (v[ok] * w + u[ok]).astype(np.int64)
+    count = np.bincount(idx, minlength=h * w).astype(np.float64)
+    zsum = np.bincount(idx, weights=z[ok], minlength=h * w)
+    lo, hi = z_range if z_range is not None else (np.percentile(z[ok], [1, 99]) if ok.any() else (0.0, 1.0))
+    mean_z = np.divide(zsum, count, out=np.zeros_like(zsum), where=count > 0)
+    t = np.clip((mean_z - lo) / max(hi - lo, 1e-9), 0, 1)
+    top = np.percentile(count[count > 0], 99.5) if (count > 0).any() else 1.0
+    bright = np.clip(count / max(top, 1e-9), 0, 1)
+    rgb = cm(t)[:, :3] * bright[:, None]
+    return rgb.reshape(h, w, 3).astype(np.float32)
+
+
+def render_side(locs: pd.DataFrame, zoom: float = 10, *, axis: str = "x", nm_per_pixel: float | None = None,
+                z_range: tuple[float, float] | None = None, shape: tuple[int, int] | None = None) -> np.ndarray:
+    """Side view of 3D localizations: a histogram with ``axis`` (x or y, camera pixels x ``zoom``) across and
+    z down (z_range[1] on top), float32. Rendered pixels are ``camera pixel / zoom`` wide; z uses the same
+    nm per rendered pixel (``nm_per_pixel``, default from ``attrs["spotfit"]["pixel_size_nm"]``, else 10 nm).
+    """
+    if axis not in ("x", "y"):
+        raise ValueError(f"axis must be 'x' or 'y', got {axis!r}")
+    z = _z_values(locs)
+    a = locs[axis].to_numpy(np.float64)
+    x = locs["x"].to_numpy(np.float64)
+    y = locs["y"].to_numpy(np.float64)
+    rows, cols = shape if shape is not None else _frame_shape(locs, x, y)
+    extent = int(cols if axis == "x" else rows)
+    if nm_per_pixel is None:
+        cam = _camera_pixel_nm(locs)
+        nm_per_pixel = cam / zoom if cam else 10.0
+    lo, hi = z_range if z_range is not None else (float(np.nanmin(z)), float(np.nanmax(z))) if len(z) else (0.0, 1.0)
+    width = int(math.ceil(extent * zoom - 1e-9))
+    height = max(int(math.ceil((hi - lo) / float(nm_per_pixel))), 1)
+    if width * height > MAX_PIXELS:
+        raise ValueError(f"side view would be {height}x{width} pixels (> {MAX_PIXELS:.0e}): raise nm_per_pixel")
+    u = (a + 0.5) * zoom
+    v = (hi - z) / float(nm_per_pixel)
+    return _histogram(u, v, height, width)

@@ -122,3 +122,112 @@ def _positions(rng, n, rows, cols, border, min_distance):
                 break
             x, y = rng.uniform(border, cols - 1 - border), rng.uniform(border, rows - 1 - border)
     return np.array(keep_x), np.array(keep_y)
+
+
+# --- 3D: astigmatic movies and bead stacks --------------------------------------------------------------------
+def expected_image_xy(shape, x, y, photons, background, sigma_x, sigma_y) -> np.ndarray:
+    """As :func:`expected_image`, with a width per spot and axis (arrays like ``x``): astigmatic spots."""
+    rows, cols = shape
+    img = np.empty(shape, dtype=np.float64)
+    img[...] = background
+    if len(x):
+        from scipy.special import erf
+        def axis(c, s, n):
+            edges = np.arange(n + 1, dtype=np.float64) - 0.5
+            return 0.5 * np.diff(erf((edges - np.asarray(c, np.float64)[:, None]) /
+                                     (np.sqrt(2.0) * np.asarray(s, np.float64)[:, None])), axis=-1)
+        img += np.einsum("n,nr,nc->rc", np.asarray(photons, dtype=np.float64), axis(y, sigma_y, rows),
+                         axis(x, sigma_x, cols))
+    return img
+
+
+def _to_adu(mu, rng, camera, dtype):
+    adu = camera.to_adu(rng.poisson(mu))
+    if np.dtype(dtype).kind in "ui":
+        info = np.iinfo(dtype)
+        adu = np.clip(np.rint(adu), info.min, info.max)
+    return adu
+
+
+def simulate_astigmatic(calibration, frames: int = 100, shape: Tuple[int, int] = (128, 128),
+                        density: float = 5.0, photons=(1000.0, 6000.0), background=(20.0, 30.0),
+                        z=(-500.0, 500.0), camera: Optional[Camera] = None, seed: Optional[int] = None,
+                        border: float = 8.0, min_distance: float = 0.0,
+                        dtype=np.uint16) -> Tuple[np.ndarray, pd.DataFrame]:
+    """A movie of astigmatic emitters: each spot's widths are ``calibration.widths(z)`` at its z.
+
+    Each frame holds Poisson(``density``) emitters (at least ``min_distance`` px apart when > 0) with z
+    uniform in ``z`` (nm), photons uniform in ``photons``; the background (photons/px) of each frame is
+    uniform in ``background`` (or fixed). Poisson noise, then the camera's ADU conversion.
+
+    Returns
+    -------
+    movie : ndarray (frames, rows, cols) of ``dtype``
+    truth : DataFrame ``frame, x, y, z, photons, background, sigma_x, sigma_y`` (px, nm, photons)
+    """
+    camera = Camera() if camera is None else camera
+    rows, cols = int(shape[0]), int(shape[1])
+    if int(frames) < 1 or rows < 1 or cols < 1:
+        raise ValueError(f"frames and shape must be positive, got {frames}, {shape}")
+    if 2 * border >= min(rows, cols) - 1:
+        raise ValueError(f"border {border} leaves no room in a {rows}x{cols} frame")
+    rng = np.random.default_rng(seed)
+    lo, hi = (photons, photons) if np.isscalar(photons) else photons
+    blo, bhi = (background, background) if np.isscalar(background) else background
+    zlo, zhi = (z, z) if np.isscalar(z) else z
+    if not (0 <= lo <= hi and 0 <= blo <= bhi and zlo <= zhi):
+        raise ValueError("photons, background and z must be a number or (low, high) with low <= high, "
+                         "photons and background >= 0")
+    movie = np.empty((int(frames), rows, cols), dtype=dtype)
+    truth = []
+    for f in range(int(frames)):
+        xs, ys = _positions(rng, rng.poisson(density), rows, cols, border, min_distance)
+        zs = rng.uniform(zlo, zhi, len(xs))
+        ph = rng.uniform(lo, hi, len(xs))
+        bg = rng.uniform(blo, bhi)
+        sx, sy = calibration.widths(zs)
+        movie[f] = _to_adu(expected_image_xy((rows, cols), xs, ys, ph, bg, sx, sy), rng, camera, dtype)
+        truth.append(pd.DataFrame({"frame": f, "x": xs, "y": ys, "z": zs, "photons": ph, "background": bg,
+                                   "sigma_x": sx, "sigma_y": sy}))
+    gt = pd.concat(truth, ignore_index=True)
+    gt["frame"] = gt["frame"].astype(np.int64)
+    return movie, gt
+
+
+def simulate_beads(calibration, *, z_step_nm: float = 20.0, planes: Optional[int] = None, beads: int = 20,
+                   photons: float = 20000.0, background: float = 30.0, shape: Tuple[int, int] = (128, 128),
+                   camera: Optional[Camera] = None, seed: Optional[int] = None, border: float = 12.0,
+                   min_distance: float = 20.0, dtype=np.uint16) -> Tuple[np.ndarray, pd.DataFrame]:
+    """A z-stack of beads on one surface, one frame per stage step, through ``calibration``'s range.
+
+    Plane k images the beads at z = z_top - k * ``z_step_nm``: the first plane has the most positive z
+    (Picasso's sign, docs/3d.md); ``planes`` defaults to those that span the calibrated range. The beads
+    keep their x, y through the stack.
+
+    Returns
+    -------
+    stack : ndarray (planes, rows, cols) of ``dtype``
+    truth : DataFrame ``frame, bead, x, y, z, sigma_x, sigma_y`` (one row per bead and plane)
+    """
+    camera = Camera() if camera is None else camera
+    z_step_nm = _validate.positive("z_step_nm", z_step_nm)
+    z_min, z_max = calibration.z_range
+    if planes is None:
+        planes = int(np.floor((z_max - z_min) / z_step_nm)) + 1
+    planes = int(planes)
+    if planes < 1:
+        raise ValueError(f"planes must be >= 1, got {planes}")
+    rng = np.random.default_rng(seed)
+    rows, cols = int(shape[0]), int(shape[1])
+    xs, ys = _positions(rng, int(beads), rows, cols, border, min_distance)
+    z_top = 0.5 * (planes - 1) * z_step_nm + 0.5 * (z_min + z_max)
+    stack = np.empty((planes, rows, cols), dtype=dtype)
+    truth = []
+    for k in range(planes):
+        zk = z_top - k * z_step_nm
+        sx, sy = calibration.widths(np.full(len(xs), zk))
+        stack[k] = _to_adu(expected_image_xy((rows, cols), xs, ys, np.full(len(xs), float(photons)), background,
+                                             sx, sy), rng, camera, dtype)
+        truth.append(pd.DataFrame({"frame": k, "bead": np.arange(len(xs)), "x": xs, "y": ys, "z": zk,
+                                   "sigma_x": sx, "sigma_y": sy}))
+    return stack, pd.concat(truth, ignore_index=True)

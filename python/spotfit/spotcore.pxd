@@ -33,6 +33,7 @@ cdef extern from "spotcore/types.h" namespace "spotcore" nogil:
         out_of_box
         not_fitted
         unreliable
+        z_out_of_range
 
     const char* fit_status_name(FitStatus s)
 
@@ -40,6 +41,7 @@ cdef extern from "spotcore/types.h" namespace "spotcore" nogil:
         fixed_sigma
         gauss
         elliptical
+        astigmatic
 
     int model_parameter_count(Model m)
 
@@ -107,6 +109,12 @@ cdef extern from "spotcore/detect.h" namespace "spotcore" nogil:
 
 
 cdef extern from "spotcore/fit.h" namespace "spotcore" nogil:
+    # s(z) = s0 sqrt(1 + u^2 + A u^3 + B u^4), u = (z - c) / d per axis (s0 px; c, d, z nm).
+    cppclass Astigmatism:
+        float s0_x, c_x, d_x, a_x, b_x
+        float s0_y, c_y, d_y, a_y, b_y
+        float z_min, z_max
+
     cppclass FitOptions:
         Model model
         Estimator estimator
@@ -115,6 +123,7 @@ cdef extern from "spotcore/fit.h" namespace "spotcore" nogil:
         int32_t max_iterations
         float tolerance
         int32_t threads           # 0: OpenMP default
+        Astigmatism astigmatism   # Model.astigmatic only
 
     cppclass FitResult:
         float x, y, photons, background, sigma_x, sigma_y
@@ -123,6 +132,7 @@ cdef extern from "spotcore/fit.h" namespace "spotcore" nogil:
         float chi2
         int32_t iterations
         FitStatus status
+        float z, crlb_z           # astigmatic: nm (NaN for the 2D models)
 
     # n boxes of box*box photons (row-major, box after box); NaN = outside the image.
     # variance: NULL or per-pixel read-noise variance (photons^2), same layout. results: n slots.

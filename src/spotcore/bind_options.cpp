@@ -7,6 +7,7 @@
 
 namespace {
 
+using spotcore::Astigmatism;
 using spotcore::BoxBorder;
 using spotcore::BoxOptions;
 using spotcore::DetectOptions;
@@ -65,16 +66,30 @@ void bind_options(py::module_& m) {
         .def_readwrite("border", &DetectOptions::border, "drop peaks closer than this to the image edge (px)");
     add_common(d, {"mode", "threshold", "min_distance", "border"});
 
+    py::class_<Astigmatism> a(m, "Astigmatism",
+                              "Widths against z of Model.astigmatic: s(z) = s0 sqrt(1 + u^2 + A u^3 + B u^4), "
+                              "u = (z - c) / d (Huang et al. 2008); s0 in px, c, d, z_min, z_max in nm.");
+    a.def(py::init<>());
+    for (auto field : {std::make_pair("s0_x", &Astigmatism::s0_x), std::make_pair("c_x", &Astigmatism::c_x),
+                       std::make_pair("d_x", &Astigmatism::d_x), std::make_pair("a_x", &Astigmatism::a_x),
+                       std::make_pair("b_x", &Astigmatism::b_x), std::make_pair("s0_y", &Astigmatism::s0_y),
+                       std::make_pair("c_y", &Astigmatism::c_y), std::make_pair("d_y", &Astigmatism::d_y),
+                       std::make_pair("a_y", &Astigmatism::a_y), std::make_pair("b_y", &Astigmatism::b_y),
+                       std::make_pair("z_min", &Astigmatism::z_min), std::make_pair("z_max", &Astigmatism::z_max)})
+        a.def_readwrite(field.first, field.second);
+    add_common(a, {"s0_x", "c_x", "d_x", "a_x", "b_x", "s0_y", "c_y", "d_y", "a_y", "b_y", "z_min", "z_max"});
+
     py::class_<FitOptions> f(m, "FitOptions", "Levenberg-Marquardt Gaussian fit of square boxes.");
     f.def(py::init<>())
-        .def_readwrite("model", &FitOptions::model, "Model: fixed_sigma, gauss or elliptical")
+        .def_readwrite("model", &FitOptions::model, "Model: fixed_sigma, gauss, elliptical or astigmatic")
         .def_readwrite("estimator", &FitOptions::estimator, "Estimator: lsq or mle")
         .def_readwrite("box", &FitOptions::box, "odd box side, 3..31")
         .def_readwrite("psf_sigma", &FitOptions::psf_sigma, "start (and fixed_sigma) PSF sigma, px")
         .def_readwrite("max_iterations", &FitOptions::max_iterations, "iteration limit per fit")
         .def_readwrite("tolerance", &FitOptions::tolerance, "convergence tolerance (px; relative for N, b)")
-        .def_readwrite("threads", &FitOptions::threads, "threads; 0 = OpenMP default (capped at max_threads)");
-    add_common(f, {"model", "estimator", "box", "psf_sigma", "max_iterations", "tolerance", "threads"});
+        .def_readwrite("threads", &FitOptions::threads, "threads; 0 = OpenMP default (capped at max_threads)")
+        .def_readwrite("astigmatism", &FitOptions::astigmatism, "Astigmatism: widths against z (astigmatic model)");
+    add_common(f, {"model", "estimator", "box", "psf_sigma", "max_iterations", "tolerance", "threads", "astigmatism"});
 
     py::class_<BoxOptions> b(m, "BoxOptions", "Boxes cut around centres (cut_boxes; LocalizeOptions.screen).");
     b.def(py::init<>())

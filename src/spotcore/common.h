@@ -64,10 +64,11 @@ struct FitRecord {
     float uncertainty_sigma_x, uncertainty_sigma_y;
     float loglik, chi2;
     int32_t iterations, status;
+    float z, uncertainty_z;  // astigmatic model, nm; NaN otherwise
 };
 
 inline FitRecord to_record(const spotcore::FitResult& f, int64_t frame, int32_t row, int32_t col) {
     return FitRecord{frame, row, col, f.x, f.y, f.photons, f.background, f.sigma_x, f.sigma_y,
                      f.crlb_x, f.crlb_y, f.crlb_photons, f.crlb_background, f.crlb_sigma_x, f.crlb_sigma_y,
-                     f.loglik, f.chi2, f.iterations, int32_t(f.status)};
+                     f.loglik, f.chi2, f.iterations, int32_t(f.status), f.z, f.crlb_z};
 }

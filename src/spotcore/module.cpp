@@ -5,18 +5,20 @@ PYBIND11_MODULE(_spotcore, m) {
     m.doc() = "Private bindings of the spotcore C++ core; use the public spotfit API instead.";
     PYBIND11_NUMPY_DTYPE(FitRecord, frame, peak_row, peak_col, x, y, photons, background, sigma_x, sigma_y,
                          uncertainty_x, uncertainty_y, uncertainty_photons, uncertainty_background,
-                         uncertainty_sigma_x, uncertainty_sigma_y, loglik, chi2, iterations, status);
+                         uncertainty_sigma_x, uncertainty_sigma_y, loglik, chi2, iterations, status, z, uncertainty_z);
     py::enum_<spotcore::FitStatus>(m, "FitStatus")
         .value("converged", spotcore::FitStatus::converged)
         .value("max_iterations", spotcore::FitStatus::max_iterations)
         .value("singular", spotcore::FitStatus::singular)
         .value("out_of_box", spotcore::FitStatus::out_of_box)
         .value("not_fitted", spotcore::FitStatus::not_fitted)
-        .value("unreliable", spotcore::FitStatus::unreliable);
+        .value("unreliable", spotcore::FitStatus::unreliable)
+        .value("z_out_of_range", spotcore::FitStatus::z_out_of_range);
     py::enum_<spotcore::Model>(m, "Model")
         .value("fixed_sigma", spotcore::Model::fixed_sigma)
         .value("gauss", spotcore::Model::gauss)
-        .value("elliptical", spotcore::Model::elliptical);
+        .value("elliptical", spotcore::Model::elliptical)
+        .value("astigmatic", spotcore::Model::astigmatic);
     py::enum_<spotcore::Estimator>(m, "Estimator")
         .value("lsq", spotcore::Estimator::lsq)
         .value("mle", spotcore::Estimator::mle);

@@ -6,6 +6,15 @@
 
 namespace spotcore {
 
+// Widths of an astigmatic PSF against z (Huang et al. 2008, Science 319:810), per axis:
+//   s(z) = s0 sqrt(1 + u^2 + A u^3 + B u^4),  u = (z - c) / d;  s0 in px, z, c, d in nm.
+// Fits keep z inside [z_min, z_max] (the calibrated range).
+struct Astigmatism {
+    float s0_x = 1.3f, c_x = -300.0f, d_x = 400.0f, a_x = 0.0f, b_x = 0.0f;
+    float s0_y = 1.3f, c_y = 300.0f, d_y = 400.0f, a_y = 0.0f, b_y = 0.0f;
+    float z_min = -600.0f, z_max = 600.0f;
+};
+
 struct FitOptions {
     Model model = Model::gauss;
     Estimator estimator = Estimator::mle;
@@ -14,9 +23,11 @@ struct FitOptions {
     int32_t max_iterations = 30;
     float tolerance = 1e-3f;        // stop when a step moves x, y, sigma < tol px and N, b < tol relative
     int32_t threads = 0;            // 0: OpenMP default
+    Astigmatism astigmatism;        // Model::astigmatic only
 };
 
 // One fit. Coordinates are in the box's frame: the centre of box pixel (row 0, col 0) is (0, 0).
+// Model::astigmatic: sigma_x, sigma_y are the widths at z; crlb_sigma_* propagate crlb_z through s(z).
 // crlb_*: square roots of the diagonal of the inverse Fisher information (Poisson) at the estimate.
 struct FitResult {
     float x, y, photons, background, sigma_x, sigma_y;
@@ -25,6 +36,7 @@ struct FitResult {
     float chi2;     // Pearson chi^2: sum (d - mu)^2 / mu
     int32_t iterations;
     FitStatus status;
+    float z, crlb_z;  // Model::astigmatic: nm (NaN for the 2D models)
 };
 
 // Fit n boxes of box*box photons each (row-major, box after box). A NaN pixel marks "outside the

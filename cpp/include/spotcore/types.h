@@ -30,6 +30,7 @@ enum class FitStatus : int32_t {
     out_of_box = 3,    // centre left the fit box or parameters went non-physical
     not_fitted = 4,    // box had too few valid pixels
     unreliable = 5,    // converged, but a sigma sits at its bound or an uncertainty exceeds the box
+    z_out_of_range = 6,  // astigmatic: z reached the end of the calibrated range
 };
 inline const char* fit_status_name(FitStatus s) {
     switch (s) {
@@ -39,6 +40,7 @@ inline const char* fit_status_name(FitStatus s) {
         case FitStatus::out_of_box: return "out_of_box";
         case FitStatus::not_fitted: return "not_fitted";
         case FitStatus::unreliable: return "unreliable";
+        case FitStatus::z_out_of_range: return "z_out_of_range";
     }
     return "unknown";
 }
@@ -47,8 +49,11 @@ enum class Model : int32_t {
     fixed_sigma = 0,  // x, y, N, b            (sigma = psf_sigma)
     gauss = 1,        // x, y, N, b, sigma     (symmetric)
     elliptical = 2,   // x, y, N, b, sigma_x, sigma_y
+    astigmatic = 3,   // x, y, N, b, z         (sigma_x(z), sigma_y(z) from FitOptions::astigmatism)
 };
-inline int model_parameter_count(Model m) { return m == Model::fixed_sigma ? 4 : (m == Model::gauss ? 5 : 6); }
+inline int model_parameter_count(Model m) {
+    return m == Model::fixed_sigma ? 4 : (m == Model::elliptical ? 6 : 5);
+}
 
 enum class Estimator : int32_t {
     lsq = 0,  // unweighted least squares

@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = [
     "spotfit.cli.classify",
     "spotfit.cli.drift",
     "spotfit.cli.postprocess",
+    "spotfit.cli.calibrate3d",
 ]
 
 __all__ = ["SUBCOMMAND_MODULES", "UsageError", "build_parser", "main"]

@@ -284,6 +284,10 @@ def add_localize_options(parser, title: str = "detection and fit (spotfit.Locali
             act.help = help_text(text, "on" if default else "off")   # not argparse's own "(default: True)"
             continue
         kw = {"type": kind, "metavar": unit.upper() if unit else ("N" if kind is int else "X")}
+        if name == "calibration":   # --calibration is the camera's sCMOS map (add_camera_options)
+            group.add_argument("--z-calibration", dest="z_calibration", metavar="CAL.json", default=None,
+                               help=help_text(text + "; the JSON of `spotfit calibrate-3d` (default: none, 2D)"))
+            continue
         if name == "estimator":
             kw = {"type": estimator_choice, "metavar": "|".join(estimator_names()) + "|MODEL.npz"}
             text += (f"; or a centroid regressor, no fit: {' or '.join(regressor_names())} (packaged) or a saved "
@@ -314,7 +318,9 @@ def options_from_args(args):
     """
     from spotfit.options import LocalizeOptions, names
     from spotfit.registry import ESTIMATORS
-    values = {name: getattr(args, name) for name in names() if hasattr(args, name)}
+    values = {name: getattr(args, name) for name in names() if hasattr(args, name) and name != "calibration"}
+    if getattr(args, "z_calibration", None) is not None:   # args.calibration is the camera's sCMOS map
+        values["calibration"] = args.z_calibration
     if values.get("estimator") not in ESTIMATORS:
         values.pop("estimator", None)
     try:

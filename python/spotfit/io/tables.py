@@ -324,6 +324,8 @@ def _save_thunderstorm(locs, path, px):
            "frame": locs["frame"].to_numpy(np.int64) + 1,
            "x [nm]": (locs["x"].to_numpy(np.float64) + 0.5) * px,
            "y [nm]": (locs["y"].to_numpy(np.float64) + 0.5) * px}
+    if "z" in locs:   # astigmatic 3D: z in nm already (ThunderSTORM's "z [nm]", "uncertainty_z [nm]")
+        out["z [nm]"] = locs["z"].to_numpy(np.float64)
     if {"sigma_x", "sigma_y"} <= set(locs.columns):
         sx, sy = locs["sigma_x"].to_numpy(np.float64), locs["sigma_y"].to_numpy(np.float64)
         out["sigma [nm]"] = 0.5 * (sx + sy) * px      # Picasso's 2D import needs it even for elliptical fits
@@ -343,6 +345,8 @@ def _save_thunderstorm(locs, path, px):
         ux = locs["uncertainty_x"].to_numpy(np.float64)
         uy = locs["uncertainty_y"].to_numpy(np.float64)
         out["uncertainty_xy [nm]"] = np.sqrt(0.5 * (ux * ux + uy * uy)) * px
+    if "uncertainty_z" in locs:
+        out["uncertainty_z [nm]"] = locs["uncertainty_z"].to_numpy(np.float64)
     df = pd.DataFrame(out)
     import csv
     with atomic_path(path) as tmp:
@@ -368,6 +372,9 @@ def _load_thunderstorm(path, px):
         m = re.fullmatch(r"\s*(.*?)\s*(?:\[(.*)\])?\s*", str(label))
         name, unit = m.group(1), (m.group(2) or "").strip()
         values = df[label].to_numpy(np.float64)
+        if name in ("z", "uncertainty_z") and unit in _TS_UNITS:   # spotfit keeps z in nm
+            out[name] = values * _TS_UNITS[unit]
+            continue
         if unit in _TS_UNITS or unit == "px":
             if unit != "px":
                 if not px:
@@ -503,6 +510,8 @@ def _save_picasso(locs, path, px, movie_shape):
     # files without it). The fit's status and chi2 are extra columns, so a max_iterations row is marked.
     if "net_gradient" in locs:
         fields.append(("net_gradient", "<f4"))
+    if "z" in locs:   # Picasso's 3D columns: z and its precision lpz, both in nm (picasso/zfit.py, 0.11)
+        fields += [("z", "<f4"), ("lpz", "<f4")]
     if "loglik" in locs:
         fields.append(("likelihood", "<f4"))
     if "iterations" in locs:
@@ -524,6 +533,9 @@ def _save_picasso(locs, path, px, movie_shape):
     # spotfit has no net gradient; 0 unless the table carries one.
     if "net_gradient" in locs:
         arr["net_gradient"] = locs["net_gradient"].to_numpy(np.float32)
+    if "z" in locs:
+        arr["z"] = locs["z"].to_numpy(np.float32)
+        arr["lpz"] = locs["uncertainty_z"].to_numpy(np.float32) if "uncertainty_z" in locs else np.nan
     if "loglik" in locs:
         arr["likelihood"] = locs["loglik"].to_numpy(np.float32)
     if "iterations" in locs:
@@ -575,13 +587,15 @@ def _load_picasso(path):
             out[ours] = arr[pic]
     if "likelihood" in names:
         out["loglik"] = arr["likelihood"]
+    if "lpz" in names:
+        out["uncertainty_z"] = arr["lpz"]
     if "iterations" in names:
         out["iterations"] = arr["iterations"].astype(np.int32)
     if "status" in names:
         codes = arr["status"].astype(np.int64)
         out["status"] = pd.Categorical.from_codes(np.where(codes < len(FIT_STATUS), codes, -1), categories=FIT_STATUS)
     for name in names:
-        if name not in ("frame", "likelihood", "iterations", "status") and \
+        if name not in ("frame", "likelihood", "iterations", "status", "lpz") and \
                 name not in dict(_PICASSO_FLOATS):
             out[name] = arr[name]
     df = pd.DataFrame(out)
