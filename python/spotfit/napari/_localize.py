@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import pathlib
 import re
 import threading
 import types
@@ -97,9 +98,13 @@ class Setting:
 
 
 def _kind(hint) -> tuple:
-    """(type, optional) of an annotation: ``Optional[int]`` -> (int, True)."""
+    """(type, optional) of an annotation: ``Optional[int]`` -> (int, True); an object or the path of its file
+    (``Optional[Union[AstigmaticCalibration, str]]``) -> (pathlib.Path, True)."""
     args = [a for a in typing.get_args(hint) if a is not type(None)]
-    optional = typing.get_origin(hint) in (typing.Union, getattr(types, "UnionType", None)) and len(args) == 1
+    union = typing.get_origin(hint) in (typing.Union, getattr(types, "UnionType", None))
+    if union and len(args) > 1 and str in args:
+        return pathlib.Path, type(None) in typing.get_args(hint)
+    optional = union and len(args) == 1
     return (args[0] if optional else hint), optional
 
 
@@ -171,4 +176,10 @@ def options_from(values: dict) -> LocalizeOptions:
     """LocalizeOptions of the widget's values (0 = None for an optional setting); invalid values raise
     LocalizeOptions' own ValueError/TypeError naming the setting."""
     optional = {s.name for s in settings() if s.optional}
-    return LocalizeOptions(**{k: (None if k in optional and not v else v) for k, v in values.items()})
+    files = {s.name for s in settings() if s.kind is pathlib.Path}
+
+    def value(name, v):
+        if name in files:   # a file setting left empty (magicgui shows "." or "") is None
+            return None if v is None or str(v) in ("", ".") else str(v)
+        return None if name in optional and not v else v
+    return LocalizeOptions(**{k: value(k, v) for k, v in values.items()})

@@ -43,6 +43,8 @@ def _widget_for(s: _localize.Setting):
         w = mw.FloatSpinBox(value=0.0, min=0.0, max=1e6, step=s.step, **common)
         show_float(w, s.default or 0.0)
         return w
+    if s.kind is Path:   # e.g. the 3D calibration's JSON file; empty = none
+        return mw.FileEdit(value="" if s.default is None else s.default, mode="r", filter="*.json", **common)
     return mw.LineEdit(value=str(s.default), **common)
 
 
