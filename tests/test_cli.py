@@ -434,7 +434,7 @@ def test_camera_pixel_size_is_pixel_size_everywhere(sim, tmp_path, capsys):
 def test_demo_is_the_whole_trip_and_the_grid_is_resolved_only_after_correction(tmp_path, capsys):
     """Issue 17: the demo simulates a drifting, blinking grid and runs localize -> undrift -> link -> render ->
     report; its exit code is 0 only when the drift error is < 5 nm and the corrected grid's contrast is > 2x
-    the uncorrected one (measured: 1.2 nm; contrast 0.4 before, 28 after)."""
+    the uncorrected one (measured: 0.9 nm; contrast 0.4 before, 28.5 after)."""
     folder = tmp_path / "demo"
     assert main(["demo", "--out", str(folder), "-q"]) == 0
     out = capsys.readouterr().out

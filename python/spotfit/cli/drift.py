@@ -124,7 +124,8 @@ def register(subparsers) -> None:
                    help=help_text("drift plot to write, needs spotfit[plot] (default: OUT's name + _drift.png)"))
     p.add_argument("--no-plot", action="store_true", help="write no plot")
     p.add_argument("--apply", default=None, metavar="CSV",
-                   help="apply this drift table (frame, x, y [, z] px; as --drift writes) instead of estimating one")
+                   help=help_text("apply this drift table (frame, x, y [, z] px; as --drift writes) instead of "
+                                  "estimating one", "estimate it"))
     p.add_argument("--format", choices=io.FORMATS, default=None,
                    help=help_text("output format (default: from OUT's suffix)"))
     p.add_argument("--input-format", choices=io.FORMATS, default=None,

@@ -178,7 +178,7 @@ def demo(args) -> int:
     paths = _demo_paths(args)
     check_writer(args.format)
     cam = spotfit.Camera(**SIMULATION_CAMERA)
-    settings = dict(frames=args.frames, shape=(64, 64), count=10, spacing=0.6, mean_on=3.0, mean_off=80.0,
+    settings = dict(frames=args.frames, shape=(64, 64), count=20, spacing=0.6, mean_on=3.0, mean_off=80.0,
                     photons=2000.0, background=20.0, psf_sigma=1.0)
     drift = smlm.drift_trajectory(args.frames, linear=(1.2, -0.8), sine=(0.3, 0.0), seed=args.seed)
     sim = spotfit.simulate_smlm("grid", movie=True, camera=cam, seed=args.seed, drift=drift, **settings)
