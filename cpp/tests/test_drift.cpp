@@ -10,14 +10,7 @@
 
 using namespace spotcore;
 
-static int failures = 0;
-#define CHECK(cond)                                                                       \
-    do {                                                                                  \
-        if (!(cond)) {                                                                    \
-            std::fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            ++failures;                                                                   \
-        }                                                                                 \
-    } while (0)
+#include "check.h"
 
 // Separable Gaussian blur (sigma in bins) of an image, as the Python layer does with scipy.
 static void blur(std::vector<float>& img, int64_t nx, int64_t ny, double s) {
