@@ -83,3 +83,18 @@ def boolean(name: str, value) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {value!r}")
     return bool(value)
+
+
+def localization_table(locs, action: str):
+    """``locs`` if it is a non-empty DataFrame with ``frame``, ``x`` and ``y`` columns; else a TypeError or a
+    ValueError that says what is wrong and that there is nothing to ``action``."""
+    import pandas as pd
+    if not isinstance(locs, pd.DataFrame):
+        raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
+    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
+    if missing:
+        raise ValueError(f"locs has no column {', '.join(missing)} (needs frame, x, y; has "
+                         f"{list(locs.columns)[:12]})")
+    if not len(locs):
+        raise ValueError(f"locs is empty: there is nothing to {action}")
+    return locs

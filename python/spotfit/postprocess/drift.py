@@ -27,6 +27,7 @@ import pandas as pd
 
 from .. import _spotcore
 from .._shared import threads as _threads
+from .._shared import validate as _validate
 from .._shared.warnings import FallbackWarning
 
 METHODS = ("aim", "rcc", "fiducials")
@@ -39,13 +40,7 @@ _MAX_BINS = 1 << 23   # density images: at most 8.4 M bins (32 MiB float32) each
 
 # ----------------------------------------------------------------------------------------------- checks
 def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
-    if not isinstance(locs, pd.DataFrame):
-        raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
-    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
-    if missing:
-        raise ValueError(f"locs has no column {', '.join(missing)} (needs frame, x, y)")
-    if len(locs) == 0:
-        raise ValueError("locs is empty: there is nothing to undrift")
+    _validate.localization_table(locs, "undrift")
     frame = locs["frame"].to_numpy()
     if not np.issubdtype(frame.dtype, np.number) or not np.isfinite(frame.astype(np.float64)).all() or \
             (frame != np.round(frame)).any() or (frame < 0).any():

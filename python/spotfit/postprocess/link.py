@@ -30,14 +30,7 @@ _SIGMAS = ("sigma", "sigma_x", "sigma_y")
 
 
 def _table(locs) -> pd.DataFrame:
-    if not isinstance(locs, pd.DataFrame):
-        raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
-    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
-    if missing:
-        raise ValueError(f"the localization table lacks column(s) {missing} (has {list(locs.columns)[:12]})")
-    if not len(locs):
-        raise ValueError("the localization table is empty: nothing to link")
-    return locs
+    return _validate.localization_table(locs, "link")
 
 
 def _frames(locs) -> np.ndarray:

@@ -16,13 +16,7 @@ FRC_THRESHOLD = 1.0 / 7.0
 
 
 def _xyf(locs):
-    if not isinstance(locs, pd.DataFrame):
-        raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
-    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
-    if missing:
-        raise ValueError(f"the localization table lacks column(s) {missing}")
-    if not len(locs):
-        raise ValueError("the localization table is empty")
+    _validate.localization_table(locs, "measure")
     f = locs["frame"].to_numpy()
     if f.dtype.kind not in "iuf" or (f.dtype.kind == "f" and (~np.isfinite(f) | (f != np.round(f))).any()):
         raise ValueError("frame must hold whole numbers")
