@@ -2,7 +2,8 @@
 
 CI (.ci/run) installs ``spotfit[napari]``, pytest-qt and Xvfb and sets SPOTFIT_REQUIRE_NAPARI=1, so these
 tests run there and fail, never skip, when something is missing. On a user's machine without napari, or
-without a display and without Xvfb, they skip.
+without a display and without Xvfb, they skip. In a full run, tests/conftest.py runs this module in its own
+process (OpenGL and TensorFlow in one process abort at exit).
 """
 import atexit
 import json
@@ -494,15 +495,6 @@ def test_classify_widget_with_a_saved_classifier(make_napari_viewer, qtbot, movi
 
 
 def test_sample_movie_and_screenshot(make_napari_viewer, qtbot):
-    # A shown (OpenGL) viewer in its own process: after the rest of the suite, Mesa's glClear crashed the
-    # whole pytest run once (a segfault in CI, 2026-12-05); alone it passes.
-    if not os.environ.get("SPOTFIT_SCREENSHOT_CHILD"):
-        out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                              f"{__file__}::test_sample_movie_and_screenshot"],
-                             env=dict(os.environ, SPOTFIT_SCREENSHOT_CHILD="1"), capture_output=True, text=True,
-                             timeout=600)
-        assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-2000:]
-        return
     viewer = make_napari_viewer(show=True)
     layers = viewer.open_sample("spotfit", "simulated")
     movie = layers[0]
