@@ -148,10 +148,10 @@ def test_every_widget_docks_from_the_plugins_menu(make_napari_viewer):
     viewer = make_napari_viewer()
     from magicgui.widgets import FunctionGui
     widgets = {name: viewer.window.add_plugin_dock_widget("spotfit", name)[1]
-               for name in ("Localize", "Render", "Classify", "Open localizations")}
+               for name in ("Localize", "Render", "Classify", "Undrift", "Link", "Open localizations")}
     assert isinstance(widgets.pop("Localize"), _widgets.LocalizeWidget)   # napari gave it the viewer
     assert all(isinstance(w, FunctionGui) for w in widgets.values())
-    assert len(viewer.window.dock_widgets) == 4
+    assert len(viewer.window.dock_widgets) == 6
 
 
 # --------------------------------------------------------------------------
@@ -430,6 +430,36 @@ def test_render_widget_over_localize_output(make_napari_viewer, qtbot, movie_pat
     np.testing.assert_allclose(rendered.translate, (0.125 - 0.5,) * 2)
     np.testing.assert_array_equal(rendered.data, spotfit.render.render(spotfit.localize(movie_path), zoom=4.0,
                                                                        method="gaussian"))
+
+
+def test_undrift_and_link_widgets_give_the_api_results(make_napari_viewer):
+    sim = spotfit.simulate_smlm("grid", frames=3000, shape=(64, 64), count=12, mean_on=3.0, seed=4)
+    locs = sim.locs
+    viewer = make_napari_viewer()
+    data, kwargs, _ = _layers.points_layer(locs, "sim")
+    points = viewer.add_points(data, **kwargs)
+    undrift = _widgets.undrift_widget()
+    viewer.window.add_dock_widget(undrift)
+    undrift.points.value = points
+    undrift()
+    corrected_layer = viewer.layers["sim undrifted"]
+    corrected, drift = spotfit.undrift(_layers.table(points.data, points.features, points.metadata))
+    np.testing.assert_allclose(corrected_layer.data[:, 1:], corrected[["y", "x"]].to_numpy(), atol=1e-9)
+    np.testing.assert_array_equal(corrected_layer.data[:, 0], corrected["frame"].to_numpy())
+    pd.testing.assert_frame_equal(corrected_layer.metadata["spotfit"]["drift"], drift)
+    true = sim.drift.set_index("frame").loc[drift["frame"], ["x", "y"]].to_numpy()
+    error = drift[["x", "y"]].to_numpy() - true
+    error -= error.mean(axis=0)
+    assert np.sqrt(np.mean(error ** 2)) < 0.05    # px: the drift really came out (~6.5 nm at 130 nm/px)
+    link = _widgets.link_widget()
+    viewer.window.add_dock_widget(link)
+    link.points.value = corrected_layer
+    link()
+    events_layer = viewer.layers["sim undrifted linked"]
+    events = spotfit.link(corrected)
+    assert len(events) < 0.7 * len(corrected)        # blinks of 3 frames on average were merged
+    np.testing.assert_allclose(events_layer.data, np.column_stack([events.frame, events.y, events.x]), atol=1e-9)
+    np.testing.assert_array_equal(events_layer.features["n"], events["n"])
 
 
 # --------------------------------------------------------------------------

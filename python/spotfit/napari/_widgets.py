@@ -1,4 +1,5 @@
-"""The plugin's dock widgets (magicgui): localize, render, classify, open localizations; and the sample."""
+"""The plugin's dock widgets (magicgui): localize, render, classify, undrift, link, open localizations; and the
+sample."""
 import threading
 import warnings
 from pathlib import Path
@@ -19,6 +20,8 @@ from .._front import localize
 from .._shared.warnings import CameraWarning
 from ..camera import Camera
 from ..options import LocalizeOptions
+from ..postprocess import link, undrift
+from ..postprocess.drift import METHODS as DRIFT_METHODS
 from ..simulate import expected_image
 from . import _layers, _localize, _reader
 
@@ -280,6 +283,40 @@ def classify_points(points: napari.layers.Points, movie: napari.layers.Image, cl
     show_info(f"spotfit: {int(features['good'].sum())} of {len(features)} spots good")
 
 
+def _points_table(points) -> pd.DataFrame:
+    if points is None:
+        raise ValueError("choose a Points layer of localizations")
+    return _layers.table(points.data, points.features, points.metadata)
+
+
+def _like(points, locs: pd.DataFrame, name: str) -> napari.types.LayerDataTuple:
+    """A Points layer of ``locs`` over the same movie as ``points`` (same scale and translate)."""
+    return _layers.points_layer(locs, name, scale=points.scale, translate=points.translate)
+
+
+def undrift_points(points: napari.layers.Points, method: str = "aim",
+                   max_jump: float = 2.0) -> napari.types.LayerDataTuple:
+    """``<points> undrifted``: the layer with :func:`spotfit.undrift`'s drift removed; the per-frame drift
+    table is in the new layer's ``metadata["spotfit"]["drift"]``. Runs in the viewer's thread: AIM takes
+    a second or two per million localizations."""
+    corrected, drift = undrift(_points_table(points), method=method, max_jump=max_jump)
+    data, kwargs, kind = _like(points, corrected, f"{points.name} undrifted")
+    kwargs["metadata"]["spotfit"]["drift"] = drift
+    span = float(np.hypot(drift["x"] - drift["x"].iloc[0], drift["y"] - drift["y"].iloc[0]).max())
+    show_info(f"spotfit: {method} drift over {len(drift)} frames, up to {span:.2f} px from the first frame")
+    return data, kwargs, kind
+
+
+def link_points(points: napari.layers.Points, radius: float = 0.0,
+                max_dark_frames: int = 1) -> napari.types.LayerDataTuple:
+    """``<points> linked``: one point per event (blink) from :func:`spotfit.link`, at the event's first
+    frame; ``radius`` 0 takes the default gate from the uncertainties."""
+    locs = _points_table(points)
+    events = link(locs, radius=radius or None, max_dark_frames=max_dark_frames)
+    show_info(f"spotfit: {len(locs)} localizations linked into {len(events)} events")
+    return _like(points, events, f"{points.name} linked")
+
+
 def open_localizations(path: Path = Path(), pixel_size_nm: float = 0.0,
                        zoom: float = _layers.DEFAULT_ZOOM) -> List[napari.types.LayerDataTuple]:
     """A localization file with a chosen zoom and, for ThunderSTORM nm, the camera pixel size
@@ -294,6 +331,12 @@ classify_widget = magic_factory(classify_points, call_button="Classify",
                                 classifier_file={"filter": "*.zip *.skops *.joblib", "label": "classifier "
                                                  "(empty: fit rules)"},
                                 threshold={"min": 0.0, "max": 1.0, "step": 0.05, "label": "P(good) threshold"})
+undrift_widget = magic_factory(undrift_points, call_button="Correct drift",
+                               method={"choices": DRIFT_METHODS},
+                               max_jump={"min": 0.1, "max": 50.0, "step": 0.5, "label": "largest stage jump (px)"})
+link_widget = magic_factory(link_points, call_button="Link",
+                            radius={"min": 0.0, "max": 20.0, "step": 0.1, "label": "radius (px, 0 = from uncertainties)"},
+                            max_dark_frames={"min": 0, "max": 100})
 open_widget = magic_factory(open_localizations, call_button="Open",
                             path={"filter": "*.parquet *.csv *.hdf5 *.h5 *.txt", "label": "localizations"},
                             pixel_size_nm={"min": 0.0, "max": 10000.0, "label": "pixel size (nm, 0 = file's)"},
