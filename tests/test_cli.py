@@ -175,7 +175,7 @@ def test_render_convert_info(sim, capsys):
     np.testing.assert_allclose(back["x"], sio.load(locs_path)["x"], atol=1e-9)
     capsys.readouterr()
     assert main(["render", str(ts), "-o", str(d / "ts.png")]) == 2      # nm file needs the pixel size
-    assert "--camera-pixel-size" in capsys.readouterr().err
+    assert "--pixel-size NM" in capsys.readouterr().err
     assert main(["info", str(movie)]) == 0
     text = capsys.readouterr().out
     assert "frames:     40" in text and "64 rows x 64 cols" in text and "uint16" in text

@@ -117,6 +117,34 @@ CAMERA_OPTIONS = (
 )
 
 
+def add_table_input(parser, *, old_pixel_size_name: bool = False) -> None:
+    """LOCS, --input-format and the camera pixel size (--pixel-size) of every command that reads a table."""
+    from spotfit import io
+    parser.add_argument("locs", metavar="LOCS",
+                        help="localization file (parquet, csv, ThunderSTORM csv, Picasso hdf5)")
+    parser.add_argument("--input-format", choices=io.FORMATS, default=None,
+                        help=help_text("format of LOCS (default: from its suffix and first line)"))
+    parser.add_argument("--pixel-size", type=float, default=None, metavar="NM",
+                        help=help_text("camera pixel size in the sample, nm: reads ThunderSTORM nm coordinates, "
+                                       "overrides the one LOCS records (default: as LOCS records it)"))
+    if old_pixel_size_name:
+        add_deprecated_alias(parser, "--camera-pixel-size", "--pixel-size", dest="pixel_size")
+
+
+def load_table(path, fmt=None, pixel_size=None):
+    """A localization table for a command; ``pixel_size`` (nm), when given, overrides the table's."""
+    from spotfit import io
+    try:
+        locs = io.load(path, format=fmt, pixel_size_nm=pixel_size)
+    except ValueError as exc:
+        if "pixel_size_nm" in str(exc) and pixel_size is None:
+            raise UsageError(f"{str(path)!r} stores nm: give the camera pixel size with --pixel-size NM") from exc
+        raise
+    if pixel_size is not None:
+        locs.attrs = {"spotfit": dict(locs.attrs.get("spotfit", {}), pixel_size_nm=pixel_size)}
+    return locs
+
+
 def _dest(option: str) -> str:
     return option.lstrip("-").replace("-", "_")
 

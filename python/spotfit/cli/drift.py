@@ -5,7 +5,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from .common import UsageError, check_output_path, check_writer, help_text, output_format
+from .common import UsageError, add_table_input, check_output_path, check_writer, help_text, load_table, output_format
 
 
 def _fiducial(text: str):
@@ -64,12 +64,7 @@ def undrift(args) -> int:
     fiducials = [_fiducial(t) for t in args.fiducial] if args.fiducial else None
     if fiducials and args.method != "fiducials":
         raise UsageError("--fiducial needs --method fiducials")
-    try:
-        locs = io.load(args.locs, format=args.input_format, pixel_size_nm=args.pixel_size)
-    except ValueError as exc:
-        if "pixel_size_nm" in str(exc) and args.pixel_size is None:
-            raise UsageError(f"{args.locs!r} stores nm: give the camera pixel size with --pixel-size NM") from exc
-        raise
+    locs = load_table(args.locs, args.input_format, args.pixel_size)
     if args.apply:
         import pandas as pd
         from spotfit.postprocess import apply_drift
@@ -105,7 +100,7 @@ def register(subparsers) -> None:
     from spotfit import io
     from spotfit.postprocess.drift import METHODS
     p = subparsers.add_parser("undrift", help="estimate and remove stage drift (AIM, RCC or fiducials)")
-    p.add_argument("locs", metavar="LOCS", help="localization file (parquet, csv, ThunderSTORM csv, Picasso hdf5)")
+    add_table_input(p)
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="corrected localization file to write")
     p.add_argument("--method", choices=METHODS, default="aim",
                    help=help_text("aim: intersection maximization; rcc: redundant cross-correlation; "
@@ -128,10 +123,6 @@ def register(subparsers) -> None:
                                   "estimating one", "estimate it"))
     p.add_argument("--format", choices=io.FORMATS, default=None,
                    help=help_text("output format (default: from OUT's suffix)"))
-    p.add_argument("--input-format", choices=io.FORMATS, default=None,
-                   help=help_text("format of LOCS (default: from its suffix and first line)"))
-    p.add_argument("--pixel-size", type=float, default=None, metavar="NM",
-                   help=help_text("camera pixel size, nm: reads nm tables, plots in nm (default: as LOCS records it)"))
     p.add_argument("--threads", type=int, default=None, metavar="N",
                    help=help_text("threads of the core (default: all cores)"))
     bar = p.add_mutually_exclusive_group()

@@ -4,19 +4,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .common import UsageError, check_output_path, check_writer, help_text, output_format
+from .common import UsageError, add_table_input, check_output_path, check_writer, help_text, load_table, output_format
 
 
 def _load(path, fmt, pixel_size):
-    from spotfit import io
-    try:
-        locs = io.load(path, format=fmt, pixel_size_nm=pixel_size)
-    except ValueError as exc:
-        if "pixel_size_nm" in str(exc) and pixel_size is None:
-            raise UsageError(f"{path!r} stores nm: give the camera pixel size with --pixel-size NM") from exc
-        raise
-    if pixel_size is not None:
-        locs.attrs = {"spotfit": dict(locs.attrs.get("spotfit", {}), pixel_size_nm=pixel_size)}
+    locs = load_table(path, fmt, pixel_size)
     if not len(locs):
         raise UsageError(f"{path!r} holds no localizations")
     return locs
@@ -85,12 +77,7 @@ def report(args) -> int:
 
 
 def _table_options(p) -> None:
-    from spotfit import io
-    p.add_argument("locs", metavar="LOCS", help="localization file (parquet, csv, ThunderSTORM csv, Picasso hdf5)")
-    p.add_argument("--input-format", choices=io.FORMATS, default=None,
-                   help=help_text("format of LOCS (default: from its suffix and first line)"))
-    p.add_argument("--pixel-size", type=float, default=None, metavar="NM",
-                   help=help_text("camera pixel size in the sample, nm (default: as LOCS records it)"))
+    add_table_input(p)
     p.add_argument("--converged-only", action="store_true", help="use only fits whose status is 'converged'")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 

@@ -3,22 +3,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import (UsageError, add_deprecated_alias, check_output_path, check_writer, help_text,
+from .common import (UsageError, add_table_input, check_output_path, check_writer, help_text, load_table,
                      output_format)
 
 # spotfit.render.render's methods.
 RENDER_METHODS = ("histogram", "gaussian")
-
-
-def _load_locs(args):
-    from spotfit import io
-    try:
-        return io.load(args.locs, format=args.input_format, pixel_size_nm=args.pixel_size)
-    except ValueError as exc:
-        if "pixel_size_nm" in str(exc) and args.pixel_size is None:
-            raise UsageError(f"{args.locs!r} stores nm: give the camera pixel size with --pixel-size NM "
-                             "(formerly --camera-pixel-size)") from exc
-        raise
 
 
 def render(args) -> int:
@@ -28,9 +17,7 @@ def render(args) -> int:
     if out.suffix.lower() not in (".png", ".tif", ".tiff"):
         raise UsageError(f"cannot save an image as {str(out)!r}: use .png, .tif or .tiff")
     check_output_path(out)
-    locs = _load_locs(args)
-    if args.pixel_size is not None:   # the camera pixel size given here wins over the table's
-        locs.attrs = {"spotfit": dict(locs.attrs.get("spotfit", {}), pixel_size_nm=args.pixel_size)}
+    locs = load_table(args.locs, args.input_format, args.pixel_size)
     if args.converged_only and "status" in locs:
         locs = locs[locs["status"] == "converged"]
     try:
@@ -53,29 +40,17 @@ def convert(args) -> int:
     fmt = output_format(out, args.format)
     check_output_path(out)
     check_writer(fmt)
-    locs = _load_locs(args)
+    locs = load_table(args.locs, args.input_format, args.pixel_size)
     io.save(locs, out, format=fmt, pixel_size_nm=args.pixel_size)
     print(f"{len(locs)} localizations -> {out} ({fmt})")
     return 0
-
-
-def _add_table_options(p) -> None:
-    """LOCS, -o, --input-format and the camera pixel size (--pixel-size; old name --camera-pixel-size)."""
-    from spotfit import io
-    p.add_argument("locs", metavar="LOCS", help="localization file (parquet, csv, ThunderSTORM csv, Picasso hdf5)")
-    p.add_argument("--input-format", choices=io.FORMATS, default=None,
-                   help=help_text("format of LOCS (default: from its suffix and first line)"))
-    p.add_argument("--pixel-size", type=float, default=None, metavar="NM",
-                   help=help_text("camera pixel size in the sample, nm: reads ThunderSTORM nm coordinates, "
-                                  "overrides the one LOCS records (default: as LOCS records it)"))
-    add_deprecated_alias(p, "--camera-pixel-size", "--pixel-size", dest="pixel_size")
 
 
 def register(subparsers) -> None:
     """Add ``render`` and ``convert`` to ``spotfit``'s subparsers."""
     from spotfit import io
     r = subparsers.add_parser("render", help="render localizations as a super-resolution image (.png/.tif)")
-    _add_table_options(r)
+    add_table_input(r, old_pixel_size_name=True)
     r.add_argument("-o", "--output", required=True, metavar="IMAGE",
                    help=".png (8-bit display image) or .tif (float32 values)")
     r.add_argument("--zoom", type=float, default=10, metavar="X",
@@ -97,7 +72,7 @@ def register(subparsers) -> None:
     r.set_defaults(func=render)
 
     c = subparsers.add_parser("convert", help="convert a localization file to another format")
-    _add_table_options(c)
+    add_table_input(c, old_pixel_size_name=True)
     c.add_argument("-o", "--output", required=True, metavar="OUT", help="file to write")
     c.add_argument("--format", choices=io.FORMATS, default=None,
                    help=help_text("output format (default: from OUT's suffix: .parquet, .csv, .hdf5 = picasso)"))
