@@ -140,3 +140,69 @@ def test_cli_usage_errors(files, tmp_path, capsys):
     assert main(["link", str(files / "locs.parquet"), "-o", str(tmp_path / "no" / "e.csv"), "-q"]) == 2
     assert main(["link", str(files / "locs.parquet"), "-o", str(tmp_path / "e.csv"), "--radius", "-1", "-q"]) == 2
     assert not list(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------
+# the page in a real browser (issue 17): Debian's chromium, headless; .ci/run installs it
+# --------------------------------------------------------------------------
+
+def _chromium():
+    import os
+    import shutil
+    found = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)),
+                 None)
+    if found is None:
+        if os.environ.get("SPOTFIT_REQUIRE_BROWSER") == "1":
+            raise RuntimeError("SPOTFIT_REQUIRE_BROWSER=1 but there is no chromium (apt-get install chromium)")
+        pytest.skip("no chromium for the headless browser test (Debian: apt-get install chromium)")
+    return found
+
+
+def _headless(browser, *args):
+    import subprocess
+    # --no-sandbox: CI runs as root, where chromium's sandbox refuses to start.
+    run = subprocess.run([browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          "--disable-dev-shm-usage", "--no-first-run", "--virtual-time-budget=20000", *args],
+                         capture_output=True, text=True, timeout=180)
+    assert run.returncode == 0, run.stderr[-2000:]
+    return run.stdout
+
+
+def test_report_draws_in_a_headless_browser(sim, tmp_path):
+    import os
+    from matplotlib.image import imread
+    browser = _chromium()
+    out = tmp_path / "report.html"
+    page = spotfit.report(sim.locs, out, drift=sim.drift, pixel_size_nm=100.0, title="spotfit report: demo")
+    # Every figure decodes: a copy of the page with a probe that counts the images the browser drew.
+    probe = tmp_path / "probe.html"
+    probe.write_text(page.replace("</body>", "<script>addEventListener('load', () => { const i = [...document."
+                                  "images]; document.body.dataset.drawn = i.filter(x => x.complete && "
+                                  "x.naturalWidth > 0).length + '/' + i.length; });</script></body>"),
+                     encoding="utf-8")
+    dom = _headless(browser, "--dump-dom", probe.as_uri())
+    drawn = re.search(r'data-drawn="(\d+)/(\d+)"', dom)
+    assert drawn is not None, dom[:500]
+    assert drawn.group(1) == drawn.group(2) == "6"
+    # A broken figure is caught by the same probe.
+    broken = tmp_path / "broken.html"
+    broken.write_text(probe.read_text(encoding="utf-8").replace("base64,iVBOR", "base64,AAAA", 1), encoding="utf-8")
+    assert re.search(r'data-drawn="5/6"', _headless(browser, "--dump-dom", broken.as_uri()))
+    # The screenshot shows the page drawn: text, and figures in colour over most of the first screens.
+    shot = tmp_path / "report.png"
+    _headless(browser, f"--screenshot={shot}", "--window-size=1100,2700", out.as_uri())
+    rgb = imread(shot)[..., :3]
+    assert rgb.shape[:2] == (2700, 1100)
+    not_white = (rgb < 0.94).any(axis=2)
+    coloured = rgb.max(axis=2) - rgb.min(axis=2) > 0.25        # the plots' lines, bars and the rendered images
+    assert not_white.mean() > 0.05 and coloured.mean() > 0.01
+    blank = tmp_path / "blank.png"   # the same page without its figures is far emptier: the check can fail
+    text_only = tmp_path / "text.html"
+    text_only.write_text(re.sub(r"<img[^>]*>", "", page), encoding="utf-8")
+    _headless(browser, f"--screenshot={blank}", "--window-size=1100,2700", text_only.as_uri())
+    empty = imread(blank)[..., :3]
+    assert (empty.max(axis=2) - empty.min(axis=2) > 0.25).mean() < 0.2 * coloured.mean()
+    target = os.environ.get("SPOTFIT_REPORT_SCREENSHOT")        # docs/report_screenshot.png is made this way
+    if target:
+        import shutil
+        shutil.copyfile(shot, target)

@@ -217,15 +217,19 @@ def report(locs: pd.DataFrame, path=None, *, drift: Optional[pd.DataFrame] = Non
         images = [("before correction", locs)] + ([("after correction", corrected)] if corrected is not None else [])
         from matplotlib.figure import Figure
         fig = Figure(figsize=(5.0 * len(images), 5.0))
+        # Each localization blurred by its uncertainty where there is one: single dots of a histogram vanish
+        # when the figure is scaled down.
+        method = "gaussian" if {"uncertainty_x", "uncertainty_y"} <= set(locs.columns) else "histogram"
         for k, (name, tab) in enumerate(images):
-            img = render(tab, zoom=zoom, method="histogram") if len(tab) else np.zeros((1, 1))
+            img = render(tab, zoom=zoom, method=method) if len(tab) else np.zeros((1, 1))
             ax = fig.add_subplot(1, len(images), k + 1)
             pos = img[img > 0]
-            ax.imshow(img, cmap="magma", vmin=0, vmax=np.percentile(pos, 99.5) if pos.size else 1, interpolation="none")
+            ax.imshow(img, cmap="magma", vmin=0, vmax=np.percentile(pos, 99.5) if pos.size else 1,
+                      interpolation="antialiased")
             ax.set_title(f"{name}: {len(tab):,} localizations")
             ax.set_axis_off()
         names = " | ".join(f"{name} ({len(tab):,} localizations)" for name, tab in images)
-        figs.append(("Rendered image", _png(fig), f"{names}; histogram, {zoom:g} rendered pixels per camera pixel"))
+        figs.append(("Rendered image", _png(fig), f"{names}; {method}, {zoom:g} rendered pixels per camera pixel"))
         done()
     finally:
         if bar is not None:
