@@ -188,3 +188,49 @@ def test_missing_dask_names_the_extra(monkeypatch, movie_files):
         sd.open_movie(paths)
     with pytest.raises(ImportError, match=r"pip install spotfit\[dask\]"):
         sd.localize(paths)
+
+
+# --------------------------------------------------------------------------
+# linking a lazy table partition by partition (issue 17)
+# --------------------------------------------------------------------------
+
+def _by_frames(locs, edges):
+    import dask.dataframe as dd
+    parts = [locs[(locs.frame >= a) & (locs.frame < b)] for a, b in zip(edges[:-1], edges[1:])]
+    return dd.concat([dd.from_pandas(p, npartitions=1) for p in parts])
+
+
+@pytest.mark.parametrize("seed,edges,kwargs", [
+    (5, [0, 900, 1700, 1701, 3000, 3000, 4500, 6000], {}),           # a one-frame and an empty partition
+    (6, [0, 1234, 2500, 6000], {"max_dark_frames": 2}),
+    (7, [0, 400, 800, 1200, 1600, 6000], {"radius": 0.3, "max_dark_frames": 0}),
+])
+def test_link_partition_by_partition_equals_link_in_memory(seed, edges, kwargs):
+    sim = spotfit.simulate_smlm("grid", frames=6000, shape=(128, 128), count=40, mean_on=4.0, mean_off=300.0,
+                                seed=seed)
+    locs = sim.locs
+    lazy = sd.link(_by_frames(locs, edges), **kwargs)
+    events = lazy.compute()
+    whole = spotfit.link(locs, **kwargs)
+    inner = np.array(edges[1:-1])
+    crossing = ((whole.frame.to_numpy()[:, None] < inner) & (whole.last_frame.to_numpy()[:, None] >= inner)).sum()
+    assert crossing >= 3                          # the boundaries cut blinks, which must stay whole
+    key = ["frame", "x", "y"]
+    pd.testing.assert_frame_equal(events.sort_values(key).reset_index(drop=True),
+                                  whole.sort_values(key).reset_index(drop=True), check_names=False)
+
+
+def test_link_partitions_must_be_whole_frames_in_order():
+    sim = spotfit.simulate_smlm("grid", frames=500, count=6, seed=2)
+    import dask.dataframe as dd
+    locs = sim.locs
+    cut = len(locs) // 2
+    while locs.frame.iloc[cut] != locs.frame.iloc[cut - 1]:
+        cut += 1
+    split = dd.concat([dd.from_pandas(locs.iloc[:cut], npartitions=1), dd.from_pandas(locs.iloc[cut:], npartitions=1)])
+    with pytest.raises(ValueError, match="whole frames in increasing order"):
+        sd.link(split).compute()
+    with pytest.raises(TypeError, match="spotfit.link"):
+        sd.link(locs)
+    with pytest.raises(ValueError, match="radius"):
+        sd.link(_by_frames(locs.drop(columns=["uncertainty_x", "uncertainty_y"]), [0, 250, 500]))

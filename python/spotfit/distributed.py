@@ -36,7 +36,7 @@ from .io.tables import parquet_metadata, restore_parquet_metadata
 from .options import LocalizeOptions
 from .registry import ESTIMATORS
 
-__all__ = ["open_movie", "localize", "to_parquet", "read_parquet", "run", "DEFAULT_CHUNKS"]
+__all__ = ["open_movie", "localize", "to_parquet", "read_parquet", "link", "run", "DEFAULT_CHUNKS"]
 
 DEFAULT_CHUNKS = 256
 
@@ -305,6 +305,86 @@ def read_parquet(path, *, lazy: bool = True):
     ddf = dd.read_parquet([str(f) for f in files], engine="pyarrow")
     meta = fix(ddf._meta.copy())
     return ddf.map_partitions(fix, meta=meta)
+
+
+def _link_step(state, part, options, meta):
+    """One partition of :func:`link`: link it after the rows of the events still open before it; return the
+    events that can no longer grow and the new state (the rows of the events still open, the last frame)."""
+    from .postprocess.link import event_table, link as link_table
+    carry, previous_last = state
+    final = part is None
+    table = carry if final else (pd.concat([carry, part], ignore_index=True) if len(carry) else
+                                 part.reset_index(drop=True))
+    if not final and len(part):
+        first = int(part["frame"].min())
+        if previous_last is not None and first <= previous_last:
+            raise ValueError(f"partitions must be whole frames in increasing order: a partition starts at frame "
+                             f"{first}, at or before the previous one's last frame {previous_last} (repartition by "
+                             "frame, as spotfit.distributed.localize writes them)")
+    if not len(table):
+        return meta, (table, previous_last)
+    group = link_table(table, groups=True, **options)["group"].to_numpy()
+    frame = table["frame"].to_numpy(np.int64)
+    last = int(frame.max()) if previous_last is None else max(int(frame.max()), previous_last)
+    n = int(group.max()) + 1
+    group_last = np.full(n, np.iinfo(np.int64).min, np.int64)
+    np.maximum.at(group_last, group, frame)
+    # An event whose last frame is before last - max_dark_frames cannot take a row of a later frame.
+    still_open = np.zeros(n, bool) if final else group_last >= last - options["max_dark_frames"]
+    keep = still_open[group]
+    done_groups = np.flatnonzero(~still_open)
+    relabel = np.full(n, -1, np.int64)
+    relabel[done_groups] = np.arange(len(done_groups))
+    events = event_table(table[~keep], relabel[group[~keep]], len(done_groups))
+    return events, (table[keep].reset_index(drop=True), last)
+
+
+def link(locs, *, radius=None, max_dark_frames: int = 1, gate=None):
+    """:func:`spotfit.link` of a lazy (Dask) table, partition by partition, in bounded memory.
+
+    Partitions must be whole frames in increasing frame order (as :func:`localize` and :func:`read_parquet`
+    give them). Each partition is linked after the rows of the events still open at the end of the previous
+    one, so an event that crosses a partition boundary is one event, with all its rows. The greedy matching
+    of a frame depends only on the events open then, so the events are those of ``spotfit.link`` on the whole
+    table; only their order differs (by partition in which they end, then by first frame). Memory: one
+    partition, the open events' rows, and, with the default radius, the largest uncertainty of each row
+    (8 bytes a row) for the radius quantile.
+
+    The default radius needs ``uncertainty_x``/``uncertainty_y`` columns (give ``radius=`` otherwise).
+    Returns a Dask DataFrame of events (the columns of :func:`spotfit.link`), computed partition after
+    partition.
+    """
+    _require("dask")
+    import dask
+    dd = _require("dask.dataframe")
+    from .postprocess.link import GATE, default_radius, link as link_table
+    from ._shared import validate
+    if isinstance(locs, pd.DataFrame) or not hasattr(locs, "to_delayed"):
+        raise TypeError("spotfit.distributed.link takes a Dask DataFrame; use spotfit.link for a pandas table")
+    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
+    if missing:
+        raise ValueError(f"link: the table lacks column(s) {missing}")
+    max_dark_frames = validate.integer("max_dark_frames", max_dark_frames, 0)
+    if gate is None:
+        gate = GATE if radius is None else 0.0
+    if radius is None:
+        if not {"uncertainty_x", "uncertainty_y"} <= set(locs.columns):
+            raise ValueError("the default radius needs uncertainty_x/y columns: give radius= in pixels")
+        u = locs[["uncertainty_x", "uncertainty_y"]].astype(np.float64).max(axis=1).compute().to_numpy()
+        if not len(u):
+            raise ValueError("link: the table is empty")
+        radius = default_radius(u, u, gate if gate > 0 else GATE)
+        del u
+    options = {"radius": radius, "gate": gate, "max_dark_frames": max_dark_frames}
+    meta = link_table(locs._meta_nonempty.assign(frame=np.arange(len(locs._meta_nonempty))), **options).iloc[:0]
+    state = dask.delayed((locs._meta.iloc[:0], None))
+    events = []
+    for part in locs.to_delayed():
+        step = dask.delayed(_link_step, nout=2)(state, part, options, meta)
+        events.append(step[0])
+        state = step[1]
+    events.append(dask.delayed(_link_step, nout=2)(state, None, options, meta)[0])
+    return dd.from_delayed(events, meta=meta, verify_meta=False)
 
 
 def run(inputs, output=None, *, scheduler=None, workers=None, chunks: int = DEFAULT_CHUNKS,
