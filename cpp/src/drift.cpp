@@ -141,10 +141,11 @@ double median(std::vector<double> v) {
 }
 
 // Round 2 of one segment: Newton steps from (0, 0) on the stencil of `img`; the variance from the last
-// stencil (sandwich H^-1 S H^-1). Leaves var at inf where the score is not concave or the move exceeds
-// `travel` (an alias: another maximum of a periodic structure).
+// stencil (sandwich H^-1 S H^-1). Leaves var at inf where the score is not concave; where the move exceeds
+// `travel` (another maximum, e.g. a neighbouring site of a periodic structure) stops on that circle, and
+// with `drop` leaves var at inf.
 void align_segment(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
-                   int64_t last, double h, int iterations, double travel, double* c, double* var) {
+                   int64_t last, double h, int iterations, double travel, bool drop, double* c, double* var) {
     double cx = 0.0, cy = 0.0;
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
@@ -181,8 +182,14 @@ void align_segment(const float* img, const DriftGrid& g, const double* x, const 
         }
         cx += dx;
         cy += dy;
-        if (std::hypot(cx, cy) > travel) {  // left the round-1 basin: not this segment's own maximum
-            var[0] = var[1] = INFINITY;
+        const double dist = std::hypot(cx, cy);
+        if (dist > travel) {  // left the basin it started in: not this segment's own maximum
+            if (drop) {
+                var[0] = var[1] = INFINITY;
+            } else {  // a coarse pass: stop on the edge, the next pass goes on from there
+                cx *= travel / dist;
+                cy *= travel / dist;
+            }
             break;
         }
         if (std::hypot(dx, dy) < 0.1 * h) break;
@@ -354,6 +361,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
     r = check_drift_track_options(to);
     if (!r.ok()) return r;
     if (o.iterations < 0 || o.iterations > 1000) return Result::invalid("drift_aim: iterations must be 0..1000");
+    if (o.passes < 1 || o.passes > 8) return Result::invalid("drift_aim: passes must be 1..8");
     if (!(o.travel > 0)) return Result::invalid("drift_aim: travel must be > 0");
     if (!(o.bin2 > 0) || !std::isfinite(o.bin2) || !(o.margin2 >= 0) || !std::isfinite(o.margin2) || o.max_bins < 1)
         return Result::invalid("drift_aim: bin2 must be > 0, margin2 >= 0 and max_bins >= 1");
@@ -384,10 +392,22 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                 sum += double(frame[p]);
             }
             se[size_t(k)] = int64_t(xs.size());
-            if (se[size_t(k)] > ss[size_t(k)]) {
-                tl.push_back(sum / double(se[size_t(k)] - ss[size_t(k)]));
-                good_long.push_back(k);
-            }
+            tl.push_back(se[size_t(k)] > ss[size_t(k)] ? sum / double(se[size_t(k)] - ss[size_t(k)]) : 0.0);
+        }
+        // A long segment with far fewer points than the others (the last, cut by the end of the movie) is
+        // tracked badly: on a periodic structure it can lock onto a neighbouring site. Such segments take the
+        // drift of their neighbours (interpolation) instead.
+        {
+            std::vector<double> counts;
+            for (int64_t k = 0; k < n_long; ++k) counts.push_back(double(se[size_t(k)] - ss[size_t(k)]));
+            const double least = std::max(1.0, 0.5 * median(counts));
+            std::vector<double> kept;
+            for (int64_t k = 0; k < n_long; ++k)
+                if (double(se[size_t(k)] - ss[size_t(k)]) >= least) {
+                    good_long.push_back(k);
+                    kept.push_back(tl[size_t(k)]);
+                }
+            tl.swap(kept);
         }
         if (good_long.empty()) return Result::invalid("drift_aim: no point in the long segments");
         std::vector<double> sh(size_t(2 * n_long)), sc(static_cast<size_t>(n_long));
@@ -465,7 +485,10 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         }
         img.clear();
         img.shrink_to_fit();
-        // ---- Round 2: each fold's density; every segment against the other fold's.
+        // ---- Round 2: each fold's density; every segment against the other fold's. Coarse to fine: round 1
+        // can be off by more than the fine kernel (its reference spans the first frames, its long segments
+        // are interpolated), and a reference blurred by those errors pulls the fine Newton steps nowhere; so
+        // passes with bins of bin2 * 2^(passes-1) ... bin2, each starting from the previous pass's result.
         std::vector<double> xc(static_cast<size_t>(n)), yc(static_cast<size_t>(n));
         for (int64_t p = 0; p < n; ++p) {
             xc[size_t(p)] = x[p] - d1[2 * p];
@@ -478,43 +501,54 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             lo_y = std::min(lo_y, yc[size_t(p)]);
             hi_y = std::max(hi_y, yc[size_t(p)]);
         }
-        DriftGrid& grid2 = result->grid2;
-        grid2.x0 = lo_x - o.margin2;
-        grid2.y0 = lo_y - o.margin2;
         const double wx = hi_x - lo_x + 2 * o.margin2, wy = hi_y - lo_y + 2 * o.margin2;
-        grid2.bin = std::max(o.bin2, std::sqrt(wx * wy / double(o.max_bins)));
-        grid2.nx = int64_t(std::ceil(wx / grid2.bin)) + 1;
-        grid2.ny = int64_t(std::ceil(wy / grid2.bin)) + 1;
-        r = check_drift_grid(grid2);
-        if (!r.ok()) return r;
-        result->image0.assign(size_t(grid2.nx * grid2.ny), 0.0f);
-        result->image1.assign(size_t(grid2.nx * grid2.ny), 0.0f);
-        float* image0 = result->image0.data();
-        float* image1 = result->image1.data();
-        for (int64_t k = 0; k < n_segments; ++k)
-            drift_histogram(xc.data() + starts[k], yc.data() + starts[k], nullptr, ends[k] - starts[k], grid2,
-                            k % 2 ? image1 : image0);
-        const double h = grid2.bin;
+        std::vector<double> total(size_t(2 * n_segments), 0.0);  // the sum of the passes' moves
+        for (int pass = o.passes - 1; pass >= 0; --pass) {
+            DriftGrid& grid2 = result->grid2;
+            grid2.x0 = lo_x - o.margin2;
+            grid2.y0 = lo_y - o.margin2;
+            grid2.bin = std::max(o.bin2 * double(int64_t(1) << pass), std::sqrt(wx * wy / double(o.max_bins)));
+            grid2.nx = int64_t(std::ceil(wx / grid2.bin)) + 1;
+            grid2.ny = int64_t(std::ceil(wy / grid2.bin)) + 1;
+            r = check_drift_grid(grid2);
+            if (!r.ok()) return r;
+            result->image0.assign(size_t(grid2.nx * grid2.ny), 0.0f);
+            result->image1.assign(size_t(grid2.nx * grid2.ny), 0.0f);
+            float* image0 = result->image0.data();
+            float* image1 = result->image1.data();
+            for (int64_t k = 0; k < n_segments; ++k)
+                drift_histogram(xc.data() + starts[k], yc.data() + starts[k], nullptr, ends[k] - starts[k], grid2,
+                                k % 2 ? image1 : image0);
+            const double h = grid2.bin;
+            const bool last = pass == 0;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 4) num_threads(thread_count(o.threads))
 #endif
-        for (int64_t k = 0; k < n_segments; ++k) {
-            double c[2] = {0.0, 0.0};
-            double* v = var + 2 * k;
-            if (ends[k] > starts[k]) {
-                align_segment(k % 2 ? image0 : image1, grid2, xc.data(), yc.data(), starts[k], ends[k], h,
-                              o.iterations, o.travel, c, v);
-            } else {
+            for (int64_t k = 0; k < n_segments; ++k) {
+                double c[2] = {0.0, 0.0};
+                double* v = var + 2 * k;
                 v[0] = v[1] = INFINITY;
+                if (ends[k] > starts[k]) {
+                    align_segment(k % 2 ? image0 : image1, grid2, xc.data(), yc.data(), starts[k], ends[k], h,
+                                  o.iterations, o.travel, last, c, v);
+                    for (int64_t p = starts[k]; p < ends[k]; ++p) {  // segment k's points only: no race
+                        xc[size_t(p)] += c[0];
+                        yc[size_t(p)] += c[1];
+                    }
+                }
+                total[size_t(2 * k)] += c[0];
+                total[size_t(2 * k + 1)] += c[1];
             }
+        }
+        for (int64_t k = 0; k < n_segments; ++k) {
             double mx = 0.0, my = 0.0;
             for (int64_t p = starts[k]; p < ends[k]; ++p) {
                 mx += d1[2 * p];
                 my += d1[2 * p + 1];
             }
             const double cnt = double(std::max<int64_t>(ends[k] - starts[k], 1));
-            shift[2 * k] = mx / cnt - c[0];
-            shift[2 * k + 1] = my / cnt - c[1];
+            shift[2 * k] = mx / cnt - total[size_t(2 * k)];
+            shift[2 * k + 1] = my / cnt - total[size_t(2 * k + 1)];
         }
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in drift_aim"};

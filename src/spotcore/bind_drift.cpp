@@ -85,6 +85,7 @@ void bind_drift(py::module_& m) {
         .def_readwrite("bin2", &spotcore::DriftAimOptions::bin2)
         .def_readwrite("margin2", &spotcore::DriftAimOptions::margin2)
         .def_readwrite("max_bins", &spotcore::DriftAimOptions::max_bins)
+        .def_readwrite("passes", &spotcore::DriftAimOptions::passes)
         .def_readwrite("iterations", &spotcore::DriftAimOptions::iterations)
         .def_readwrite("travel", &spotcore::DriftAimOptions::travel)
         .def_readwrite("threads", &spotcore::DriftAimOptions::threads);

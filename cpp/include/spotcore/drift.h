@@ -71,8 +71,10 @@ Result drift_track(const float* image, const DriftGrid& grid, const double* x, c
 //     (a jump), the short segments there are tracked again against the whole table corrected by 1a.
 //   Round 2: every short segment (starts/ends, frame bounds edges) is aligned by Newton steps on the 3x3
 //     stencil against the density (grid2) of the other fold (segment k is in fold k % 2): never against
-//     itself. A segment that would move further than `travel` from its round-1 position has locked onto
-//     another maximum (a neighbouring site of a periodic structure): it is left out (variance inf).
+//     itself; in `passes` passes from coarse bins to bin2, each pass's densities from the previous pass's
+//     corrected points. A move of more than `travel` in one pass stops there; in the last pass such a
+//     segment has locked onto another maximum (a neighbouring site of a periodic structure) and is left
+//     out (variance inf).
 // Round 2's grid: bins of bin2 px over the corrected points' extent plus margin2, coarser when that would
 // exceed max_bins (as the Python layer's other grids).
 // Outputs: shift[2k..2k+1] = segment k's mean round-1 drift minus its round-2 shift (px), var[2k..2k+1] its
@@ -87,7 +89,8 @@ struct DriftAimOptions {
     double bin2 = 0.05;         // round 2: bin of the fold densities = Newton stencil step, px
     double margin2 = 1.0;       // round 2: margin of its grid, px
     int64_t max_bins = int64_t(1) << 23;
-    int32_t iterations = 8;     // round 2: Newton steps per segment (each <= one bin)
+    int32_t passes = 3;         // round 2: coarse-to-fine passes, bins bin2 * 2^(passes-1) ... bin2
+    int32_t iterations = 8;     // round 2: Newton steps per segment and pass (each <= one bin)
     double travel = 0.2;        // round 2: largest move from the round-1 position, px
     int32_t threads = 0;
 };
