@@ -512,13 +512,22 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             grid2.ny = int64_t(std::ceil(wy / grid2.bin)) + 1;
             r = check_drift_grid(grid2);
             if (!r.ok()) return r;
-            result->image0.assign(size_t(grid2.nx * grid2.ny), 0.0f);
-            result->image1.assign(size_t(grid2.nx * grid2.ny), 0.0f);
+            // The two folds' densities, one per thread (each a single pass in point order: deterministic).
+            const size_t bins = size_t(grid2.nx * grid2.ny);
+            result->image0.resize(bins);  // allocated here: bad_alloc must not leave a parallel region
+            result->image1.resize(bins);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, thread_count(o.threads)))
+#endif
+            for (int f = 0; f < 2; ++f) {
+                std::vector<float>& im = f ? result->image1 : result->image0;
+                std::fill(im.begin(), im.end(), 0.0f);
+                for (int64_t k = f; k < n_segments; k += 2)
+                    drift_histogram(xc.data() + starts[k], yc.data() + starts[k], nullptr, ends[k] - starts[k],
+                                    grid2, im.data());
+            }
             float* image0 = result->image0.data();
             float* image1 = result->image1.data();
-            for (int64_t k = 0; k < n_segments; ++k)
-                drift_histogram(xc.data() + starts[k], yc.data() + starts[k], nullptr, ends[k] - starts[k], grid2,
-                                k % 2 ? image1 : image0);
             const double h = grid2.bin;
             const bool last = pass == 0;
 #ifdef _OPENMP
