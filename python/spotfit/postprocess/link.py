@@ -89,8 +89,14 @@ def _uncertainties(locs):
             return None, None, None
         ux = uy = u
         source = "Mortensen's precision from photons, background and sigma (no uncertainty_x/y columns)"
-    with np.errstate(over="ignore", under="ignore"):   # the core takes variances: u^2 must be finite and > 0
-        bad = ~(np.isfinite(ux * ux) & (ux * ux > 0) & np.isfinite(uy * uy) & (uy * uy > 0) & (ux > 0) & (uy > 0))
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):   # the core takes u^2: finite and > 0
+        vx = ux * ux
+        vy = vx if uy is ux else uy * uy
+        # u > 0 and 0 < u^2 < inf (NaN fails each comparison); one pass each, no isfinite temporaries.
+        ok = (ux > 0) & (vx > 0) & (vx < np.inf)
+        if uy is not ux:
+            ok &= (uy > 0) & (vy > 0) & (vy < np.inf)
+        bad = ~ok
     if bad.any():
         raise ValueError(f"{source}: {int(bad.sum())} row(s) have an uncertainty that is not finite and > 0 "
                          f"(first at row {int(np.argmax(bad))}); keep only converged fits "
