@@ -502,6 +502,8 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             hi_y = std::max(hi_y, yc[size_t(p)]);
         }
         const double wx = hi_x - lo_x + 2 * o.margin2, wy = hi_y - lo_y + 2 * o.margin2;
+        if (!(wx < 1e9 && wy < 1e9))  // bins computed below must fit int64
+            return Result::invalid("drift_aim: the points span more than 1e9 px");
         std::vector<double> total(size_t(2 * n_segments), 0.0);  // the sum of the passes' moves
         for (int pass = o.passes - 1; pass >= 0; --pass) {
             DriftGrid& grid2 = result->grid2;

@@ -135,9 +135,23 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                     cand.push_back({q, i, ev.id, int64_t(e)});
                 }
             }
-            std::sort(cand.begin(), cand.end());
             loc_taken.assign(size_t(b - a), 0);
             ev_taken.assign(open.size(), 0);
+            // Closest pairs first matters only where a localization or an event is in two candidates; in the
+            // common frame none is, every candidate is taken, and the sort (a third of the time) is skipped.
+            bool conflict = false;
+            for (const Candidate& c : cand) {
+                char& lt = loc_taken[size_t(c.loc - a)];
+                char& et = ev_taken[size_t(c.index)];
+                if (lt || et) {
+                    conflict = true;
+                    break;
+                }
+                lt = et = 1;
+            }
+            if (conflict) std::sort(cand.begin(), cand.end());
+            std::fill(loc_taken.begin(), loc_taken.end(), 0);
+            std::fill(ev_taken.begin(), ev_taken.end(), 0);
             for (const Candidate& c : cand) {
                 char& lt = loc_taken[size_t(c.loc - a)];
                 char& et = ev_taken[size_t(c.index)];
