@@ -251,7 +251,7 @@ def test_cli_applies_a_drift_table_and_refuses_one_that_does_not_cover(grid10, t
 
 # Was a known weakness (15.5 nm): round 1 tracked the short last long segment onto a neighbouring grid site,
 # and round 2's fine kernel could not pull segments back across round-1 errors of ~0.2 px. Now: short long
-# segments are interpolated, round 2 runs coarse to fine (measured 1.7 nm).
+# segments are interpolated, round 2 runs coarse to fine (measured 1.2 nm).
 def test_aim_on_a_sparse_periodic_grid():
     from spotfit import smlm
     drift = smlm.drift_trajectory(3000, linear=(1.2, -0.8), sine=(0.3, 0.0), seed=0)

@@ -249,12 +249,13 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     # Round 1: a kernel wide enough that a grid step of its width cannot step over the score's peak.
     s1 = max(2.0 * sigma, 0.1)
     grid1 = _grid(x, y, s1 / _KERNEL_PER_BIN, max_jump + 4 * s1)
-    # 1a: long segments (>= 1500 localizations, ~500 of each used: 1a needs only a fraction of a kernel)
+    # 1a: long segments (>= 1500 localizations, ~250 of each used: 1a needs only a fraction of a kernel,
+    # round 2 starts coarse)
     # tracked against the first few hundred frames (>= 2 % of the table, >= 2000 localizations).
     ref_end = int(np.searchsorted(frame, frame[min(n - 1, max(2000, n // 50))], side="right"))
     coarse = _Segments(frame, n_frames, max(length, _segment_length(n, n_frames, 1500)))
     ref_end = max(ref_end, int(coarse.ends[0]))
-    stride = max(1, int(n / max(len(coarse), 1) // 500))
+    stride = max(1, int(n / max(len(coarse), 1) // 250))
     # Round 2 (the whole corrected table, each segment against the other half: never against itself), on a
     # kernel of half the precision; a segment may move at most one round-1 kernel (s1) from its round-1
     # position: further, it has locked onto a neighbouring site of a periodic structure (an alias).
