@@ -6,11 +6,13 @@ uncertainty; ``apply_drift(locs, drift)`` applies a drift table (also to a lazy 
 Method of ``"aim"`` (Ma et al. 2024, Sci. Adv. eadm7765, intersection maximization), counted softly: a
 reference is rendered as a density image (cloud-in-cell histogram blurred by a Gaussian, C++ core) and a
 segment's shift is the one that puts its localizations on the most density.
-  round 1: short segments tracked in time order against the first few hundred frames, each from the previous
+  round 1: long segments tracked in time order against the first few hundred frames, each from the previous
            shift; where a segment's score drops (a stage jump) a square of ``max_jump`` px is searched.
-  round 2: every segment again, against the whole corrected table without the segment itself (segments are
-           split into two alternating halves, each aligned to the other's density), Newton steps on the
-           3x3 stencil of scores, the variance of each shift from the sandwich H^-1 S H^-1.
+  round 2: every short segment again, against the whole corrected table without the segment itself (segments
+           are split into two alternating halves, each aligned to the other's density), Newton steps on the
+           3x3 stencil of scores, coarse to fine (3 passes), the variance of each shift from the sandwich
+           H^-1 S H^-1.
+  Both rounds are one call of the C++ core (spotcore::drift_aim, docs/drift.md).
   smoothing: a random-walk state-space model (RTS smoother) of the segment shifts with their variances, the
            process noise measured from the data; a difference between neighbours far outside it is a jump:
            the smoother is split there and the jump placed on the frame that scores best.
