@@ -419,9 +419,21 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             vx.push_back(-sh[size_t(2 * k)]);
             vy.push_back(-sh[size_t(2 * k + 1)]);
         }
-        for (int64_t p = 0; p < n; ++p) {
-            d1[2 * p] = interp(tl, vx, double(frame[p]));
-            d1[2 * p + 1] = interp(tl, vy, double(frame[p]));
+        // Points are in frame order: one walk over the knots (the arithmetic of interp(), without its search).
+        for (int64_t p = 0, k = 0, m = int64_t(tl.size()); p < n; ++p) {
+            const double f = double(frame[p]);
+            while (k < m && !(tl[size_t(k)] > f)) ++k;  // k: the first knot after f
+            if (f <= tl.front() || k == 0) {
+                d1[2 * p] = vx.front();
+                d1[2 * p + 1] = vy.front();
+            } else if (k == m) {
+                d1[2 * p] = vx.back();
+                d1[2 * p + 1] = vy.back();
+            } else {
+                const double a = (f - tl[size_t(k - 1)]) / (tl[size_t(k)] - tl[size_t(k - 1)]);
+                d1[2 * p] = vx[size_t(k - 1)] + a * (vx[size_t(k)] - vx[size_t(k - 1)]);
+                d1[2 * p + 1] = vy[size_t(k - 1)] + a * (vy[size_t(k)] - vy[size_t(k - 1)]);
+            }
         }
         // ---- Round 1b: spans around neighbours that differ by far more than the drift does.
         const size_t m = vx.size();
