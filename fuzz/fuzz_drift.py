@@ -4,7 +4,7 @@ The bytes choose the points (finite, NaN, inf or huge), the density grid (origin
 the segment bounds (also reversed or past the end), the stencil step, the tracking options and the thread
 count; and a small localization table for ``spotfit.undrift`` (frames unsorted or repeated, NaN, one frame).
 Contract: invalid input raises ValueError/TypeError; valid input gives finite results of the documented
-shapes; drift_stencil does not depend on the threads; the histogram's mass is that of the inside points.
+shapes; drift_stencil and drift_aim (the whole AIM loop) do not depend on the threads; the histogram's mass is that of the inside points.
 Seeds: fuzz/corpus/drift.
 """
 import os
@@ -78,6 +78,40 @@ def test_one_input(data: bytes):
         assert not (bounds_ok and o.coarse_step > 0), "a valid track was refused"
     else:
         assert shifts.shape == (m, 2) and np.isfinite(shifts).all() and np.isfinite(score).all()
+    # The whole AIM loop (drift_aim) on the same points as a frame-sorted table: valid input gives finite
+    # shifts, variances >= 0 or inf, and the same bytes for 1 and 3 threads; bad bounds raise ValueError.
+    if n:
+        fr = np.sort(np.resize(body, n).astype(np.int64) % 7)
+        seg_len = 1 + b[6] % 3
+        edges = np.arange(0, 7 + seg_len, seg_len)
+        edges[-1] = min(edges[-1], 7)
+        edges = np.unique(np.minimum(edges, 7))
+        bnd = np.searchsorted(fr, edges)
+        st, en = bnd[:-1].astype(np.int64), bnd[1:].astype(np.int64)
+        if b[7] & 2 and len(st):
+            en = en.copy()
+            en[-1] = n + 1                                            # past the end
+        t = (edges[:-1] + edges[1:] - 1) / 2.0
+        ao = _spotcore.DriftAimOptions()
+        ao.radius, ao.coarse_step, ao.bin2, ao.margin2 = 0.5, 0.25, 0.1, 0.5
+        ao.passes, ao.travel = 1 + b[8] % 3, [0.2, 0.0][b[9] % 2]
+        finite = bool(np.isfinite(x).all() and np.isfinite(y).all() and (np.abs(x) < 1e6).all()
+                      and (np.abs(y) < 1e6).all())
+        valid = finite and bool((en <= n).all()) and ao.travel > 0 and grid_ok
+        out = []
+        for th in (1, 3):
+            ao.threads = th
+            try:
+                out.append(_spotcore.drift_aim(x, y, fr, n, g, st, en, edges, 1, st, en, edges, t, ao))
+            except ValueError:
+                assert not valid, "a valid drift_aim was refused"
+                break
+        if len(out) == 2:
+            assert finite and ao.travel > 0
+            sh, var, d1 = out[0][:3]
+            assert sh.shape == (len(st), 2) and np.isfinite(sh).all() and np.isfinite(d1).all()
+            assert ((var >= 0) | np.isinf(var)).all()
+            assert all(a.tobytes() == c.tobytes() for a, c in zip(out[0][:3], out[1][:3]))
     # The public function on a small table made of the same bytes.
     k = len(body) // 3
     if k:

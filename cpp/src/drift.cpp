@@ -121,6 +121,83 @@ double refine(const float* img, const DriftGrid& g, const double* x, const doubl
     return score;
 }
 
+
+// np.interp: the linear interpolation of (t[k], v[k]) at f, constant beyond the ends; t increasing.
+inline double interp(const std::vector<double>& t, const std::vector<double>& v, double f) {
+    if (f <= t.front()) return v.front();
+    if (f >= t.back()) return v.back();
+    const size_t k = size_t(std::upper_bound(t.begin(), t.end(), f) - t.begin());  // t[k-1] <= f < t[k]
+    const double a = (f - t[k - 1]) / (t[k] - t[k - 1]);
+    return v[k - 1] + a * (v[k] - v[k - 1]);
+}
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0.0;
+    const size_t h = v.size() / 2;
+    std::nth_element(v.begin(), v.begin() + h, v.end());
+    const double hi = v[h];
+    if (v.size() % 2) return hi;
+    return 0.5 * (hi + *std::max_element(v.begin(), v.begin() + h));
+}
+
+// Round 2 of one segment: Newton steps from (0, 0) on the stencil of `img`; the variance from the last
+// stencil (sandwich H^-1 S H^-1). Leaves var at inf where the score is not concave; where the move exceeds
+// `travel` (another maximum, e.g. a neighbouring site of a periodic structure) stops on that circle, and
+// with `drop` leaves var at inf.
+void align_segment(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                   int64_t last, double h, int iterations, double travel, bool drop, double* c, double* var) {
+    double cx = 0.0, cy = 0.0;
+    var[0] = var[1] = INFINITY;
+    for (int it = 0; it < iterations; ++it) {
+        double s[13];
+        stencil(img, g, x, y, first, last, cx, cy, h, s);
+        const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
+        const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
+        const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
+        const double det = hxx * hyy - hxy * hxy;
+        double dx, dy;
+        if (hxx < 0 && det > 0) {
+            dx = -(hyy * gx - hxy * gy) / det;
+            dy = -(-hxy * gx + hxx * gy) / det;
+            // Sandwich: Cov = H^-1 S H^-1, S = sum of the per-point gradient outer products.
+            const double a = hyy / det, b = -hxy / det, d = hxx / det;  // H^-1 = [[a, b], [b, d]]
+            var[0] = a * a * s[9] + 2 * a * b * s[10] + b * b * s[11];
+            var[1] = b * b * s[9] + 2 * b * d * s[10] + d * d * s[11];
+        } else {  // not concave: a step towards the best stencil point
+            int best = 0;
+            for (int k = 1; k < 9; ++k)
+                if (s[k] > s[best]) best = k;
+            dx = (best / 3 - 1) * h;
+            dy = (best % 3 - 1) * h;
+            var[0] = var[1] = INFINITY;
+        }
+        const double len = std::hypot(dx, dy);
+        if (len > h) {
+            dx *= h / len;
+            dy *= h / len;
+        }
+        if (!std::isfinite(dx) || !std::isfinite(dy)) {
+            var[0] = var[1] = INFINITY;
+            break;
+        }
+        cx += dx;
+        cy += dy;
+        const double dist = std::hypot(cx, cy);
+        if (dist > travel) {  // left the basin it started in: not this segment's own maximum
+            if (drop) {
+                var[0] = var[1] = INFINITY;
+            } else {  // a coarse pass: stop on the edge, the next pass goes on from there
+                cx *= travel / dist;
+                cy *= travel / dist;
+            }
+            break;
+        }
+        if (std::hypot(dx, dy) < 0.1 * h) break;
+    }
+    c[0] = cx;
+    c[1] = cy;
+}
+
 Result check_segments(const double* x, const double* y, const int64_t* starts, const int64_t* ends,
                       int64_t n_segments) {
     if (n_segments < 0) return Result::invalid("drift: number of segments must be >= 0");
@@ -258,6 +335,246 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
         shifts[2 * k] = cx;
         shifts[2 * k + 1] = cy;
         score[k] = s;
+    }
+    return Result::success();
+}
+
+Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t n, int64_t ref_end,
+                 const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,
+                 const int64_t* long_edges, int64_t n_long, int64_t stride, const int64_t* starts,
+                 const int64_t* ends, const int64_t* edges, const double* t, int64_t n_segments,
+                 const DriftAimOptions& o, double* shift, double* var, double* d1, DriftAimResult* result) {
+    Result r = check_drift_grid(grid1);
+    if (!r.ok()) return r;
+    if (n < 1 || n_long < 1 || n_segments < 1) return Result::invalid("drift_aim: n, n_long, n_segments must be >= 1");
+    if (!x || !y || !frame || !long_starts || !long_ends || !long_edges || !starts || !ends || !edges || !t ||
+        !shift || !var || !d1 || !result)
+        return Result::invalid("drift_aim: null input or output");
+    if (ref_end < 1 || ref_end > n) return Result::invalid("drift_aim: ref_end must be in 1..n");
+    if (stride < 1) return Result::invalid("drift_aim: stride must be >= 1");
+    DriftTrackOptions to;
+    to.radius = o.radius;
+    to.coarse_step = o.coarse_step;
+    to.step = grid1.bin;
+    to.iterations = o.track_iterations;
+    to.drop = o.drop;
+    r = check_drift_track_options(to);
+    if (!r.ok()) return r;
+    if (o.iterations < 0 || o.iterations > 1000) return Result::invalid("drift_aim: iterations must be 0..1000");
+    if (o.passes < 1 || o.passes > 8) return Result::invalid("drift_aim: passes must be 1..8");
+    if (!(o.travel > 0)) return Result::invalid("drift_aim: travel must be > 0");
+    if (!(o.bin2 > 0) || !std::isfinite(o.bin2) || !(o.margin2 >= 0) || !std::isfinite(o.margin2) || o.max_bins < 1)
+        return Result::invalid("drift_aim: bin2 must be > 0, margin2 >= 0 and max_bins >= 1");
+    for (int64_t k = 0; k < n_long; ++k)
+        if (long_starts[k] < 0 || long_ends[k] < long_starts[k] || long_ends[k] > n ||
+            (k && long_starts[k] < long_ends[k - 1]))
+            return Result::invalid("drift_aim: long segment " + std::to_string(k) + " has bad bounds");
+    for (int64_t k = 0; k < n_segments; ++k)
+        if (starts[k] < 0 || ends[k] < starts[k] || ends[k] > n || (k && starts[k] < ends[k - 1]))
+            return Result::invalid("drift_aim: segment " + std::to_string(k) + " has bad bounds");
+    for (int64_t p = 0; p < n; ++p)
+        if (!std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]))
+            return Result::invalid("drift_aim: points must be finite and sorted by frame");
+    try {
+        // ---- Round 1a: every stride-th point of the long segments against the first ref_end points.
+        std::vector<float> img(size_t(grid1.nx * grid1.ny), 0.0f);
+        drift_histogram(x, y, nullptr, ref_end, grid1, img.data());
+        std::vector<double> xs, ys;
+        std::vector<int64_t> ss(static_cast<size_t>(n_long)), se(static_cast<size_t>(n_long));
+        std::vector<double> tl;  // mean frame of the used points of each non-empty long segment
+        std::vector<int64_t> good_long;
+        for (int64_t k = 0; k < n_long; ++k) {
+            ss[size_t(k)] = int64_t(xs.size());
+            double sum = 0.0;
+            for (int64_t p = (long_starts[k] + stride - 1) / stride * stride; p < long_ends[k]; p += stride) {
+                xs.push_back(x[p]);
+                ys.push_back(y[p]);
+                sum += double(frame[p]);
+            }
+            se[size_t(k)] = int64_t(xs.size());
+            tl.push_back(se[size_t(k)] > ss[size_t(k)] ? sum / double(se[size_t(k)] - ss[size_t(k)]) : 0.0);
+        }
+        // A long segment with far fewer points than the others (the last, cut by the end of the movie) is
+        // tracked badly: on a periodic structure it can lock onto a neighbouring site. Such segments take the
+        // drift of their neighbours (interpolation) instead.
+        {
+            std::vector<double> counts;
+            for (int64_t k = 0; k < n_long; ++k) counts.push_back(double(se[size_t(k)] - ss[size_t(k)]));
+            const double least = std::max(1.0, 0.5 * median(counts));
+            std::vector<double> kept;
+            for (int64_t k = 0; k < n_long; ++k)
+                if (double(se[size_t(k)] - ss[size_t(k)]) >= least) {
+                    good_long.push_back(k);
+                    kept.push_back(tl[size_t(k)]);
+                }
+            tl.swap(kept);
+        }
+        if (good_long.empty()) return Result::invalid("drift_aim: no point in the long segments");
+        std::vector<double> sh(size_t(2 * n_long)), sc(static_cast<size_t>(n_long));
+        r = drift_track(img.data(), grid1, xs.data(), ys.data(), ss.data(), se.data(), n_long, to, sh.data(),
+                        sc.data());
+        if (!r.ok()) return r;
+        std::vector<double> vx, vy;  // the drift (minus the shift) of the good long segments
+        for (int64_t k : good_long) {
+            vx.push_back(-sh[size_t(2 * k)]);
+            vy.push_back(-sh[size_t(2 * k + 1)]);
+        }
+        // Points are in frame order: one walk over the knots (the arithmetic of interp(), without its search).
+        for (int64_t p = 0, k = 0, m = int64_t(tl.size()); p < n; ++p) {
+            const double f = double(frame[p]);
+            while (k < m && !(tl[size_t(k)] > f)) ++k;  // k: the first knot after f
+            if (f <= tl.front() || k == 0) {
+                d1[2 * p] = vx.front();
+                d1[2 * p + 1] = vy.front();
+            } else if (k == m) {
+                d1[2 * p] = vx.back();
+                d1[2 * p + 1] = vy.back();
+            } else {
+                const double a = (f - tl[size_t(k - 1)]) / (tl[size_t(k)] - tl[size_t(k - 1)]);
+                d1[2 * p] = vx[size_t(k - 1)] + a * (vx[size_t(k)] - vx[size_t(k - 1)]);
+                d1[2 * p + 1] = vy[size_t(k - 1)] + a * (vy[size_t(k)] - vy[size_t(k - 1)]);
+            }
+        }
+        // ---- Round 1b: spans around neighbours that differ by far more than the drift does.
+        const size_t m = vx.size();
+        if (m > 3) {
+            std::vector<double> dxs(m - 1), dys(m - 1);
+            for (size_t k = 0; k + 1 < m; ++k) {
+                dxs[k] = vx[k + 1] - vx[k];
+                dys[k] = vy[k + 1] - vy[k];
+            }
+            const double mdx = median(dxs), mdy = median(dys);
+            std::vector<double> ax(m - 1), ay(m - 1);
+            for (size_t k = 0; k + 1 < m; ++k) {
+                ax[k] = std::abs(dxs[k] - mdx);
+                ay[k] = std::abs(dys[k] - mdy);
+            }
+            const double lim_x = std::max(6 * 1.4826 * median(ax), o.coarse_step);
+            const double lim_y = std::max(6 * 1.4826 * median(ay), o.coarse_step);
+            std::vector<std::pair<int64_t, int64_t>> spans;  // frame bounds
+            for (size_t k = 0; k + 1 < m; ++k) {
+                if (!(ax[k] > lim_x || ay[k] > lim_y)) continue;
+                const int64_t lo = long_edges[std::max<int64_t>(good_long[k] - 1, 0)];
+                const int64_t hi = long_edges[std::min<int64_t>(good_long[k + 1] + 2, n_long)];
+                if (!spans.empty() && lo <= spans.back().second)
+                    spans.back().second = std::max(spans.back().second, hi);
+                else
+                    spans.emplace_back(lo, hi);
+            }
+            if (!spans.empty()) {
+                std::vector<double> x0(static_cast<size_t>(n)), y0(static_cast<size_t>(n));
+                for (int64_t p = 0; p < n; ++p) {
+                    x0[size_t(p)] = x[p] - d1[2 * p];
+                    y0[size_t(p)] = y[p] - d1[2 * p + 1];
+                }
+                std::fill(img.begin(), img.end(), 0.0f);
+                drift_histogram(x0.data(), y0.data(), nullptr, n, grid1, img.data());
+                for (const auto& span : spans) {
+                    std::vector<int64_t> ks_s, ks_e;
+                    std::vector<double> ts;
+                    for (int64_t k = 0; k < n_segments; ++k)
+                        if (edges[k] >= span.first && edges[k + 1] <= span.second && ends[k] > starts[k]) {
+                            ks_s.push_back(starts[k]);
+                            ks_e.push_back(ends[k]);
+                            ts.push_back(t[k]);
+                        }
+                    if (ks_s.size() < 2) continue;
+                    std::vector<double> s2(2 * ks_s.size()), c2(ks_s.size());
+                    r = drift_track(img.data(), grid1, x0.data(), y0.data(), ks_s.data(), ks_e.data(),
+                                    int64_t(ks_s.size()), to, s2.data(), c2.data());
+                    if (!r.ok()) return r;
+                    std::vector<double> ux(ks_s.size()), uy(ks_s.size());
+                    for (size_t k = 0; k < ks_s.size(); ++k) {
+                        ux[k] = -s2[2 * k];
+                        uy[k] = -s2[2 * k + 1];
+                    }
+                    for (int64_t p = ks_s.front(); p < ks_e.back(); ++p) {
+                        d1[2 * p] += interp(ts, ux, double(frame[p]));
+                        d1[2 * p + 1] += interp(ts, uy, double(frame[p]));
+                    }
+                }
+            }
+        }
+        img.clear();
+        img.shrink_to_fit();
+        // ---- Round 2: each fold's density; every segment against the other fold's. Coarse to fine: round 1
+        // can be off by more than the fine kernel (its reference spans the first frames, its long segments
+        // are interpolated), and a reference blurred by those errors pulls the fine Newton steps nowhere; so
+        // passes with bins of bin2 * 2^(passes-1) ... bin2, each starting from the previous pass's result.
+        std::vector<double> xc(static_cast<size_t>(n)), yc(static_cast<size_t>(n));
+        for (int64_t p = 0; p < n; ++p) {
+            xc[size_t(p)] = x[p] - d1[2 * p];
+            yc[size_t(p)] = y[p] - d1[2 * p + 1];
+        }
+        double lo_x = xc[0], hi_x = xc[0], lo_y = yc[0], hi_y = yc[0];
+        for (int64_t p = 1; p < n; ++p) {
+            lo_x = std::min(lo_x, xc[size_t(p)]);
+            hi_x = std::max(hi_x, xc[size_t(p)]);
+            lo_y = std::min(lo_y, yc[size_t(p)]);
+            hi_y = std::max(hi_y, yc[size_t(p)]);
+        }
+        const double wx = hi_x - lo_x + 2 * o.margin2, wy = hi_y - lo_y + 2 * o.margin2;
+        if (!(wx < 1e9 && wy < 1e9))  // bins computed below must fit int64
+            return Result::invalid("drift_aim: the points span more than 1e9 px");
+        std::vector<double> total(size_t(2 * n_segments), 0.0);  // the sum of the passes' moves
+        for (int pass = o.passes - 1; pass >= 0; --pass) {
+            DriftGrid& grid2 = result->grid2;
+            grid2.x0 = lo_x - o.margin2;
+            grid2.y0 = lo_y - o.margin2;
+            grid2.bin = std::max(o.bin2 * double(int64_t(1) << pass), std::sqrt(wx * wy / double(o.max_bins)));
+            grid2.nx = int64_t(std::ceil(wx / grid2.bin)) + 1;
+            grid2.ny = int64_t(std::ceil(wy / grid2.bin)) + 1;
+            r = check_drift_grid(grid2);
+            if (!r.ok()) return r;
+            // The two folds' densities, one per thread (each a single pass in point order: deterministic).
+            const size_t bins = size_t(grid2.nx * grid2.ny);
+            result->image0.resize(bins);  // allocated here: bad_alloc must not leave a parallel region
+            result->image1.resize(bins);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, thread_count(o.threads)))
+#endif
+            for (int f = 0; f < 2; ++f) {
+                std::vector<float>& im = f ? result->image1 : result->image0;
+                std::fill(im.begin(), im.end(), 0.0f);
+                for (int64_t k = f; k < n_segments; k += 2)
+                    drift_histogram(xc.data() + starts[k], yc.data() + starts[k], nullptr, ends[k] - starts[k],
+                                    grid2, im.data());
+            }
+            float* image0 = result->image0.data();
+            float* image1 = result->image1.data();
+            const double h = grid2.bin;
+            const bool last = pass == 0;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(dynamic, 4) num_threads(thread_count(o.threads))
+#endif
+            for (int64_t k = 0; k < n_segments; ++k) {
+                double c[2] = {0.0, 0.0};
+                double* v = var + 2 * k;
+                v[0] = v[1] = INFINITY;
+                if (ends[k] > starts[k]) {
+                    align_segment(k % 2 ? image0 : image1, grid2, xc.data(), yc.data(), starts[k], ends[k], h,
+                                  o.iterations, o.travel, last, c, v);
+                    for (int64_t p = starts[k]; p < ends[k]; ++p) {  // segment k's points only: no race
+                        xc[size_t(p)] += c[0];
+                        yc[size_t(p)] += c[1];
+                    }
+                }
+                total[size_t(2 * k)] += c[0];
+                total[size_t(2 * k + 1)] += c[1];
+            }
+        }
+        for (int64_t k = 0; k < n_segments; ++k) {
+            double mx = 0.0, my = 0.0;
+            for (int64_t p = starts[k]; p < ends[k]; ++p) {
+                mx += d1[2 * p];
+                my += d1[2 * p + 1];
+            }
+            const double cnt = double(std::max<int64_t>(ends[k] - starts[k], 1));
+            shift[2 * k] = mx / cnt - total[size_t(2 * k)];
+            shift[2 * k + 1] = my / cnt - total[size_t(2 * k + 1)];
+        }
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in drift_aim"};
     }
     return Result::success();
 }

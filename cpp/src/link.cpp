@@ -82,6 +82,7 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
         std::vector<Candidate> cand;
         std::vector<char> loc_taken, ev_taken;
         std::vector<int64_t> by_x;
+        std::vector<std::pair<double, int64_t>> keyed;
         int64_t next_id = 0;
         for (int64_t a = 0; a < n;) {
             const int64_t f = frame[a];
@@ -106,10 +107,15 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                 }
                 open[j] = t;
             }
+            // (x, row) pairs sorted in place: contiguous keys, no indirect loads in the comparisons.
+            keyed.resize(size_t(b - a));
+            for (int64_t i = a; i < b; ++i) keyed[size_t(i - a)] = {x[i], i};
+            std::sort(keyed.begin(), keyed.end(), [](const std::pair<double, int64_t>& p,
+                                                     const std::pair<double, int64_t>& q) {
+                return p.first != q.first ? p.first < q.first : p.second < q.second;
+            });
             by_x.resize(size_t(b - a));
-            for (int64_t i = a; i < b; ++i) by_x[size_t(i - a)] = i;
-            std::sort(by_x.begin(), by_x.end(),
-                      [&](int64_t p, int64_t q) { return x[p] != x[q] ? x[p] < x[q] : p < q; });
+            for (size_t k = 0; k < keyed.size(); ++k) by_x[k] = keyed[k].second;
             cand.clear();
             size_t lo = 0;
             for (int64_t i : by_x) {
@@ -129,9 +135,23 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                     cand.push_back({q, i, ev.id, int64_t(e)});
                 }
             }
-            std::sort(cand.begin(), cand.end());
             loc_taken.assign(size_t(b - a), 0);
             ev_taken.assign(open.size(), 0);
+            // Closest pairs first matters only where a localization or an event is in two candidates; in the
+            // common frame none is, every candidate is taken, and the sort (a third of the time) is skipped.
+            bool conflict = false;
+            for (const Candidate& c : cand) {
+                char& lt = loc_taken[size_t(c.loc - a)];
+                char& et = ev_taken[size_t(c.index)];
+                if (lt || et) {
+                    conflict = true;
+                    break;
+                }
+                lt = et = 1;
+            }
+            if (conflict) std::sort(cand.begin(), cand.end());
+            std::fill(loc_taken.begin(), loc_taken.end(), 0);
+            std::fill(ev_taken.begin(), ev_taken.end(), 0);
             for (const Candidate& c : cand) {
                 char& lt = loc_taken[size_t(c.loc - a)];
                 char& et = ev_taken[size_t(c.index)];
@@ -163,17 +183,24 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                     events->var_y.push_back(0);
                 }
             }
+            // Merged into `open` from the back, in place (no copy of the open events each frame): the fresh
+            // ones (in x order) go after the open events of equal mean x, as a forward merge would put them.
             merged.clear();
-            size_t e = 0;
             for (int64_t i : by_x) {
                 if (loc_taken[size_t(i - a)]) continue;
                 const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
-                const OpenEvent fresh{wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, event[i], 1, f};
-                while (e < open.size() && !(fresh.mx < open[e].mx)) merged.push_back(open[e++]);
-                merged.push_back(fresh);
+                merged.push_back(OpenEvent{wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, event[i], 1, f});
             }
-            while (e < open.size()) merged.push_back(open[e++]);
-            open.swap(merged);
+            if (!merged.empty()) {
+                size_t e = open.size(), m = merged.size(), out = open.size() + merged.size();
+                open.resize(out);
+                while (m > 0) {
+                    if (e > 0 && merged[m - 1].mx < open[e - 1].mx)
+                        open[--out] = open[--e];
+                    else
+                        open[--out] = merged[--m];
+                }
+            }
             a = b;
         }
         for (const OpenEvent& ev : open) close(ev);

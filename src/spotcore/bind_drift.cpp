@@ -52,6 +52,13 @@ const float* checked_image(const FloatImage& image, const spotcore::DriftGrid& g
     return image.data();
 }
 
+// A vector's buffer as a 2D numpy array without a copy (the array owns the moved vector).
+py::array_t<float> image_array(std::vector<float>&& v, const spotcore::DriftGrid& g) {
+    auto* owner = new std::vector<float>(std::move(v));
+    py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<float>*>(p); });
+    return py::array_t<float>({py::ssize_t(g.ny), py::ssize_t(g.nx)}, owner->data(), free_when_done);
+}
+
 }  // namespace
 
 void bind_drift(py::module_& m) {
@@ -69,6 +76,19 @@ void bind_drift(py::module_& m) {
         .def_readwrite("step", &spotcore::DriftTrackOptions::step)
         .def_readwrite("iterations", &spotcore::DriftTrackOptions::iterations)
         .def_readwrite("drop", &spotcore::DriftTrackOptions::drop);
+    py::class_<spotcore::DriftAimOptions>(m, "DriftAimOptions")
+        .def(py::init<>())
+        .def_readwrite("radius", &spotcore::DriftAimOptions::radius)
+        .def_readwrite("coarse_step", &spotcore::DriftAimOptions::coarse_step)
+        .def_readwrite("drop", &spotcore::DriftAimOptions::drop)
+        .def_readwrite("track_iterations", &spotcore::DriftAimOptions::track_iterations)
+        .def_readwrite("bin2", &spotcore::DriftAimOptions::bin2)
+        .def_readwrite("margin2", &spotcore::DriftAimOptions::margin2)
+        .def_readwrite("max_bins", &spotcore::DriftAimOptions::max_bins)
+        .def_readwrite("passes", &spotcore::DriftAimOptions::passes)
+        .def_readwrite("iterations", &spotcore::DriftAimOptions::iterations)
+        .def_readwrite("travel", &spotcore::DriftAimOptions::travel)
+        .def_readwrite("threads", &spotcore::DriftAimOptions::threads);
     m.attr("max_drift_bins") = py::int_(spotcore::kMaxDriftBins);
 
     m.def(
@@ -149,4 +169,46 @@ void bind_drift(py::module_& m) {
         py::arg("options"),
         "Round 1 of AIM: shifts (segments, 2) px that move each segment onto the reference image, tracked in "
         "time order, and the score per point of each.");
+
+    m.def(
+        "drift_aim",
+        [](py::object x, py::object y, py::object frame, int64_t ref_end, spotcore::DriftGrid grid1,
+           py::object long_starts, py::object long_ends, py::object long_edges, int64_t stride, py::object starts,
+           py::object ends, py::object edges, py::object t, spotcore::DriftAimOptions options) {
+            const char* fn = "drift_aim";
+            const DoubleArray xa = vector1d(x, fn, "x"), ya = vector1d(y, fn, "y"), ta = vector1d(t, fn, "t");
+            const Int64Array fa = index1d(frame, fn, "frame");
+            const Int64Array ls = index1d(long_starts, fn, "long_starts"), le = index1d(long_ends, fn, "long_ends");
+            const Int64Array lg = index1d(long_edges, fn, "long_edges");
+            const Int64Array sa = index1d(starts, fn, "starts"), ea = index1d(ends, fn, "ends");
+            const Int64Array ga = index1d(edges, fn, "edges");
+            const py::ssize_t n = xa.size(), nl = ls.size(), ns = sa.size();
+            if (ya.size() != n || fa.size() != n) throw py::value_error("drift_aim: x, y, frame must have one length");
+            if (le.size() != nl || lg.size() != nl + 1)
+                throw py::value_error("drift_aim: long_ends must have the length of long_starts, long_edges one more");
+            if (ea.size() != ns || ga.size() != ns + 1 || ta.size() != ns)
+                throw py::value_error("drift_aim: ends and t must have the length of starts, edges one more");
+            raise_if_failed(spotcore::check_drift_grid(grid1));
+            py::array_t<double> shift({ns, py::ssize_t(2)}), var({ns, py::ssize_t(2)}), d1({n, py::ssize_t(2)});
+            spotcore::DriftAimResult res;
+            spotcore::Result r;
+            {
+                py::gil_scoped_release release;
+                r = spotcore::drift_aim(xa.data(), ya.data(), fa.data(), int64_t(n), ref_end, grid1, ls.data(),
+                                        le.data(), lg.data(), int64_t(nl), stride, sa.data(), ea.data(), ga.data(),
+                                        ta.data(), int64_t(ns), options, shift.mutable_data(), var.mutable_data(),
+                                        d1.mutable_data(), &res);
+            }
+            raise_if_failed(r);
+            const spotcore::DriftGrid g = res.grid2;
+            py::list images;
+            images.append(image_array(std::move(res.image0), g));
+            images.append(image_array(std::move(res.image1), g));
+            return py::make_tuple(shift, var, d1, g, images);
+        },
+        py::arg("x"), py::arg("y"), py::arg("frame"), py::arg("ref_end"), py::arg("grid1"), py::arg("long_starts"),
+        py::arg("long_ends"), py::arg("long_edges"), py::arg("stride"), py::arg("starts"), py::arg("ends"),
+        py::arg("edges"), py::arg("t"), py::arg("options"),
+        "Both rounds of AIM (spotcore::drift_aim): (shift (segments, 2), var (segments, 2), d1 (n, 2), grid2, "
+        "[image0, image1]).");
 }

@@ -6,6 +6,8 @@
 // the sum of the density at every localization of the segment moved by s. The segment's drift is the
 // shift of the largest score. Points are given sorted by segment: segment k is points [starts[k], ends[k]).
 #pragma once
+#include <vector>
+
 #include "spotcore/types.h"
 
 namespace spotcore {
@@ -60,5 +62,46 @@ Result check_drift_track_options(const DriftTrackOptions& options);
 Result drift_track(const float* image, const DriftGrid& grid, const double* x, const double* y,
                    const int64_t* starts, const int64_t* ends, int64_t n_segments,
                    const DriftTrackOptions& options, double* shifts, double* score);
+
+// The whole AIM loop of spotfit.undrift (both rounds), one call. Points x, y, frame (n) are sorted by frame.
+//   Round 1a: the long segments (point ranges long_starts/ends, frame bounds long_edges[k]..long_edges[k+1])
+//     are tracked (drift_track) with every `stride`-th point against the reference (points [0, ref_end),
+//     histogram on grid1); the per-point drift d1 is the linear interpolation of their shifts in time.
+//   Round 1b: where neighbouring long segments differ by more than max(6 robust SD, coarse_step) on an axis
+//     (a jump), the short segments there are tracked again against the whole table corrected by 1a.
+//   Round 2: every short segment (starts/ends, frame bounds edges) is aligned by Newton steps on the 3x3
+//     stencil against the density (grid2) of the other fold (segment k is in fold k % 2): never against
+//     itself; in `passes` passes from coarse bins to bin2, each pass's densities from the previous pass's
+//     corrected points. A move of more than `travel` in one pass stops there; in the last pass such a
+//     segment has locked onto another maximum (a neighbouring site of a periodic structure) and is left
+//     out (variance inf).
+// Round 2's grid: bins of bin2 px over the corrected points' extent plus margin2, coarser when that would
+// exceed max_bins (as the Python layer's other grids).
+// Outputs: shift[2k..2k+1] = segment k's mean round-1 drift minus its round-2 shift (px), var[2k..2k+1] its
+// sandwich variance (inf: not measured), d1[2p..2p+1] the round-1 drift of each point, grid2 and the two
+// fold densities on it (float32, ny*nx each). threads: OpenMP threads of round 2 (0 = default); the result
+// does not depend on it (segments are independent, each summed in point order).
+struct DriftAimOptions {
+    double radius = 2.0;        // round 1: half side of the square searched at a jump, px
+    double coarse_step = 0.2;   // round 1: kernel width = grid step of that search, px
+    double drop = 0.6;          // round 1: search when the score falls below drop x typical
+    int32_t track_iterations = 3;
+    double bin2 = 0.05;         // round 2: bin of the fold densities = Newton stencil step, px
+    double margin2 = 1.0;       // round 2: margin of its grid, px
+    int64_t max_bins = int64_t(1) << 23;
+    int32_t passes = 3;         // round 2: coarse-to-fine passes, bins bin2 * 2^(passes-1) ... bin2
+    int32_t iterations = 8;     // round 2: Newton steps per segment and pass (each <= one bin)
+    double travel = 0.2;        // round 2: largest move from the round-1 position, px
+    int32_t threads = 0;
+};
+struct DriftAimResult {
+    DriftGrid grid2;
+    std::vector<float> image0, image1;  // fold 0's and fold 1's density on grid2
+};
+Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t n, int64_t ref_end,
+                 const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,
+                 const int64_t* long_edges, int64_t n_long, int64_t stride, const int64_t* starts,
+                 const int64_t* ends, const int64_t* edges, const double* t, int64_t n_segments,
+                 const DriftAimOptions& options, double* shift, double* var, double* d1, DriftAimResult* result);
 
 }  // namespace spotcore

@@ -6,11 +6,13 @@ uncertainty; ``apply_drift(locs, drift)`` applies a drift table (also to a lazy 
 Method of ``"aim"`` (Ma et al. 2024, Sci. Adv. eadm7765, intersection maximization), counted softly: a
 reference is rendered as a density image (cloud-in-cell histogram blurred by a Gaussian, C++ core) and a
 segment's shift is the one that puts its localizations on the most density.
-  round 1: short segments tracked in time order against the first few hundred frames, each from the previous
+  round 1: long segments tracked in time order against the first few hundred frames, each from the previous
            shift; where a segment's score drops (a stage jump) a square of ``max_jump`` px is searched.
-  round 2: every segment again, against the whole corrected table without the segment itself (segments are
-           split into two alternating halves, each aligned to the other's density), Newton steps on the
-           3x3 stencil of scores, the variance of each shift from the sandwich H^-1 S H^-1.
+  round 2: every short segment again, against the whole corrected table without the segment itself (segments
+           are split into two alternating halves, each aligned to the other's density), Newton steps on the
+           3x3 stencil of scores, coarse to fine (3 passes), the variance of each shift from the sandwich
+           H^-1 S H^-1.
+  Both rounds are one call of the C++ core (spotcore::drift_aim, docs/drift.md).
   smoothing: a random-walk state-space model (RTS smoother) of the segment shifts with their variances, the
            process noise measured from the data; a difference between neighbours far outside it is a jump:
            the smoother is split there and the jump placed on the frame that scores best.
@@ -42,12 +44,17 @@ _MAX_BINS = 1 << 23   # density images: at most 8.4 M bins (32 MiB float32) each
 def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
     _validate.localization_table(locs, "undrift")
     frame = locs["frame"].to_numpy()
-    if not np.issubdtype(frame.dtype, np.number) or not np.isfinite(frame.astype(np.float64)).all() or \
+    if frame.dtype.kind in "iu":   # integers: only the sign to check (the float checks cost ~10 ms per 10^6)
+        if len(frame) and frame.min() < 0:
+            raise ValueError("locs.frame must hold whole numbers >= 0")
+    elif not np.issubdtype(frame.dtype, np.number) or not np.isfinite(frame.astype(np.float64)).all() or \
             (frame != np.round(frame)).any() or (frame < 0).any():
         raise ValueError("locs.frame must hold whole numbers >= 0")
     cols = ["x", "y"] + (["z"] if "z" in locs.columns else [])
     for c in cols:
-        v = pd.to_numeric(locs[c], errors="coerce").to_numpy(np.float64)
+        v = locs[c].to_numpy()
+        if v.dtype.kind != "f":
+            v = pd.to_numeric(locs[c], errors="coerce").to_numpy(np.float64)
         bad = int((~np.isfinite(v)).sum())
         if bad:
             raise ValueError(f"locs.{c} has {bad} NaN or infinite values: drop those rows first")
@@ -119,55 +126,6 @@ class _Segments:
 
     def __len__(self):
         return len(self.starts)
-
-
-def _stencil_solve(st, h):
-    """Newton move, Hessian and sandwich covariance of the shift from drift_stencil's rows (m, 13)."""
-    s = st[:, :9]
-    gx = (s[:, 7] - s[:, 1]) / (2 * h)
-    gy = (s[:, 5] - s[:, 3]) / (2 * h)
-    hxx = (s[:, 7] - 2 * s[:, 4] + s[:, 1]) / h ** 2
-    hyy = (s[:, 5] - 2 * s[:, 4] + s[:, 3]) / h ** 2
-    hxy = (s[:, 8] - s[:, 6] - s[:, 2] + s[:, 0]) / (4 * h ** 2)
-    det = hxx * hyy - hxy ** 2
-    ok = (hxx < 0) & (det > 0)
-    safe = np.where(ok, det, 1.0)
-    dx = np.where(ok, -(hyy * gx - hxy * gy) / safe, 0.0)
-    dy = np.where(ok, -(-hxy * gx + hxx * gy) / safe, 0.0)
-    # Not concave: a step towards the best stencil point.
-    best = np.argmax(s, axis=1)
-    dx = np.where(ok, dx, (best // 3 - 1) * h)
-    dy = np.where(ok, dy, (best % 3 - 1) * h)
-    n = np.hypot(dx, dy)
-    f = np.where(n > h, h / np.maximum(n, 1e-300), 1.0)
-    # Sandwich: Cov = H^-1 S H^-1 (Huber), S = sum of the per-point gradient outer products.
-    ih = np.stack([np.stack([hyy, -hxy], -1), np.stack([-hxy, hxx], -1)], -2) / safe[:, None, None]
-    S = np.stack([np.stack([st[:, 9], st[:, 10]], -1), np.stack([st[:, 10], st[:, 11]], -1)], -2)
-    cov = ih @ S @ ih
-    var = np.stack([cov[:, 0, 0], cov[:, 1, 1]], -1)
-    var[~ok] = np.inf
-    return dx * f, dy * f, var
-
-
-def _refine(images, grid, x, y, seg, fold, centres, h, threads, iterations=8):
-    """Round 2: Newton steps of every segment against the other fold's density; a segment stops after a step
-    below h / 10 (each step is at most h): Newton's error after a step d is ~ d^2 / (peak width) < 0.001 px.
-    Returns shifts and their variances (last stencil)."""
-    c = centres.copy()
-    var = np.full_like(c, np.inf)
-    for f in (0, 1):
-        active = np.flatnonzero((fold == f) & (seg.count > 0))
-        for _ in range(iterations):
-            if not len(active):
-                break
-            st = _spotcore.drift_stencil(images[1 - f], grid, x, y, seg.starts[active], seg.ends[active],
-                                         np.ascontiguousarray(c[active]), h, threads)
-            dx, dy, v = _stencil_solve(st, h)
-            var[active] = v
-            c[active, 0] += dx
-            c[active, 1] += dy
-            active = active[np.hypot(dx, dy) >= 0.1 * h]
-    return c, var
 
 
 # ------------------------------------------------------------------------------------------ smoother
@@ -286,74 +244,37 @@ def _segment_length(n_locs, n_frames, per_segment):
     return int(np.clip(np.ceil(per_segment * n_frames / n_locs), 1, max(1, n_frames // 4)))
 
 
-def _interp_drift(seg, good, shifts_drift, frame, n_frames):
-    """Per-frame drift (frames, 2) linearly interpolated from segment values, and its value at each point."""
-    t = seg.t[good]
-    f = np.arange(n_frames, dtype=np.float64)
-    d = np.stack([np.interp(f, t, shifts_drift[good, a]) for a in range(2)], -1)
-    return d, d[frame]
-
-
 def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     n = len(x)
     length = segment or _segment_length(n, n_frames, AIM_LOCS_PER_SEGMENT)
     seg = _Segments(frame, n_frames, length)
     # Round 1: a kernel wide enough that a grid step of its width cannot step over the score's peak.
     s1 = max(2.0 * sigma, 0.1)
-    opt = _spotcore.DriftTrackOptions()
-    opt.radius, opt.coarse_step, opt.drop = max_jump, s1, 0.6
-    # 1a: long segments (>= 1500 localizations, ~500 of each used: 1a needs only a fraction of a kernel)
-    # tracked against the first few hundred frames.
     grid1 = _grid(x, y, s1 / _KERNEL_PER_BIN, max_jump + 4 * s1)
+    # 1a: long segments (>= 1500 localizations, ~250 of each used: 1a needs only a fraction of a kernel,
+    # round 2 starts coarse)
+    # tracked against the first few hundred frames (>= 2 % of the table, >= 2000 localizations).
     ref_end = int(np.searchsorted(frame, frame[min(n - 1, max(2000, n // 50))], side="right"))
     coarse = _Segments(frame, n_frames, max(length, _segment_length(n, n_frames, 1500)))
     ref_end = max(ref_end, int(coarse.ends[0]))
-    img = _density(x[:ref_end], y[:ref_end], grid1)
-    opt.step = grid1.bin
-    stride = max(1, int(n / max(len(coarse), 1) // 500))   # ~500 localizations of each long segment
-    sub = _Segments(frame[::stride], n_frames, coarse.length)
-    shifts, _score = _spotcore.drift_track(img, grid1, x[::stride], y[::stride], sub.starts, sub.ends, opt)
-    cgood = sub.count > 0
-    _, d1 = _interp_drift(sub, cgood, -shifts, frame, n_frames)
-    # 1b: where neighbouring long segments differ by far more than the drift does (a jump), the short
-    # segments there are tracked again against the whole table corrected by 1a (every site is in it).
-    d = np.diff(-shifts[cgood], axis=0)
-    if len(d) > 2:
-        dev = np.abs(d - np.median(d, axis=0))
-        sd = 1.4826 * np.median(dev, axis=0)
-        odd = (dev > np.maximum(6 * sd, s1)).any(axis=1)
-        ci = np.flatnonzero(cgood)
-        lo_hi = [(int(sub.edges[max(ci[k] - 1, 0)]), int(sub.edges[min(ci[k + 1] + 2, len(sub))]))
-                 for k in np.flatnonzero(odd)]
-        if lo_hi:
-            x0, y0 = x - d1[:, 0], y - d1[:, 1]
-            img = _density(x0, y0, grid1)
-            for lo, hi in _merge(lo_hi):
-                ks = np.flatnonzero((seg.edges[:-1] >= lo) & (seg.edges[1:] <= hi) & (seg.count > 0))
-                if len(ks) < 2:
-                    continue
-                sh, _ = _spotcore.drift_track(img, grid1, x0, y0, seg.starts[ks], seg.ends[ks], opt)
-                a, b = int(seg.starts[ks[0]]), int(seg.ends[ks[-1]])
-                f = frame[a:b].astype(np.float64)
-                for ax in range(2):
-                    d1[a:b, ax] += np.interp(f, seg.t[ks], -sh[:, ax])
-    del img
-    bar.update(1)
+    stride = max(1, int(n / max(len(coarse), 1) // 250))
+    # Round 2 (the whole corrected table, each segment against the other half: never against itself), on a
+    # kernel of half the precision; a segment may move at most one round-1 kernel (s1) from its round-1
+    # position: further, it has locked onto a neighbouring site of a periodic structure (an alias).
+    s2 = max(sigma / 2.0, 0.01)
+    opt = _spotcore.DriftAimOptions()
+    opt.radius, opt.coarse_step, opt.drop, opt.track_iterations = max_jump, s1, 0.6, 3
+    opt.bin2, opt.margin2, opt.max_bins = s2 / _KERNEL_PER_BIN, 4 * sigma + 0.5, _MAX_BINS
+    opt.iterations, opt.travel, opt.threads = 8, s1, int(threads or 0)
+    # One core call for both rounds (spotcore::drift_aim; segments in parallel in round 2).
+    m, var, d1, grid2, images = _spotcore.drift_aim(x, y, frame, ref_end, grid1, coarse.starts, coarse.ends,
+                                                    coarse.edges, stride, seg.starts, seg.ends, seg.edges,
+                                                    seg.t, opt)
+    bar.update(2)
     good = seg.count > 0
     xc, yc = x - d1[:, 0], y - d1[:, 1]
-    # Round 2: the whole corrected table, each segment against the other half (never against itself).
-    s2 = max(sigma / 2.0, 0.01)
-    grid2 = _grid(xc, yc, s2 / _KERNEL_PER_BIN, 4 * sigma + 0.5)
     fold = np.arange(len(seg)) % 2
-    pf = fold[seg.index]
-    images = [_density(xc[pf == f], yc[pf == f], grid2) for f in (0, 1)]
-    h = grid2.bin   # the stencil step: one bin is the core's fast case, ~ half the score peak's width
-    c, var = _refine(images, grid2, xc, yc, seg, fold, np.zeros((len(seg), 2)), h, threads)
-    bar.update(1)
-    # The drift of a segment: the mean round-1 drift of its points minus its residual shift.
-    mean_d1 = np.stack([np.bincount(seg.index, d1[:, a], minlength=len(seg)) for a in range(2)], -1) / \
-        np.maximum(seg.count, 1)[:, None]
-    m = mean_d1 - c
+    h = grid2.bin
     var = np.where(good[:, None], var, np.inf)
     xs, ps, jumps = _smooth(seg.t, m, var, length)
     if len(jumps) > 1:
@@ -385,16 +306,6 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     bar.update(1)
     return _per_frame(seg.t, xs, ps, n_frames, chains), dict(segment=length, jumps=jump_frames, images=images,
                                                             grid=grid2, xc=xc, yc=yc, d1=d1, seg=seg, fold=fold)
-
-
-def _merge(spans):
-    out = []
-    for lo, hi in sorted(spans):
-        if out and lo <= out[-1][1]:
-            out[-1] = (out[-1][0], max(out[-1][1], hi))
-        else:
-            out.append((lo, hi))
-    return out
 
 
 def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, threads):
@@ -721,7 +632,12 @@ def _checked_apply(part, drift):
     if not {"frame", "x", "y"} <= set(part.columns):
         raise ValueError("locs must have columns frame, x, y")
     f = part["frame"].to_numpy()
-    covered = np.isin(f, drift["frame"].to_numpy())
+    df = drift["frame"].to_numpy()
+    if df.dtype.kind in "iu" and len(df) and df[0] == 0 and df[-1] == len(df) - 1 and \
+            (len(df) < 2 or (np.diff(df) == 1).all()):   # frames 0..N-1 (undrift's): a range check suffices
+        covered = (f >= 0) & (f < len(df))
+    else:
+        covered = np.isin(f, df)
     if not covered.all():
         missing = np.unique(f[~covered])
         raise ValueError(f"the drift table does not cover {len(missing)} frames of locs "

@@ -77,8 +77,9 @@ def mortensen_uncertainty(locs) -> Optional[np.ndarray]:
     return np.sqrt(sa2 / n * f)
 
 
-def _uncertainties(locs):
-    """(ux, uy, source) of every row, or (None, None, None) when there are none."""
+def _uncertainties(locs, variances=False):
+    """(ux, uy, source) of every row, or (None, None, None) when there are none; with ``variances``
+    (ux, uy, ux^2, uy^2, source)."""
     if {"uncertainty_x", "uncertainty_y"} <= set(locs.columns):
         ux = locs["uncertainty_x"].to_numpy(np.float64)
         uy = locs["uncertainty_y"].to_numpy(np.float64)
@@ -86,16 +87,29 @@ def _uncertainties(locs):
     else:
         u = mortensen_uncertainty(locs)
         if u is None:
-            return None, None, None
+            return (None,) * (5 if variances else 3)
         ux = uy = u
         source = "Mortensen's precision from photons, background and sigma (no uncertainty_x/y columns)"
-    with np.errstate(over="ignore", under="ignore"):   # the core takes variances: u^2 must be finite and > 0
-        bad = ~(np.isfinite(ux * ux) & (ux * ux > 0) & np.isfinite(uy * uy) & (uy * uy > 0) & (ux > 0) & (uy > 0))
+    ux, uy, vx, vy = _checked_variances(ux, uy, source)
+    return (ux, uy, vx, vy, source) if variances else (ux, uy, source)
+
+
+def _checked_variances(ux, uy, source):
+    """(ux, uy, ux^2, uy^2), the core's variances, after checking u > 0 and 0 < u^2 < inf for every row."""
+    with np.errstate(over="ignore", under="ignore", invalid="ignore"):
+        vx = ux * ux
+        vy = vx if uy is ux else uy * uy
+        if not len(ux):
+            return ux, uy, vx, vy
+        # Reductions first (no boolean temporaries: ~10x cheaper on 10^6 rows); NaN fails every comparison.
+        if all(v.min() > 0 for v in (ux, uy, vx, vy)) and vx.max() < np.inf and vy.max() < np.inf:
+            return ux, uy, vx, vy
+        bad = ~((ux > 0) & (vx > 0) & (vx < np.inf) & (uy > 0) & (vy > 0) & (vy < np.inf))
     if bad.any():
         raise ValueError(f"{source}: {int(bad.sum())} row(s) have an uncertainty that is not finite and > 0 "
                          f"(first at row {int(np.argmax(bad))}); keep only converged fits "
                          "(locs[locs.status == 'converged']) or give radius=")
-    return ux, uy, source
+    return ux, uy, vx, vy
 
 
 def default_radius(ux, uy, gate: float = GATE) -> float:
@@ -149,7 +163,7 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
     x, y = _coordinates(locs)
     max_dark_frames = _validate.integer("max_dark_frames", max_dark_frames, 0)
     groups = _validate.boolean("groups", groups)
-    ux, uy, _source = _uncertainties(locs)
+    ux, uy, vx_all, vy_all, _source = _uncertainties(locs, variances=True)
     if radius is None and ux is None:
         raise ValueError("no uncertainty_x/y columns (nor photons, background and sigma) to set the radius "
                          "from: give radius= in pixels")
@@ -171,8 +185,9 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
     opts.radius = radius
     opts.gate = gate
     opts.max_dark_frames = max_dark_frames
-    vx = None if ux is None else take(ux) ** 2
-    vy = None if uy is None else take(uy) ** 2
+    vx = None if ux is None else take(vx_all)   # squared once, in the check
+    vy = None if uy is None else take(vy_all)
+    del vx_all, vy_all
     # Without the gate the core still weights the event means by 1/variance when variances are given.
     event_sorted, n_events, ev = _spotcore.link(take(frame), take(x), take(y), vx, vy, opts, events=not groups)
     del vx, vy
