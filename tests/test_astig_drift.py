@@ -4,8 +4,8 @@ A simulated SMLM experiment (spotfit.simulate_smlm: blinking emitters on a grid,
 third coordinate: each site a height in +-300 nm, a known focus drift in z (a slow ramp of 80 nm plus a 20 nm
 oscillation), and a z localization error of the astigmatic fit's precision: the Cramér–Rao ratio
 crlb_z / crlb_x of the symmetric calibration at the site's z (spotfit.crlb, same photons and background)
-times each localization's own x precision, so that the z noise is ~2-3x the lateral one, as in real
-astigmatic data. undrift must recover the z drift from the localizations alone.
+times each localization's own x precision (~3.7x the lateral error in nm, 36 nm median: the bound's ratio
+for these photons, background and widths). undrift must recover the z drift from the localizations alone.
 """
 import numpy as np
 import pytest
@@ -48,23 +48,24 @@ def sim3d():
 def test_undrift_corrects_z_of_astigmatic_localizations(sim3d):
     s, locs, dz, z_true, sz = sim3d
     corrected, drift = undrift(locs)
-    # The z error per localization: ~2-3x the lateral one (the premise of the test).
-    assert 2.0 < np.median(sz) / (PX * np.median(locs["uncertainty_x"])) < 4.0
+    # The z error per localization: several times the lateral one (the premise of the test).
+    assert 2.0 < np.median(sz) / (PX * np.median(locs["uncertainty_x"])) < 5.0
     # The drift in z, up to one offset (z drift is known only relative to the mean, like x, y).
     e = drift["z"].to_numpy() - dz
     err = float(np.sqrt(np.mean((e - e.mean()) ** 2)))
     # Expected size: a segment of ~300 localizations against the other half's local mean has an error of
-    # ~sqrt(2) median(sz) / sqrt(300) (~3 nm at sz ~ 35 nm); the smoother averages a few segments. Measured
-    # 1.3-1.6 nm over seeds; 3 nm is ~2x that, and far below the 100 nm drift left uncorrected (RMS 25 nm).
+    # ~sqrt(2) median(sz) / sqrt(300) (~3 nm at sz ~ 36 nm); the smoother averages a few segments. Measured
+    # 1.37-1.82 nm over seeds 7-9; 3 nm is ~2x that, and far below the drift left uncorrected (RMS ~25 nm).
     assert err < 3.0, f"z drift error {err:.2f} nm"
     uncorrected = float(np.std(dz))
     assert uncorrected > 20.0
     # The reported uncertainty means what it says (within a factor 2.5 of the error made).
     unc = float(np.median(drift["uncertainty_z"]))
     assert err / 2.5 < unc < err * 2.5, (err, unc)
-    # The corrected z sit at their sites' heights: what is left is the localization noise (plus one offset).
+    # The corrected z sit at their sites' heights: what is left is the localization noise (plus one offset);
+    # measured 0.97-1.04x over seeds 7-9 (uncorrected, the 25 nm drift would add ~20 % in quadrature).
     resid = corrected["z"].to_numpy() - z_true
-    assert np.std(resid) < 1.05 * np.sqrt(np.mean(sz ** 2))
+    assert np.std(resid) < 1.08 * np.sqrt(np.mean(sz ** 2))
     # x, y are corrected as in 2D (the z column does not disturb them): the issue-17 target of 2 nm.
     for a in "xy":
         ea = drift[a].to_numpy() - s.drift[a].to_numpy()
