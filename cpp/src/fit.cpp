@@ -428,22 +428,29 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         p.th[2][l] = std::max(sum, 1.0f);
         if constexpr (E == Estimator::mle) bg = std::max(bg, 1e-3f);
         p.th[3][l] = bg;
-        if constexpr (M == Model::astigmatic) {
-            float mxx = 0.0f, myy = 0.0f;
-            for (int q = 0; q < KK; ++q) {
-                const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - bg, 0.0f);
-                const float dxq = float(q % K) - p.th[0][l], dyq = float(q / K) - p.th[1][l];
-                mxx += e * dxq * dxq;
-                myy += e * dyq * dyq;
-            }
-            moment_e[l] = (mxx + myy) > 0.0f ? (mxx - myy) / (mxx + myy) : 0.0f;
-        } else {
+        if constexpr (M != Model::astigmatic) {
             moment_e[l] = 0.0f;
             if constexpr (P >= 5) p.th[4][l] = psf_sigma;
             if constexpr (P >= 6) p.th[5][l] = psf_sigma;
         }
     }
-    if constexpr (M == Model::astigmatic) astig_start<M, E>(b, p, K, o, moment_e);
+    if constexpr (M == Model::astigmatic) {
+        // Second moments of the excess over the background, lanes innermost so that the loop vectorizes (each
+        // lane sums in the same order as a per-lane loop: the same values).
+        float mxx[W] = {}, myy[W] = {};
+        for (int q = 0; q < KK; ++q) {
+            const float qx = float(q % K), qy = float(q / K);
+            for (int l = 0; l < W; ++l) {
+                const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - p.th[3][l], 0.0f);
+                const float dxq = qx - p.th[0][l], dyq = qy - p.th[1][l];
+                mxx[l] += e * dxq * dxq;
+                myy[l] += e * dyq * dyq;
+            }
+        }
+        for (int l = 0; l < W; ++l)
+            moment_e[l] = (mxx[l] + myy[l]) > 0.0f ? (mxx[l] - myy[l]) / (mxx[l] + myy[l]) : 0.0f;
+        astig_start<M, E>(b, p, K, o, moment_e);
+    }
 
     float cost[W], g[P][W], h[H][W];
     evaluate<M, E, Wide>(b, p, K, o, cost, g, h);
