@@ -1,4 +1,4 @@
-// Throughput of the spotcore C++ core alone (no Python): LM fits/s (7x7, LSQ and MLE; 3D astigmatic 11x11), detection
+// Throughput of the spotcore C++ core alone (no Python): LM fits/s (7x7, LSQ and MLE; 2D MLE and 3D astigmatic 11x11, with their ratio), detection
 // frames/s (convert + wavelet filter + threshold + maxima), end-to-end localize frames/s on a simulated
 // 256x256 movie with ~15 spots per frame. Median of several repeats.
 //   g++ -O3 -std=c++17 -fopenmp -fno-trapping-math -fno-math-errno -ffp-contract=off -Icpp/include \
