@@ -216,7 +216,8 @@ def test_from_picasso(tmp_path):
     yaml = pytest.importorskip("yaml")
     true = CALIBRATIONS["skewed"]
     z = np.linspace(-600, 600, 61)
-    sx, sy = true.widths(z)
+    # Picasso's widths are those of a Gaussian sampled at pixel centres: sqrt(s^2 + 1/12) of the integrated one.
+    sx, sy = (np.sqrt(w ** 2 + 1 / 12) for w in true.widths(z))
     (tmp_path / "p.yaml").write_text(yaml.safe_dump({
         "X Coefficients": [float(v) for v in np.polyfit(z, sx, 6)],
         "Y Coefficients": [float(v) for v in np.polyfit(z, sy, 6)],

@@ -31,6 +31,7 @@ def main():
     p.add_argument("--sensitivity", type=float, default=0.5)
     p.add_argument("--pixelsize", type=float, default=130.0)
     p.add_argument("--out", required=True, help="CSV; the JSON goes next to it")
+    p.add_argument("--calibration-yaml", default=None, help="also write calibrate_z's YAML here (io.save_calibration)")
     a = p.parse_args()
     warnings.simplefilter("ignore")
     from picasso import io as pio
@@ -51,7 +52,7 @@ def main():
     blocs = lq(beads, a.bead_gradient)
     info = [{"Frames": int(beads.shape[0]), "Width": int(beads.shape[2]), "Height": int(beads.shape[1]),
              "Pixelsize": a.pixelsize}]
-    cal = zfit.calibrate_z(blocs, info, a.z_step, 1.0)
+    cal = zfit.calibrate_z(blocs, info, a.z_step, 1.0, path=a.calibration_yaml)
     t1 = time.perf_counter()
     locs = lq(mv, a.gradient)
     t2 = time.perf_counter()

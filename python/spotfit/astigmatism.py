@@ -160,7 +160,8 @@ class AstigmaticCalibration:
         of the widths in px against z in nm, ``Step size in nm``, ``Number of frames``, ``Magnification factor``).
 
         Huang's model is fitted to Picasso's polynomials over the middle 90 % of the stack's z span (the
-        polynomial's ends are its least certain part); z is scaled by the magnification factor as Picasso's
+        polynomial's ends are its least certain part), less the 1/12 px^2 that pixel integration adds to the
+        variance (Picasso's Gaussians are sampled at pixel centres, spotfit's integrated); z is scaled by the magnification factor as Picasso's
         ``zfit`` does, so z comes out in Picasso's units. ``provenance["max_rel_deviation"]`` records how
         closely the model follows the polynomials.
         """
@@ -183,14 +184,19 @@ class AstigmaticCalibration:
         half = 0.45 * (frames - 1) * step
         z = np.linspace(-half, half, 301)
         sx, sy = np.polyval(cx, z), np.polyval(cy, z)
-        if not ((sx > 0).all() and (sy > 0).all()):
-            raise ValueError(f"{path}: Picasso's widths are not positive over +-{half:.0f} nm")
+        # Picasso's fits sample the Gaussian at pixel centres, spotfit's model integrates it over the pixel,
+        # which adds 1/12 px^2 to the variance: Picasso's widths are sqrt(s^2 + 1/12) of spotfit's s. Without
+        # this, z from a Picasso calibration is biased (tests/test_astig_picasso.py).
+        if not ((sx ** 2 > 1 / 12).all() and (sy ** 2 > 1 / 12).all()):
+            raise ValueError(f"{path}: Picasso's widths are not above 0.29 px over +-{half:.0f} nm")
+        sx, sy = np.sqrt(sx ** 2 - 1 / 12), np.sqrt(sy ** 2 - 1 / 12)
         px, dev_x = fit_axis(z, sx)
         py, dev_y = fit_axis(z, sy)
         scale = np.array([1.0, mag, mag, 1.0, 1.0])
         prov = {"source": "picasso", "path": str(path), "picasso": {k: v for k, v in d.items()
                                                                     if isinstance(v, (int, float, str, list))},
                 "max_rel_deviation": float(max(dev_x, dev_y)), "magnification_factor": mag,
+                "pixel_integration_px2": 1 / 12,
                 "created": _now(), "spotfit_version": VERSION}
         return cls(tuple(px * scale), tuple(py * scale), (-half * mag, half * mag), prov)
 
