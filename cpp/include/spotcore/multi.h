@@ -17,7 +17,7 @@ constexpr int64_t kGroupsPerFrame = int64_t(1) << 24;
 struct MultiOptions {
     int32_t max_emitters = 1;         // 1..kMaxEmitters emitters per region; 1 = the single-emitter pipeline
     double p_value = 1e-6;            // keep k+1 emitters only when the LR test rejects k at this level
-    int32_t cycles = 1;               // residual re-detection cycles after the first pass (0..10)
+    int32_t cycles = 3;               // residual re-detection cycles after the first pass (0..10)
     float redetect_factor = 0.5f;     // residual threshold = this x the first pass's threshold (photons)
     float merge_distance = 1.0f;      // emitters closer than this x psf_sigma: the dimmer one is dropped
 };
