@@ -159,3 +159,27 @@ def test_epfl_hd(shared_data):
     assert multi["efficiency"] >= REACHED["efficiency"]  # [>= 45]
     assert multi["j250"] > 2 * single["j250"]
     assert abs(multi["bias_px"][0]) < 0.05 and abs(multi["bias_px"][1]) < 0.05   # conventions: corner nm -> centre px
+
+
+def test_dask_gives_the_same_rows():
+    pytest.importorskip("dask")
+    from spotfit import distributed
+    cam = spotfit.Camera(baseline=100, sensitivity=0.5)
+    movie, _ = spotfit.simulate(frames=12, shape=(64, 64), density=20, camera=cam, seed=3)
+    a = spotfit.localize(movie, camera=cam, max_emitters=4, threads=1)
+    b = distributed.localize(movie, chunks=5, camera=cam, max_emitters=4, threads=1)
+    pd.testing.assert_frame_equal(a, b.compute(scheduler="synchronous").reset_index(drop=True))
+    assert (a.n_in_group > 1).any()
+
+
+def test_cli_max_emitters(tmp_path):
+    from spotfit.cli import main
+    import tifffile
+    cam = spotfit.Camera(baseline=100, sensitivity=0.5)
+    movie, _ = spotfit.simulate(frames=4, shape=(48, 48), density=15, camera=cam, seed=4)
+    tifffile.imwrite(tmp_path / "m.tif", movie, imagej=True)
+    out = tmp_path / "locs.csv"
+    assert main(["localize", str(tmp_path / "m.tif"), "-o", str(out), "-q", "--camera-baseline", "100", "--sensitivity",
+                 "0.5", "--max-emitters", "3"]) == 0
+    locs = pd.read_csv(out, comment="#")
+    assert {"group", "n_in_group"} <= set(locs.columns) and locs.n_in_group.max() <= 3
