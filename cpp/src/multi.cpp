@@ -42,14 +42,18 @@ double chi2_3_sf(double x) {
     if (x <= 0) return 1.0;
     return std::erfc(std::sqrt(x / 2)) + std::sqrt(2 * x / M_PI) * std::exp(-x / 2);
 }
-// The chi^2(3) value whose upper tail is p (bisection: p is fixed per call, this runs once per region).
+// The chi^2(3) value whose upper tail is p (bisection; remembered per thread for the last p).
 double chi2_3_critical(double p) {
+    thread_local double last_p = -1, last_x = 0;
+    if (p == last_p) return last_x;
     double lo = 0, hi = 1000;
     for (int i = 0; i < 200; ++i) {
         const double mid = 0.5 * (lo + hi);
         (chi2_3_sf(mid) > p ? lo : hi) = mid;
     }
-    return 0.5 * (lo + hi);
+    last_p = p;
+    last_x = 0.5 * (lo + hi);
+    return last_x;
 }
 
 // In-place Cholesky of a P x P symmetric matrix (lower triangle); false if not positive definite.
@@ -89,7 +93,13 @@ struct JointModel {
     const float* offset = nullptr;
     std::vector<double> ex, dex, ey, dey;  // K * S each
 
+    double last[kMaxParams];
+    bool have_last = false;
     void setup(const double* th) {
+        // normal() follows loglik() at the accepted point: the edge values are already there.
+        if (have_last && std::equal(th, th + P, last)) return;
+        std::copy(th, th + P, last);
+        have_last = true;
         for (int k = 0; k < K; ++k) {
             integrated(th[3 * k], sigma, S, &ex[size_t(k * S)], &dex[size_t(k * S)]);
             integrated(th[3 * k + 1], sigma, S, &ey[size_t(k * S)], &dey[size_t(k * S)]);
