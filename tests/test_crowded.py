@@ -134,8 +134,9 @@ def test_no_harm_at_low_density():
         p = p[iso[p.truth.to_numpy()]]
         ratio = np.sqrt(np.mean(p.dx ** 2)) / np.sqrt(np.mean(good.uncertainty_x.to_numpy()[p["loc"]] ** 2))
         out[m] = (res["jaccard"], ratio)
+    # Measured: Jaccard 0.9867 -> 0.9983, isolated RMSE/CRLB 1.065 -> 1.059 (max_emitters 1 -> 5).
     assert out[5][0] >= out[1][0] - 0.002                                # issue: Jaccard drops <= 0.002
-    assert out[5][1] <= out[1][1] + 0.01 or out[5][1] <= 1.05          # isolated RMSE/CRLB
+    assert out[5][1] <= out[1][1] + 0.01                                # issue: RMSE/CRLB rises <= 0.01
 
 
 # Measured on all 361 frames, one thread (bench/epfl_hd.py): J250 0.506, J100 0.485, RMSE 43.4 nm, E 34.3.
