@@ -139,8 +139,8 @@ def test_no_harm_at_low_density():
     assert out[5][1] <= out[1][1] + 0.01                                # issue: RMSE/CRLB rises <= 0.01
 
 
-# Measured on all 361 frames, one thread (bench/epfl_hd.py): J250 0.506, J100 0.485, RMSE 43.4 nm, E 34.3.
-REACHED = {"j250": 0.48, "j100": 0.46, "rmse_nm": 46.0, "efficiency": 32.0}
+# Measured on all 361 frames, one thread (bench/epfl_hd.py): J250 0.520, J100 0.498, RMSE 43.7 nm, E 35.1.
+REACHED = {"j250": 0.50, "j100": 0.48, "rmse_nm": 45.0, "efficiency": 33.0}
 
 
 def test_epfl_hd(shared_data):
