@@ -23,7 +23,7 @@ start=$SECONDS
 
 rm -rf "$OUT"
 status=0
-for target in tiff fit boxes drift link; do
+for target in tiff fit boxes drift link multi; do
   echo "== fuzz: $target, ${SECONDS_PER_TARGET} s ($((SECONDS - start)) s) =="
   mkdir -p "$OUT/$target/corpus" "$OUT/$target/artifacts"
   rc=0

@@ -341,6 +341,7 @@ def parse_args(argv=None):
                     help="an emitter is isolated when no other is closer than this, px (default 7 = box)")
     ap.add_argument("--out", default=os.path.join(HERE, "out"), help="output folder (default bench/out)")
     ap.add_argument("--no-plot", action="store_true")
+    ap.add_argument("--no-epfl", action="store_true", help="skip the EPFL HD crowded-field rows (bench/epfl_hd.py)")
     a = ap.parse_args(argv)
     a.frames = a.frames or (300 if a.quick else 2000)
     a.repeat = a.repeat or (2 if a.quick else 3)
@@ -432,6 +433,15 @@ def main(argv=None):
     table, note = text_table(report), notes(report)
     print(table)
     print("\n".join(note))
+    sys.path.insert(0, HERE)
+    import epfl_hd
+    if not a.no_epfl and epfl_hd.available():
+        # Crowded field (issue 19): single vs multi-emitter, one thread, with 3D-DAOSTORM's figures quoted.
+        report["epfl_hd"] = epfl_hd.rows(frames=100 if a.quick else None, threads=1)
+        crowd = epfl_hd.table(report["epfl_hd"])
+        print(crowd)
+        note.append("EPFL 2013 Bundled Tubes HD (bench/epfl_hd.py; J at 250/100 nm, lateral RMSE, E; 3D-DAOSTORM "
+                    "measured elsewhere, issue 19):\n\n```\n" + crowd + "\n```")
     stem = os.path.join(a.out, "compare" + ("-quick" if a.quick else ""))
     if not a.no_plot:
         sys.path.insert(0, HERE)

@@ -185,6 +185,28 @@ def fit_boxes(boxes: npt.ArrayLike, variance: Optional[npt.ArrayLike], options: 
 def localize(stack: _Stack, camera: _CameraLike, options: LocalizeOptions, first_frame: int) -> _FitRecords:
     """Fused convert/filter/detect/fit; FitRecord rows in image pixels, frame = first_frame + index."""
 
+MAX_EMITTERS: int
+
+class MultiOptions:
+    """Multi-emitter fitting: model selection (LR test) and residual re-detection."""
+
+    max_emitters: int
+    p_value: float
+    cycles: int
+    redetect_factor: float
+    merge_distance: float
+    def __init__(self) -> None: ...
+
+def localize_multi(
+    stack: _Stack, camera: _CameraLike, options: LocalizeOptions, multi: MultiOptions, first_frame: int
+) -> Tuple[_FitRecords, npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """localize with multi-emitter fits: (FitRecord rows, group, n_in_group)."""
+
+def fit_region(
+    region: npt.ArrayLike, offset: Optional[npt.ArrayLike], fit: FitOptions, multi: MultiOptions, starts: npt.ArrayLike
+) -> Dict[str, Any]:
+    """Model selection in one square region from (k, 3) starts [x, y, photons]."""
+
 def detect_boxes(
     stack: _Stack, camera: _CameraLike, options: LocalizeOptions, first_frame: int
 ) -> Tuple[npt.NDArray[np.int64], npt.NDArray[np.int32], npt.NDArray[np.int32], _F32, Optional[_F32], Optional[_F32]]:

@@ -210,6 +210,9 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
                                 f"predict_proba()) or a path to a saved one, got {type(classifier).__name__}")
         if regressor is not None:
             raise ValueError("a classifier screens fits; it cannot be combined with a centroid regressor")
+    if opts.max_emitters > 1 and (classifier is not None or regressor is not None):
+        raise ValueError("max_emitters > 1 fits crowded regions jointly; it cannot be combined with a classifier "
+                         "or a centroid regressor")
     if n_frames == 0 or 0 in frame_shape:
         raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
     box = opts.box if regressor is None else int(regressor.size)
@@ -233,6 +236,8 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
                 parts.append(rec)
                 goods.append(good)
                 probs.append(p_good)
+            elif opts.max_emitters > 1:
+                parts.append(_spotcore.localize_multi(chunk, camera, opts.to_core(), opts.multi_options(), first))
             else:
                 parts.append(_spotcore.localize(chunk, camera, opts.to_core(), first))
             if bar is not None:
@@ -249,7 +254,12 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
         locs.attrs["spotfit"] = dict(metadata, parameters=dict(
             parameters, estimator=f"regressor:{getattr(regressor, 'kind', type(regressor).__name__)}"))
         return locs
-    locs = _table(np.concatenate(parts), opts.model)
+    if opts.max_emitters > 1:
+        locs = _table(np.concatenate([p[0] for p in parts]), "fixed_sigma")
+        locs["group"] = np.concatenate([p[1] for p in parts])
+        locs["n_in_group"] = np.concatenate([p[2] for p in parts])
+    else:
+        locs = _table(np.concatenate(parts), opts.model)
     if classifier is not None:
         locs["good"] = np.concatenate(goods)
         locs["p_good"] = np.concatenate(probs)

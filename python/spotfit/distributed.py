@@ -146,6 +146,8 @@ def _localize_block(block, first, params):
         locs = core.localize(block, options, camera=camera, classifier=classifier, estimator=regressor)
     if first:
         locs["frame"] += np.asarray(first, dtype=locs["frame"].dtype)
+        if "group" in locs:   # frame * 2**24 + region (spotcore::kGroupsPerFrame): global like the frame
+            locs["group"] += np.int64(first) << np.int64(24)
     locs.attrs = attrs
     return locs
 

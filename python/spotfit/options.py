@@ -46,6 +46,8 @@ class LocalizeOptions:
     mask_neighbours: bool = _option(True, "fit each box without the pixels nearer to another detected spot")
     classify_threshold: float = _option(0.5, "P(good) at or above which a classified spot is good")
     drop_bad: bool = _option(False, "keep only good spots, screened before the fit (needs a classifier)")
+    max_emitters: int = _option(1, "emitters fitted jointly per region, 1..10; above 1, crowded spots are fitted "
+                                "together with model selection and residual re-detection (fixed sigma = psf_sigma)")
     threads: Optional[int] = _option(None, "OpenMP threads (default: all cores or OMP_NUM_THREADS); results "
                                      "do not depend on it", result=False)
     chunk_frames: int = _option(256, "frames read and processed at a time (memory ~ this x frame size)",
@@ -72,6 +74,7 @@ class LocalizeOptions:
             raise ValueError(f"classify_threshold must be a probability in [0, 1], got {threshold}")
         set_("classify_threshold", threshold)
         set_("drop_bad", validate.boolean("drop_bad", self.drop_bad))
+        set_("max_emitters", validate.integer("max_emitters", self.max_emitters, 1, int(_spotcore.MAX_EMITTERS)))
         _threads.threads(self.threads)
         set_("chunk_frames", validate.integer("chunk_frames", self.chunk_frames, 1))
         cal = self.calibration
@@ -105,6 +108,8 @@ class LocalizeOptions:
         skip = {"classify_threshold", "drop_bad"}   # recorded with the classifier, when there is one
         if self.calibration is None:
             skip.add("calibration")                  # 2D: the parameters of spotfit < 0.3
+        if self.max_emitters == 1:
+            skip.add("max_emitters")                 # single-emitter: the parameters as before
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.metadata["result"] and f.name not in skip}
         if "calibration" in out:
@@ -141,6 +146,13 @@ class LocalizeOptions:
         if self.calibration is not None:
             fit.astigmatism = self.calibration.to_core()
         return fit
+
+
+    def multi_options(self) -> "_spotcore.MultiOptions":
+        """The C++ ``spotcore::MultiOptions`` (defaults of the core but max_emitters)."""
+        multi = _spotcore.MultiOptions()
+        multi.max_emitters = self.max_emitters
+        return multi
 
 
 def names() -> list:

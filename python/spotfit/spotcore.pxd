@@ -195,6 +195,46 @@ cdef extern from "spotcore/localize.h" namespace "spotcore" nogil:
     Result to_photons(const ImageStack& stack, const Camera& camera, int32_t threads, float* out)
 
 
+cdef extern from "spotcore/multi.h" namespace "spotcore" nogil:
+    const int32_t kMaxEmitters
+    const int64_t kGroupsPerFrame
+    cppclass MultiOptions:
+        int32_t max_emitters       # 1..kMaxEmitters
+        double p_value             # LR test level to keep a larger model
+        int32_t cycles             # residual re-detection cycles, 0..10
+        float redetect_factor      # residual threshold / first threshold
+        float merge_distance       # x psf_sigma: the dimmer of two closer emitters is dropped
+
+    cppclass Emitter:
+        float x, y, photons        # region coordinates
+
+    cppclass EmitterFit:
+        float x, y, photons, crlb_x, crlb_y, crlb_photons
+        FitStatus status
+
+    cppclass RegionFit:
+        vector[EmitterFit] emitters
+        float background, crlb_background
+        double loglik, chi2
+        int32_t iterations
+        bint converged
+
+    cppclass MultiLocalization:
+        Localization loc
+        int64_t group              # frame * kGroupsPerFrame + region index in the frame
+        int32_t n_in_group
+
+    Result check_multi_options(const MultiOptions& multi)
+    # Joint fit of count emitters + one background to a size*size region (NaN ignored; offset may be NULL).
+    Result fit_emitters(const float* region, const float* offset, int32_t size, const FitOptions& fit,
+                        const Emitter* start, int32_t count, RegionFit& out)
+    # Model selection from count starts: add emitters at the residual's maximum while the LR test says so.
+    Result fit_region(const float* region, const float* offset, int32_t size, const FitOptions& fit,
+                      const MultiOptions& multi, const Emitter* start, int32_t count, RegionFit& out)
+    Result localize_multi(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
+                          const MultiOptions& multi, int64_t first_frame, vector[MultiLocalization]& out)
+
+
 cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
     cppclass LinkOptions:
         double radius              # px, > 0

@@ -50,4 +50,5 @@ PYBIND11_MODULE(_spotcore, m) {
     bind_localize(m);
     bind_drift(m);
     bind_link(m);
+    bind_multi(m);
 }

@@ -9,6 +9,7 @@
 #include "spotcore/localize.h"
 #include "spotcore/drift.h"
 #include "spotcore/link.h"
+#include "spotcore/multi.h"
 
 namespace spotcore {
 inline const char* version() { return SPOTCORE_VERSION; }
