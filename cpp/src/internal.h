@@ -3,6 +3,8 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <new>
+#include <vector>
 
 #include "spotcore/boxes.h"
 #include "spotcore/types.h"
@@ -31,6 +33,23 @@ struct BoxCentre {
 // Box of centre c goes to boxes + c.slot * size^2, likewise variance_out and inside (both nullable).
 void cut_frame(const float* photons, const float* variance, int64_t rows, int64_t cols, const BoxCentre* centres,
                size_t count, const BoxOptions& options, float* boxes, float* variance_out, uint8_t* inside);
+
+// One thread's buffers for the fused per-frame pass (the converted frame and the wavelet filter's work
+// arrays). allocate() is false when memory ran out; the thread then reports its frames as failed.
+struct FrameBuffers {
+    std::vector<float> photons, w1, w2, scratch;
+    bool allocate(int64_t npix) noexcept {
+        try {
+            photons.resize(size_t(npix));
+            w1.resize(size_t(npix));
+            w2.resize(size_t(npix));
+            scratch.resize(size_t(2 * npix));
+        } catch (const std::bad_alloc&) {
+            return false;
+        }
+        return true;
+    }
+};
 
 // Raises a flag that any thread of a parallel region may raise (an allocation failed, say).
 inline void raise_shared_flag(bool& flag) {

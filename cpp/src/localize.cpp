@@ -62,17 +62,13 @@ Result detect_boxes(const ImageStack& s, const Camera& cam, const LocalizeOption
 #pragma omp parallel num_threads(threads) if (s.frames > 1)
 #endif
     {
-        std::vector<float> photons, w1, w2, scratch;
+        detail::FrameBuffers buf;
+        const bool ok_alloc = buf.allocate(npix);
+        auto& photons = buf.photons;
+        auto& w1 = buf.w1;
+        auto& w2 = buf.w2;
+        auto& scratch = buf.scratch;
         std::vector<detail::BoxCentre> centres;
-        bool ok_alloc = true;
-        try {
-            photons.resize(size_t(npix));
-            w1.resize(size_t(npix));
-            w2.resize(size_t(npix));
-            scratch.resize(size_t(2 * npix));
-        } catch (const std::bad_alloc&) {
-            ok_alloc = false;
-        }
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif

@@ -645,16 +645,8 @@ Result localize_multi(const ImageStack& s, const Camera& cam, const LocalizeOpti
 #pragma omp parallel num_threads(threads) if (s.frames > 1)
 #endif
     {
-        std::vector<float> photons, w1, w2, scratch;
-        bool ok_alloc = true;
-        try {
-            photons.resize(size_t(npix));
-            w1.resize(size_t(npix));
-            w2.resize(size_t(npix));
-            scratch.resize(size_t(2 * npix));
-        } catch (const std::bad_alloc&) {
-            ok_alloc = false;
-        }
+        detail::FrameBuffers buf;
+        const bool ok_alloc = buf.allocate(npix);
 #ifdef _OPENMP
 #pragma omp for schedule(dynamic, 1)
 #endif
@@ -664,8 +656,9 @@ Result localize_multi(const ImageStack& s, const Camera& cam, const LocalizeOpti
                 continue;
             }
             try {
-                detail::convert_frame(s, f, cam, photons.data());
-                failures[size_t(f)] = localize_frame(photons.data(), rows, cols, opt, multi, w1, w2, scratch, frames[size_t(f)]);
+                detail::convert_frame(s, f, cam, buf.photons.data());
+                failures[size_t(f)] = localize_frame(buf.photons.data(), rows, cols, opt, multi, buf.w1, buf.w2,
+                                                     buf.scratch, frames[size_t(f)]);
             } catch (const std::bad_alloc&) {
                 failures[size_t(f)] = {Status::out_of_memory, "out of memory in localize_multi"};
             }
