@@ -85,16 +85,16 @@ def boolean(name: str, value) -> bool:
     return bool(value)
 
 
-def localization_table(locs, action: str):
-    """``locs`` if it is a non-empty DataFrame with ``frame``, ``x`` and ``y`` columns; else a TypeError or a
-    ValueError that says what is wrong and that there is nothing to ``action``."""
+def localization_table(locs, action: str, *, allow_empty: bool = False):
+    """``locs`` if it is a DataFrame with ``frame``, ``x`` and ``y`` columns (and rows, unless ``allow_empty``);
+    else a TypeError or a ValueError that says what is wrong and what could not be done (``action``)."""
     import pandas as pd
     if not isinstance(locs, pd.DataFrame):
         raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
     missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
     if missing:
-        raise ValueError(f"locs has no column {', '.join(missing)} (needs frame, x, y; has "
+        raise ValueError(f"cannot {action}: locs has no column {', '.join(missing)} (needs frame, x, y; has "
                          f"{list(locs.columns)[:12]})")
-    if not len(locs):
+    if not len(locs) and not allow_empty:
         raise ValueError(f"locs is empty: there is nothing to {action}")
     return locs

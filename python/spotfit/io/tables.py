@@ -85,16 +85,6 @@ def _loads(text: str) -> dict:
     return json.loads(text, object_hook=_decode_hook)
 
 
-def _check_locs(locs, path) -> pd.DataFrame:
-    if not isinstance(locs, pd.DataFrame):
-        raise TypeError(f"locs must be a pandas DataFrame, got {type(locs).__name__}")
-    missing = [c for c in ("frame", "x", "y") if c not in locs.columns]
-    if missing:
-        raise ValueError(f"cannot save to {str(path)!r}: localization table lacks "
-                         f"column(s) {missing}")
-    return locs
-
-
 def _meta(locs) -> dict:
     md = locs.attrs.get("spotfit") if isinstance(locs.attrs, dict) else None
     return md if isinstance(md, dict) else {}
@@ -160,7 +150,7 @@ def save(locs: pd.DataFrame, path, format: str | None = None, *,
     """
     path = Path(path)
     fmt = infer_format(path, format, reading=False)
-    locs = _check_locs(locs, path)
+    locs = validate.localization_table(locs, f"save to {str(path)!r}", allow_empty=True)
     md = _meta(locs)
     px = pixel_size_nm if pixel_size_nm is not None else md.get("pixel_size_nm")
     if px is not None:
