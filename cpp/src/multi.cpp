@@ -325,7 +325,7 @@ Result fit_region(const float* region, const float* offset, int32_t S, const Fit
     const double critical = chi2_3_critical(multi.p_value);
     Emitter next[kMaxEmitters];
     std::copy(start, start + count, next);
-    RegionFit bigger;
+    RegionFit bigger, trial;
     std::vector<double> resid(size_t(S * S));
     for (int K = count; K < multi.max_emitters; ++K) {
         // The new emitter starts at the maximum of the residual, smoothed over 3x3 against single-pixel noise.
@@ -367,7 +367,35 @@ Result fit_region(const float* region, const float* offset, int32_t S, const Fit
         next[K] = Emitter{float(bj), float(bi), float(best / (f * f))};
         r = fit_emitters(region, offset, S, fit, next, K + 1, bigger);
         if (!r.ok()) return r;
-        if (!std::isfinite(bigger.loglik) || 2.0 * (bigger.loglik - out.loglik) <= critical) break;
+        if (!(std::isfinite(bigger.loglik) && 2.0 * (bigger.loglik - out.loglik) > critical)) {
+            // Two emitters closer than ~1.5 sigma look like one: its fit sits between them and the residual's
+            // maximum on one side, a start from which the pair rarely separates. Second start: split the
+            // nearest emitter into two mirrored about its centre, half the photons each.
+            int near = 0;
+            double dmin = std::numeric_limits<double>::infinity();
+            for (int k = 0; k < K; ++k) {
+                const double d2 = (next[k].x - bj) * (next[k].x - bj) + (next[k].y - bi) * (next[k].y - bi);
+                if (d2 < dmin) {
+                    dmin = d2;
+                    near = k;
+                }
+            }
+            double vx = bj - next[near].x, vy = bi - next[near].y;
+            const double len = std::sqrt(vx * vx + vy * vy), half = 0.25 * fit.psf_sigma;
+            if (len < half) {  // the maximum on the emitter: split along x
+                vx = len > 0 ? vx * half / len : half;
+                vy = len > 0 ? vy * half / len : 0.0;
+            }
+            Emitter split[kMaxEmitters];
+            std::copy(next, next + K, split);
+            const Emitter e = next[near];
+            split[near] = Emitter{float(e.x - vx), float(e.y - vy), 0.5f * e.photons};
+            split[K] = Emitter{float(e.x + vx), float(e.y + vy), 0.5f * e.photons};
+            r = fit_emitters(region, offset, S, fit, split, K + 1, trial);
+            if (!r.ok()) return r;
+            if (std::isfinite(trial.loglik) && !(trial.loglik <= bigger.loglik)) std::swap(bigger, trial);
+            if (!std::isfinite(bigger.loglik) || 2.0 * (bigger.loglik - out.loglik) <= critical) break;
+        }
         std::swap(out, bigger);
     }
     return Result::success();
