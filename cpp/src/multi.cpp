@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <vector>
@@ -11,6 +12,7 @@
 #endif
 
 #include "internal.h"
+#include "simd.h"
 #include "spotcore/filter.h"
 
 namespace spotcore {
@@ -85,13 +87,67 @@ void cholesky_solve(const double* l, int P, double* x) {
     }
 }
 
+typedef double f64x4 __attribute__((vector_size(32)));
+
+// Sums over the region's pixels (np, a multiple of 4; padding and NaN pixels have w = r = 0) for the
+// scoring step: g[a] = sum r J_a, F[a][b] = sum w J_a J_b (upper triangle). J is P rows of np; wj is
+// scratch of the same size. Explicit 4-lane sums in a fixed order: the same answer in both clones.
+SPOTCORE_CLONES void normal_sums(const double* jac, const double* w, const double* r, int P, int np, double* wj,
+                                 double* g, double* fisher) {
+    for (int a = 0; a < P; ++a) {
+        const double* ja = jac + size_t(a) * np;
+        double* wa = wj + size_t(a) * np;
+        f64x4 acc = {0, 0, 0, 0};
+        for (int p = 0; p < np; p += 4) {
+            f64x4 x, y, z;
+            std::memcpy(&x, ja + p, sizeof x);
+            std::memcpy(&y, w + p, sizeof y);
+            std::memcpy(&z, r + p, sizeof z);
+            const f64x4 v = x * y;
+            std::memcpy(wa + p, &v, sizeof v);
+            acc += z * x;
+        }
+        g[a] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+    }
+    for (int a = 0; a < P; ++a) {
+        const double* wa = wj + size_t(a) * np;
+        for (int b = a; b < P; ++b) {
+            const double* jb = jac + size_t(b) * np;
+            f64x4 acc = {0, 0, 0, 0};
+            for (int p = 0; p < np; p += 4) {
+                f64x4 x, y;
+                std::memcpy(&x, wa + p, sizeof x);
+                std::memcpy(&y, jb + p, sizeof y);
+                acc += x * y;
+            }
+            fisher[a * P + b] = (acc[0] + acc[1]) + (acc[2] + acc[3]);
+        }
+    }
+}
+
 // The joint model of one region: parameters (x, y, N) per emitter, then the background.
 struct JointModel {
-    int S = 0, K = 0, P = 0;
+    int S = 0, K = 0, P = 0, np = 0;
     double sigma = 1;
     const float* data = nullptr;
     const float* offset = nullptr;
-    std::vector<double> ex, dex, ey, dey;  // K * S each
+    // Per-thread scratch, grown once: no allocation per fit.
+    double *ex, *dex, *ey, *dey;  // K * S each
+    double *jac, *wj, *w, *r;     // P * np, P * np, np, np
+
+    void attach(std::vector<double>& ws) {
+        np = (S * S + 3) & ~3;
+        const size_t need = size_t(4 * K * S + 2 * P * np + 2 * np);
+        if (ws.size() < need) ws.resize(need);
+        ex = ws.data();
+        dex = ex + K * S;
+        ey = dex + K * S;
+        dey = ey + K * S;
+        jac = dey + K * S;
+        wj = jac + size_t(P) * np;
+        w = wj + size_t(P) * np;
+        r = w + np;
+    }
 
     double last[kMaxParams];
     bool have_last = false;
@@ -101,13 +157,13 @@ struct JointModel {
         std::copy(th, th + P, last);
         have_last = true;
         for (int k = 0; k < K; ++k) {
-            integrated(th[3 * k], sigma, S, &ex[size_t(k * S)], &dex[size_t(k * S)]);
-            integrated(th[3 * k + 1], sigma, S, &ey[size_t(k * S)], &dey[size_t(k * S)]);
+            integrated(th[3 * k], sigma, S, &ex[k * S], &dex[k * S]);
+            integrated(th[3 * k + 1], sigma, S, &ey[k * S], &dey[k * S]);
         }
     }
     double mu(const double* th, int i, int j) const {
         double m = th[3 * K] + (offset ? double(offset[i * S + j]) : 0.0);
-        for (int k = 0; k < K; ++k) m += th[3 * k + 2] * ex[size_t(k * S + j)] * ey[size_t(k * S + i)];
+        for (int k = 0; k < K; ++k) m += th[3 * k + 2] * ex[k * S + j] * ey[k * S + i];
         return m;
     }
     // Poisson log-likelihood ratio to the saturated model (data clipped at 0).
@@ -126,30 +182,32 @@ struct JointModel {
     // Gradient of the log-likelihood and the Fisher matrix (upper+lower filled) at th.
     void normal(const double* th, double* g, double* fisher, double* chi2) {
         setup(th);
-        std::fill(g, g + P, 0.0);
-        std::fill(fisher, fisher + P * P, 0.0);
-        double J[kMaxParams];
         double c2 = 0;
         for (int i = 0; i < S; ++i)
             for (int j = 0; j < S; ++j) {
-                const float d0 = data[i * S + j];
-                if (std::isnan(d0)) continue;
-                const double d = std::max(0.0, double(d0)), m = std::max(mu(th, i, j), 1e-9);
+                const int p = i * S + j;
+                const float d0 = data[p];
                 for (int k = 0; k < K; ++k) {
-                    const double exj = ex[size_t(k * S + j)], eyi = ey[size_t(k * S + i)], n = th[3 * k + 2];
-                    J[3 * k] = n * dex[size_t(k * S + j)] * eyi;
-                    J[3 * k + 1] = n * exj * dey[size_t(k * S + i)];
-                    J[3 * k + 2] = exj * eyi;
+                    const double exj = ex[k * S + j], eyi = ey[k * S + i], n = th[3 * k + 2];
+                    jac[size_t(3 * k) * np + p] = n * dex[k * S + j] * eyi;
+                    jac[size_t(3 * k + 1) * np + p] = n * exj * dey[k * S + i];
+                    jac[size_t(3 * k + 2) * np + p] = exj * eyi;
                 }
-                J[3 * K] = 1.0;
-                const double w = 1.0 / m, r = d * w - 1.0;
-                c2 += (d - m) * (d - m) * w;
-                for (int a = 0; a < P; ++a) {
-                    g[a] += r * J[a];
-                    const double wa = w * J[a];
-                    for (int b = a; b < P; ++b) fisher[a * P + b] += wa * J[b];
+                jac[size_t(3 * K) * np + p] = 1.0;
+                if (std::isnan(d0)) {
+                    w[p] = r[p] = 0.0;
+                    continue;
                 }
+                const double d = std::max(0.0, double(d0)), m = std::max(mu(th, i, j), 1e-9);
+                w[p] = 1.0 / m;
+                r[p] = d * w[p] - 1.0;
+                c2 += (d - m) * (d - m) * w[p];
             }
+        for (int p = S * S; p < np; ++p) {
+            w[p] = r[p] = 0.0;
+            for (int a = 0; a < P; ++a) jac[size_t(a) * np + p] = 0.0;
+        }
+        normal_sums(jac, w, r, P, np, wj, g, fisher);
         for (int a = 0; a < P; ++a)
             for (int b = 0; b < a; ++b) fisher[a * P + b] = fisher[b * P + a];
         if (chi2) *chi2 = c2;
@@ -194,11 +252,9 @@ Result fit_emitters(const float* region, const float* offset, int32_t S, const F
     mdl.sigma = fit.psf_sigma;
     mdl.data = region;
     mdl.offset = offset;
+    thread_local std::vector<double> workspace;
     try {
-        mdl.ex.resize(size_t(K * S));
-        mdl.dex.resize(size_t(K * S));
-        mdl.ey.resize(size_t(K * S));
-        mdl.dey.resize(size_t(K * S));
+        mdl.attach(workspace);
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in fit_emitters"};
     }
@@ -367,25 +423,25 @@ Result fit_region(const float* region, const float* offset, int32_t S, const Fit
         next[K] = Emitter{float(bj), float(bi), float(best / (f * f))};
         r = fit_emitters(region, offset, S, fit, next, K + 1, bigger);
         if (!r.ok()) return r;
+        int near = 0;
+        double dmin = std::numeric_limits<double>::infinity();
+        for (int k = 0; k < K; ++k) {
+            const double d2 = (next[k].x - bj) * (next[k].x - bj) + (next[k].y - bi) * (next[k].y - bi);
+            if (d2 < dmin) {
+                dmin = d2;
+                near = k;
+            }
+        }
         if (!(std::isfinite(bigger.loglik) && 2.0 * (bigger.loglik - out.loglik) > critical)) {
             // Two emitters closer than ~1.5 sigma look like one: its fit sits between them and the residual's
             // maximum on one side, a start from which the pair rarely separates. Second start: split the
             // nearest emitter into two mirrored about its centre, half the photons each.
-            int near = 0;
-            double dmin = std::numeric_limits<double>::infinity();
-            for (int k = 0; k < K; ++k) {
-                const double d2 = (next[k].x - bj) * (next[k].x - bj) + (next[k].y - bi) * (next[k].y - bi);
-                if (d2 < dmin) {
-                    dmin = d2;
-                    near = k;
-                }
-            }
             double vx = bj - next[near].x, vy = bi - next[near].y;
-            const double len = std::sqrt(vx * vx + vy * vy), half = 0.25 * fit.psf_sigma;
-            if (len < half) {  // the maximum on the emitter: split along x
-                vx = len > 0 ? vx * half / len : half;
-                vy = len > 0 ? vy * half / len : 0.0;
-            }
+            // Half the separation within 0.25..0.75 sigma, towards the maximum (along x if on the emitter).
+            const double len = std::sqrt(vx * vx + vy * vy);
+            const double half = std::min(std::max(len, 0.25 * fit.psf_sigma), 0.75 * fit.psf_sigma);
+            vx = len > 0 ? vx * half / len : half;
+            vy = len > 0 ? vy * half / len : 0.0;
             Emitter split[kMaxEmitters];
             std::copy(next, next + K, split);
             const Emitter e = next[near];
@@ -394,8 +450,8 @@ Result fit_region(const float* region, const float* offset, int32_t S, const Fit
             r = fit_emitters(region, offset, S, fit, split, K + 1, trial);
             if (!r.ok()) return r;
             if (std::isfinite(trial.loglik) && !(trial.loglik <= bigger.loglik)) std::swap(bigger, trial);
-            if (!std::isfinite(bigger.loglik) || 2.0 * (bigger.loglik - out.loglik) <= critical) break;
         }
+        if (!std::isfinite(bigger.loglik) || 2.0 * (bigger.loglik - out.loglik) <= critical) break;
         std::swap(out, bigger);
     }
     return Result::success();
