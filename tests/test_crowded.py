@@ -50,13 +50,17 @@ def _pairs_movie(distance, frames=30, seed=1):
 PHOTON_CAMERA = spotfit.Camera(baseline=0, sensitivity=1)
 
 
-# At 1.5 px the joint fit is less efficient than its bound (measured 1.13-1.3x; the issue asks 1.2x).
-@pytest.mark.parametrize("distance, recall_min, ratio_max", [(1.5, 0.93, 1.35), (2.0, 0.97, 1.2), (3.0, 0.97, 1.2),
-                                                              (4.0, 0.97, 1.2)])
-def test_pairs_are_both_found_at_their_bound(distance, recall_min, ratio_max):
+# Box 7 (default): at 1.5 px ~3 % of the pairs stay one emitter (the LR test at p = 1e-6 has too few pixels)
+# and those, 0.75 px from either truth, make RMSE 1.24x the bound (the issue asks 1.2x). Box 9 (more pixels,
+# more power): 1.5 % stay one, and every distance is within 1.2x (measured 1.18, 1.13, 1.01, 0.96).
+@pytest.mark.parametrize("distance, box, recall_min, ratio_max", [(1.5, 7, 0.95, 1.3), (2.0, 7, 0.97, 1.2),
+                                                                   (3.0, 7, 0.97, 1.2), (4.0, 7, 0.97, 1.2),
+                                                                   (1.5, 9, 0.97, 1.2), (2.0, 9, 0.97, 1.2),
+                                                                   (3.0, 9, 0.97, 1.2), (4.0, 9, 0.97, 1.2)])
+def test_pairs_are_both_found_at_their_bound(distance, box, recall_min, ratio_max):
     movie, truth = _pairs_movie(distance)
     locs = spotfit.localize(movie, camera=PHOTON_CAMERA, psf_sigma=1.3, model="fixed_sigma", max_emitters=5,
-                            threads=1)
+                            threads=1, box=box)
     good = locs[locs.status == "converged"].reset_index(drop=True)
     pairs = match_pairs(truth, good, 1.0)
     crlb = np.sqrt(np.mean(good.uncertainty_x.to_numpy()[pairs["loc"]] ** 2))
@@ -64,7 +68,7 @@ def test_pairs_are_both_found_at_their_bound(distance, recall_min, ratio_max):
     assert len(pairs) / len(truth) >= recall_min                     # issue: >= 0.95 at >= 2 px
     assert len(pairs) / len(good) >= 0.98
     assert np.sqrt(np.mean(pairs.dx ** 2)) <= ratio_max * crlb      # against its joint-Fisher CRLB
-    single = spotfit.localize(movie, camera=PHOTON_CAMERA, psf_sigma=1.3, model="fixed_sigma", threads=1)
+    single = spotfit.localize(movie, camera=PHOTON_CAMERA, psf_sigma=1.3, model="fixed_sigma", threads=1, box=box)
     assert len(match_pairs(truth, single[single.status == "converged"], 1.0)) < len(pairs)
 
 
