@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cfloat>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <new>
@@ -11,23 +12,20 @@
 namespace spotcore {
 namespace {
 
-// An open event. The fields a candidate search reads come first (one cache line).
-struct alignas(64) OpenEvent {
+// What the search reads of an open event: one cache line. The rest (id, frames, count) is in dense arrays
+// by slot.
+struct alignas(64) Mean {
     double mx, my;        // weighted mean position
-    uint64_t cell;        // grid cell of (mx, my)
-    int64_t next;         // next slot of the same bucket (-1: none)
-    int64_t id;           // < 0: a free slot
-    int64_t last_frame;
     double wx, wy;        // sums of weights, per axis
     double swx, swy;      // sums of weight * position
-    int64_t first_frame, count;
-    int64_t prev;         // previous slot of the same bucket (-1: none)
+    uint64_t cell;        // grid cell of (mx, my)
+    int32_t next, prev;   // slots of the same bucket (-1: none)
 };
 
 struct Candidate {
     double q;         // squared distance, or the gate statistic
     int64_t loc, ev;  // ev: the event's id (ties are broken by ids, which do not depend on where events are kept)
-    int64_t slot;
+    int32_t slot;
     bool operator<(const Candidate& o) const {
         if (q != o.q) return q < o.q;
         if (loc != o.loc) return loc < o.loc;
@@ -66,80 +64,103 @@ inline uint64_t cell_key(uint64_t column, uint64_t row) { return column << 32 | 
 // An event moves by a fraction of the radius when it takes a localization, so it rarely changes cell.
 // At most one open event per 8 buckets: a localization looks into 4 buckets, and a bucket holding another
 // cell's event costs a mispredicted branch.
-class OpenGrid {
+class OpenEvents {
   public:
-    explicit OpenGrid(double cell_size) : inv_size_(std::min(1.0 / std::min(cell_size, DBL_MAX), DBL_MAX)) {
+    static constexpr size_t kMaxSlots = INT32_MAX;
+
+    std::vector<Mean> mean;                               // by slot
+    std::vector<int64_t> id, first_frame, last_frame, count;  // by slot; id < 0: a free slot
+
+    explicit OpenEvents(double cell_size) : inv_size_(std::min(1.0 / std::min(cell_size, DBL_MAX), DBL_MAX)) {
         rehash(9);
     }
 
-    std::vector<OpenEvent>& slots() { return slots_; }
     double inv_size() const { return inv_size_; }
+    size_t open() const { return size_t(n_open_); }
     uint64_t cell_of(double x, double y) const { return cell_key(coordinate(x, inv_size_), coordinate(y, inv_size_)); }
-    int64_t head(uint64_t cell) const { return head_[bucket(cell)]; }
+    int32_t head(uint64_t cell) const { return head_[bucket(cell)]; }
 
     // Room for k more events (then add has no branch on whether a slot is free: that was a misprediction
-    // per event, as closing and opening alternate).
+    // per event, as closing and opening alternate). k + open() <= kMaxSlots.
     void reserve(size_t k) {
         while (free_.size() < k) {
-            free_.push_back(int64_t(slots_.size()));
-            slots_.push_back(OpenEvent{});
-            slots_.back().id = -1;
+            free_.push_back(int32_t(mean.size()));
+            mean.push_back(Mean{});
+            for (auto* v : {&id, &first_frame, &last_frame, &count}) v->push_back(-1);
         }
     }
 
-    int64_t add(const OpenEvent& ev) {  // after reserve
-        const int64_t s = free_.back();
+    // After reserve: a new event of one localization.
+    int32_t add(int64_t event_id, int64_t frame, double x, double y, double wx, double wy) {
+        const int32_t s = free_.back();
         free_.pop_back();
-        slots_[size_t(s)] = ev;
+        Mean& m = mean[size_t(s)];
+        m.mx = x;
+        m.my = y;
+        m.wx = wx;
+        m.wy = wy;
+        m.swx = wx * x;
+        m.swy = wy * y;
+        id[size_t(s)] = event_id;
+        first_frame[size_t(s)] = last_frame[size_t(s)] = frame;
+        count[size_t(s)] = 1;
         place(s);
         if (++n_open_ * 8 > int64_t(head_.size())) rehash(bits_ + 1);
         return s;
     }
 
-    void remove(int64_t s) {
+    // The event takes a localization.
+    void extend(int32_t s, int64_t frame, double x, double y, double wx, double wy) {
+        Mean& m = mean[size_t(s)];
+        m.wx += wx;
+        m.wy += wy;
+        m.swx += wx * x;
+        m.swy += wy * y;
+        m.mx = m.swx / m.wx;
+        m.my = m.swy / m.wy;
+        last_frame[size_t(s)] = frame;
+        count[size_t(s)] += 1;
+        if (cell_of(m.mx, m.my) != m.cell) {
+            unlink(s);
+            place(s);
+        }
+    }
+
+    void remove(int32_t s) {
         unlink(s);
-        slots_[size_t(s)].id = -1;
+        id[size_t(s)] = -1;
         free_.push_back(s);
         --n_open_;
     }
 
-    // After the event's mean changed.
-    void moved(int64_t s) {
-        const OpenEvent& ev = slots_[size_t(s)];
-        if (cell_of(ev.mx, ev.my) == ev.cell) return;
-        unlink(s);
-        place(s);
-    }
-
   private:
     size_t bucket(uint64_t cell) const { return size_t((cell * 0x9E3779B97F4A7C15ull) >> (64 - bits_)); }
-    void place(int64_t s) {  // into the bucket of its current mean
-        OpenEvent& ev = slots_[size_t(s)];
-        ev.cell = cell_of(ev.mx, ev.my);
-        int64_t& h = head_[bucket(ev.cell)];
-        ev.prev = -1;
-        ev.next = h;
-        if (h >= 0) slots_[size_t(h)].prev = s;
+    void place(int32_t s) {  // into the bucket of its current mean
+        Mean& m = mean[size_t(s)];
+        m.cell = cell_of(m.mx, m.my);
+        int32_t& h = head_[bucket(m.cell)];
+        m.prev = -1;
+        m.next = h;
+        if (h >= 0) mean[size_t(h)].prev = s;
         h = s;
     }
-    void unlink(int64_t s) {
-        const OpenEvent& ev = slots_[size_t(s)];
-        if (ev.prev >= 0)
-            slots_[size_t(ev.prev)].next = ev.next;
+    void unlink(int32_t s) {
+        const Mean& m = mean[size_t(s)];
+        if (m.prev >= 0)
+            mean[size_t(m.prev)].next = m.next;
         else
-            head_[bucket(ev.cell)] = ev.next;
-        if (ev.next >= 0) slots_[size_t(ev.next)].prev = ev.prev;
+            head_[bucket(m.cell)] = m.next;
+        if (m.next >= 0) mean[size_t(m.next)].prev = m.prev;
     }
     void rehash(int bits) {
         bits_ = bits;
         head_.assign(size_t(1) << bits, -1);
-        for (size_t s = 0; s < slots_.size(); ++s)
-            if (slots_[s].id >= 0) place(int64_t(s));
+        for (size_t s = 0; s < mean.size(); ++s)
+            if (id[s] >= 0) place(int32_t(s));
     }
 
     double inv_size_;
-    std::vector<OpenEvent> slots_;
-    std::vector<int64_t> free_, head_;
+    std::vector<int32_t> free_, head_;
     int bits_ = 0;
     int64_t n_open_ = 0;
 };
@@ -172,32 +193,35 @@ inline f64x2 load2(const double* p) {
     return v;
 }
 
-// The first bad row of [a, b) (non-finite x or y, bad variance) as an error; success if none.
-Result check_rows(const double* x, const double* y, const double* var_x, const double* var_y, int64_t a, int64_t b) {
+// The first bad row of [a, b) (non-finite x or y, bad uncertainty) as an error; success if none.
+Result check_rows(const LinkRows& rows, int64_t a, int64_t b) {
+    const double *x = rows.x, *y = rows.y, *sx = rows.sd_x, *sy = rows.sd_y;
     // Branch-free first: the row is searched for only when something is wrong. v - v is 0 unless v is NaN or
-    // inf; a variance is good when 0 < v <= DBL_MAX (false for NaN).
+    // inf; an uncertainty u is good when u > 0 and 0 < u^2 <= DBL_MAX (all false for NaN).
     i64x2 bad = {0, 0};
     int64_t i = a;
     const f64x2 zero = {0.0, 0.0}, big = {DBL_MAX, DBL_MAX};
     for (; i + 2 <= b; i += 2) {
         const f64x2 vx = load2(x + i), vy = load2(y + i);
         bad |= (vx - vx != zero) | (vy - vy != zero);
-        if (var_x) {
-            const f64x2 ux = load2(var_x + i), uy = load2(var_y + i);
-            bad |= ~((ux > zero) & (ux <= big) & (uy > zero) & (uy <= big));
+        if (sx) {
+            const f64x2 ux = load2(sx + i), uy = load2(sy + i), ux2 = ux * ux, uy2 = uy * uy;
+            bad |= ~((ux > zero) & (ux2 > zero) & (ux2 <= big) & (uy > zero) & (uy2 > zero) & (uy2 <= big));
         }
     }
     bool any = (bad[0] | bad[1]) != 0;
+    auto good_sd = [](double u) { return u > 0.0 && u * u > 0.0 && u * u <= DBL_MAX; };
     for (; i < b; ++i) {
         any |= !(x[i] - x[i] == 0.0) || !(y[i] - y[i] == 0.0);
-        if (var_x) any |= !(var_x[i] > 0.0 && var_x[i] <= DBL_MAX && var_y[i] > 0.0 && var_y[i] <= DBL_MAX);
+        if (sx) any |= !(good_sd(sx[i]) && good_sd(sy[i]));
     }
     if (!any) return Result::success();
     for (i = a; i < b; ++i) {
         if (!std::isfinite(x[i]) || !std::isfinite(y[i]))
-            return Result::invalid("link: row " + std::to_string(i) + " has a non-finite x or y");
-        if (var_x && !(std::isfinite(var_x[i]) && var_x[i] > 0 && std::isfinite(var_y[i]) && var_y[i] > 0))
-            return Result::invalid("link: row " + std::to_string(i) + " has a variance that is not finite and > 0");
+            return Result::invalid("link: row " + std::to_string(i) + " has an x or y that is NaN or infinite");
+        if (sx && !(good_sd(sx[i]) && good_sd(sy[i])))
+            return Result::invalid("link: row " + std::to_string(i) +
+                                   " has an uncertainty that is not > 0 with a finite square > 0");
     }
     return Result::success();
 }
@@ -214,11 +238,15 @@ Result check_link_options(const LinkOptions& o) {
     return Result::success();
 }
 
-Result link(const int64_t* frame, const double* x, const double* y, const double* var_x, const double* var_y,
-            int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events, LinkEvents* events,
-            const double* const* sum_of, int n_sums) {
+Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, int64_t* n_events,
+            LinkEvents* events) {
     Result r = check_link_options(options);
     if (!r.ok()) return r;
+    const int64_t n = rows.n;
+    const int64_t* frame = rows.frame;
+    const double *x = rows.x, *y = rows.y, *sd_x = rows.sd_x, *sd_y = rows.sd_y;
+    const double* const* sum_of = rows.sum_of;
+    const int n_sums = rows.n_sums;
     if (n < 0) return Result::invalid("link: n must be >= 0");
     if (n > 0 && (!frame || !x || !y)) return Result::invalid("link: null input");
     if (!n_events) return Result::invalid("link: null n_events");
@@ -226,9 +254,9 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
     if (n_sums < 0 || (n_sums > 0 && !sum_of)) return Result::invalid("link: bad sum_of / n_sums");
     for (int k = 0; k < n_sums && n > 0; ++k)
         if (!sum_of[k]) return Result::invalid("link: null column in sum_of");
-    const bool weighted = var_x != nullptr;
-    if ((var_x == nullptr) != (var_y == nullptr)) return Result::invalid("link: give both var_x and var_y, or neither");
-    if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs var_x and var_y");
+    const bool weighted = sd_x != nullptr;
+    if ((sd_x == nullptr) != (sd_y == nullptr)) return Result::invalid("link: give both sd_x and sd_y, or neither");
+    if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs sd_x and sd_y");
     *n_events = 0;
     const double radius = options.radius, r2 = radius * radius, g2 = options.gate * options.gate;
     const bool gated = options.gate > 0;
@@ -239,29 +267,31 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
             *events = LinkEvents();
             events->sums.assign(size_t(n_sums), {});
         }
-        auto close = [&](const OpenEvent& ev) {
+        OpenEvents open(2.0 * radius);
+        const double inv_size = open.inv_size();
+        auto close = [&](int32_t s) {
             if (!events) return;
-            const size_t k = size_t(ev.id);
-            events->first_frame[k] = ev.first_frame;
-            events->last_frame[k] = ev.last_frame;
-            events->count[k] = ev.count;
-            events->x[k] = ev.mx;
-            events->y[k] = ev.my;
-            events->var_x[k] = 1.0 / ev.wx;
-            events->var_y[k] = 1.0 / ev.wy;
+            const Mean& m = open.mean[size_t(s)];
+            const size_t k = size_t(open.id[size_t(s)]);
+            events->first_frame[k] = open.first_frame[size_t(s)];
+            events->last_frame[k] = open.last_frame[size_t(s)];
+            events->count[k] = open.count[size_t(s)];
+            events->x[k] = m.mx;
+            events->y[k] = m.my;
+            events->var_x[k] = 1.0 / m.wx;
+            events->var_y[k] = 1.0 / m.wy;
         };
-        OpenGrid grid(2.0 * radius);
-        std::vector<OpenEvent>& slots = grid.slots();
-        const double inv_size = grid.inv_size();
         // (frame, slot) of every event when it took a localization, in frame order: the events to close are
         // at its front (an entry whose event has taken a localization since is stale and skipped).
         struct Touch {
-            int64_t frame, slot;
+            int64_t frame;
+            int32_t slot;
         };
         Buffer<Touch> touched;
         size_t touched_front = 0;
         Buffer<Candidate> cand;
-        std::vector<int64_t> expired, fresh;
+        std::vector<int32_t> expired;
+        std::vector<int64_t> fresh;
         std::vector<char> loc_taken, ev_taken;
         int64_t next_id = 0;
         for (int64_t a = 0; a < n;) {
@@ -271,7 +301,7 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                                        std::to_string(f) + " after " + std::to_string(frame[a - 1]) + ")");
             int64_t b = a + 1;
             while (b < n && frame[b] == f) ++b;
-            r = check_rows(x, y, var_x, var_y, a, b);
+            r = check_rows(rows, a, b);
             if (!r.ok()) return r;
 
             // Close the events that are too old. Most entries are stale (the event went on): the live ones are
@@ -282,13 +312,12 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                    uint64_t(f) - uint64_t(touched.items[touched_front].frame) > window;
                  ++touched_front) {
                 const Touch t = touched.items[touched_front];
-                const OpenEvent& ev = slots[size_t(t.slot)];
                 expired[n_expired] = t.slot;
-                n_expired += ev.id >= 0 && ev.last_frame == t.frame;
+                n_expired += open.id[size_t(t.slot)] >= 0 && open.last_frame[size_t(t.slot)] == t.frame;
             }
             for (size_t k = 0; k < n_expired; ++k) {
-                close(slots[size_t(expired[k])]);
-                grid.remove(expired[k]);
+                close(expired[k]);
+                open.remove(expired[k]);
             }
             if (touched_front > 4096 && touched_front * 2 > touched.size) {
                 std::copy(touched.begin() + touched_front, touched.end(), touched.begin());
@@ -302,23 +331,24 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
             cand.size = 0;
             for (int64_t i = a; i < b; ++i) {
                 const double xi = x[i], yi = y[i];
-                auto consider = [&](int64_t s) {
-                    const OpenEvent& ev = slots[size_t(s)];
-                    const double ddx = xi - ev.mx, ddy = yi - ev.my;
-                    if (!(ev.mx >= xi - radius && ev.mx <= xi + radius && ddy <= radius && ddy >= -radius)) return;
+                const double vx = gated ? sd_x[i] * sd_x[i] : 0.0, vy = gated ? sd_y[i] * sd_y[i] : 0.0;
+                auto consider = [&](int32_t s) {
+                    const Mean& m = open.mean[size_t(s)];
+                    const double ddx = xi - m.mx, ddy = yi - m.my;
+                    if (!(m.mx >= xi - radius && m.mx <= xi + radius && ddy <= radius && ddy >= -radius)) return;
                     const double d2 = ddx * ddx + ddy * ddy;
                     if (!(d2 <= r2)) return;
                     double q = d2;
                     if (gated) {
                         // Mahalanobis distance of the difference (variances add: independent errors).
-                        q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
+                        q = ddx * ddx / (vx + 1.0 / m.wx) + ddy * ddy / (vy + 1.0 / m.wy);
                         if (!(q <= g2)) return;
                     }
-                    cand.push({q, i, ev.id, s});
+                    cand.push({q, i, open.id[size_t(s)], s});
                 };
                 auto visit = [&](uint64_t cell) {
-                    for (int64_t s = grid.head(cell); s >= 0; s = slots[size_t(s)].next)
-                        if (slots[size_t(s)].cell == cell) consider(s);
+                    for (int32_t s = open.head(cell); s >= 0; s = open.mean[size_t(s)].next)
+                        if (open.mean[size_t(s)].cell == cell) consider(s);
                 };
                 // The cells of [x - R, x + R] x [y - R, y + R], R a little above the radius: |fl(y - my)| <=
                 // radius allows |y - my| up to radius * (1 + 2^-52), and the bounds themselves are rounded.
@@ -331,24 +361,24 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                     // others are gathered without a branch each.
                     const uint64_t cells[4] = {cell_key(c0, r0), cell_key(c0 + 1, r0), cell_key(c0, r0 + 1),
                                                cell_key(c0 + 1, r0 + 1)};
-                    int64_t heads[4];
+                    int32_t heads[4];
                     uint64_t head_cells[4];  // two cells may share a bucket: each walk takes its own cell's events
                     int found = 0;
                     for (int k = 0; k < 4; ++k) {
-                        const int64_t h = grid.head(cells[k]);
+                        const int32_t h = open.head(cells[k]);
                         heads[found] = h;
                         head_cells[found] = cells[k];
                         found += h >= 0;
                     }
                     for (int k = 0; k < found; ++k)
-                        for (int64_t s = heads[k]; s >= 0; s = slots[size_t(s)].next)
-                            if (slots[size_t(s)].cell == head_cells[k]) consider(s);
+                        for (int32_t s = heads[k]; s >= 0; s = open.mean[size_t(s)].next)
+                            if (open.mean[size_t(s)].cell == head_cells[k]) consider(s);
                 } else if (c1 - c0 <= 2 && r1 - r0 <= 2) {
                     for (uint64_t row = r0; row <= r1; ++row)
                         for (uint64_t col = c0; col <= c1; ++col) visit(cell_key(col, row));
                 } else {  // coordinates so large (or a radius so small) that rounding spans many cells
-                    for (size_t s = 0; s < slots.size(); ++s)
-                        if (slots[s].id >= 0) consider(int64_t(s));
+                    for (size_t s = 0; s < open.mean.size(); ++s)
+                        if (open.id[s] >= 0) consider(int32_t(s));
                 }
             }
 
@@ -356,7 +386,7 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
             // whose localization and event are in no other candidate is taken whatever the order, and only
             // the others (few) are sorted and taken greedily.
             loc_taken.assign(size_t(b - a), 0);  // first: occurrences among the candidates (0, 1, 2 = more)
-            if (ev_taken.size() < slots.size()) ev_taken.resize(slots.size(), 0);
+            if (ev_taken.size() < open.mean.size()) ev_taken.resize(open.mean.size(), 0);
             for (const Candidate& c : cand) {
                 char& lt = loc_taken[size_t(c.loc - a)];
                 char& et = ev_taken[size_t(c.slot)];
@@ -364,20 +394,12 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                 et = char(et + (et < 2));
             }
             auto take = [&](const Candidate& c) {
-                OpenEvent& ev = slots[size_t(c.slot)];
-                const double wx = weighted ? 1.0 / var_x[c.loc] : 1.0, wy = weighted ? 1.0 / var_y[c.loc] : 1.0;
-                ev.wx += wx;
-                ev.wy += wy;
-                ev.swx += wx * x[c.loc];
-                ev.swy += wy * y[c.loc];
-                ev.mx = ev.swx / ev.wx;
-                ev.my = ev.swy / ev.wy;
-                ev.last_frame = f;
-                ev.count += 1;
-                if (event) event[c.loc] = ev.id;
+                const int64_t i = c.loc;
+                const double wx = weighted ? 1.0 / (sd_x[i] * sd_x[i]) : 1.0, wy = weighted ? 1.0 / (sd_y[i] * sd_y[i]) : 1.0;
+                open.extend(c.slot, f, x[i], y[i], wx, wy);
+                if (event) event[i] = c.ev;
                 if (events)
-                    for (int k = 0; k < n_sums; ++k) events->sums[size_t(k)][size_t(ev.id)] += sum_of[k][c.loc];
-                grid.moved(c.slot);
+                    for (int k = 0; k < n_sums; ++k) events->sums[size_t(k)][size_t(c.ev)] += sum_of[k][i];
                 touched.push({f, c.slot});
             };
             size_t n_conflicting = 0;
@@ -411,30 +433,22 @@ Result link(const int64_t* frame, const double* x, const double* y, const double
                 fresh[n_fresh] = i;
                 n_fresh += !loc_taken[size_t(i - a)];
             }
+            if (n_fresh > OpenEvents::kMaxSlots - open.open())
+                return Result::invalid("link: more than 2^31 - 1 events open at once (frame " + std::to_string(f) + ")");
             if (events) grow_events(*events, size_t(next_id) + n_fresh, b, n);
-            grid.reserve(n_fresh);
+            open.reserve(n_fresh);
             for (size_t k = 0; k < n_fresh; ++k) {
                 const int64_t i = fresh[k], id = next_id++;
                 if (event) event[i] = id;
                 if (events)
                     for (int c = 0; c < n_sums; ++c) events->sums[size_t(c)][size_t(id)] = 0.0 + sum_of[c][i];
-                const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
-                OpenEvent ev{};
-                ev.mx = x[i];
-                ev.my = y[i];
-                ev.id = id;
-                ev.first_frame = ev.last_frame = f;
-                ev.count = 1;
-                ev.wx = wx;
-                ev.wy = wy;
-                ev.swx = wx * x[i];
-                ev.swy = wy * y[i];
-                touched.push({f, grid.add(ev)});
+                const double wx = weighted ? 1.0 / (sd_x[i] * sd_x[i]) : 1.0, wy = weighted ? 1.0 / (sd_y[i] * sd_y[i]) : 1.0;
+                touched.push({f, open.add(id, f, x[i], y[i], wx, wy)});
             }
             a = b;
         }
-        for (const OpenEvent& ev : slots)
-            if (ev.id >= 0) close(ev);
+        for (size_t s = 0; s < open.mean.size(); ++s)
+            if (open.id[s] >= 0) close(int32_t(s));
         *n_events = next_id;
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in link"};

@@ -38,19 +38,18 @@ void bind_link(py::module_& m) {
         .def_readwrite("max_dark_frames", &spotcore::LinkOptions::max_dark_frames);
     m.def(
         "link",
-        [](I64 frame, F64 x, F64 y, py::object var_x, py::object var_y, spotcore::LinkOptions options,
+        [](I64 frame, F64 x, F64 y, py::object sd_x, py::object sd_y, spotcore::LinkOptions options,
            bool with_events, bool labels, py::sequence sum_of) {
             if (frame.ndim() != 1 || x.ndim() != 1 || y.ndim() != 1) throw py::value_error("link: arrays must be 1D");
             const py::ssize_t n = frame.size();
             same_length(n, x.size(), "x");
             same_length(n, y.size(), "y");
-            F64 vx, vy;
-            const bool weighted = !var_x.is_none() || !var_y.is_none();
+            F64 ux, uy;
+            const bool weighted = !sd_x.is_none() || !sd_y.is_none();
             if (weighted) {
-                if (var_x.is_none() || var_y.is_none())
-                    throw py::value_error("link: give both var_x and var_y, or neither");
-                vx = column(var_x, n, "var_x");
-                vy = column(var_y, n, "var_y");
+                if (sd_x.is_none() || sd_y.is_none()) throw py::value_error("link: give both sd_x and sd_y, or neither");
+                ux = column(sd_x, n, "sd_x");
+                uy = column(sd_y, n, "sd_y");
             }
             if (!with_events && !labels) throw py::value_error("link: ask for events, labels or both");
             if (sum_of.size() > 0 && !with_events) throw py::value_error("link: sum_of needs events=True");
@@ -60,16 +59,23 @@ void bind_link(py::module_& m) {
                 sums.push_back(column(c, n, "a sum_of column"));
                 sum_ptr.push_back(sums.back().data());
             }
+            spotcore::LinkRows rows;
+            rows.frame = frame.data();
+            rows.x = x.data();
+            rows.y = y.data();
+            rows.sd_x = weighted ? ux.data() : nullptr;
+            rows.sd_y = weighted ? uy.data() : nullptr;
+            rows.n = int64_t(n);
+            rows.sum_of = sum_ptr.data();
+            rows.n_sums = int(sum_ptr.size());
             I64 event = labels ? I64(n) : I64();
             int64_t n_events = 0;
             spotcore::Result r;
             spotcore::LinkEvents ev;
             {
                 py::gil_scoped_release release;
-                r = spotcore::link(frame.data(), x.data(), y.data(), weighted ? vx.data() : nullptr,
-                                   weighted ? vy.data() : nullptr, int64_t(n), options,
-                                   labels ? event.mutable_data() : nullptr, &n_events, with_events ? &ev : nullptr,
-                                   sum_ptr.data(), int(sum_ptr.size()));
+                r = spotcore::link(rows, options, labels ? event.mutable_data() : nullptr, &n_events,
+                                   with_events ? &ev : nullptr);
             }
             raise_if_failed(r);
             py::object labels_out = labels ? py::object(event) : py::none();
@@ -87,9 +93,10 @@ void bind_link(py::module_& m) {
             d["sums"] = s;
             return py::tuple(py::make_tuple(labels_out, n_events, d));
         },
-        py::arg("frame"), py::arg("x"), py::arg("y"), py::arg("var_x"), py::arg("var_y"), py::arg("options"),
+        py::arg("frame"), py::arg("x"), py::arg("y"), py::arg("sd_x"), py::arg("sd_y"), py::arg("options"),
         py::arg("events") = false, py::arg("labels") = true, py::arg("sum_of") = py::tuple(),
-        "(event, n_events, events): the event index (n,) int64 of each frame-sorted localization, numbered in "
+        "(event, n_events, events) of frame-sorted localizations with uncertainties sd_x, sd_y (px) or None: "
+        "the event index (n,) int64 of each localization, numbered in "
         "order of first rows (with labels=True, else None); the number of events; with events=True a dict of "
         "per-event arrays (first_frame, last_frame, count, x, y, var_x, var_y, and sums: one array per sum_of "
         "column, its sum over each event's rows), else None.");

@@ -77,9 +77,9 @@ def mortensen_uncertainty(locs) -> Optional[np.ndarray]:
     return np.sqrt(sa2 / n * f)
 
 
-def _uncertainties(locs, variances=False):
-    """(ux, uy, source) of every row, or (None, None, None) when there are none; with ``variances``
-    (ux, uy, ux^2, uy^2, source)."""
+def _uncertainties(locs, checked: bool = True):
+    """(ux, uy, source) of every row, or (None, None, None) when there are none; ``checked``: after
+    :func:`_check_uncertainties`."""
     if {"uncertainty_x", "uncertainty_y"} <= set(locs.columns):
         ux = locs["uncertainty_x"].to_numpy(np.float64)
         uy = locs["uncertainty_y"].to_numpy(np.float64)
@@ -87,30 +87,28 @@ def _uncertainties(locs, variances=False):
     else:
         u = mortensen_uncertainty(locs)
         if u is None:
-            return (None,) * (5 if variances else 3)
+            return None, None, None
         ux = uy = u
         source = "Mortensen's precision from photons, background and sigma (no uncertainty_x/y columns)"
-    ux, uy, vx, vy = _checked_variances(ux, uy, source)
-    return (ux, uy, vx, vy, source) if variances else (ux, uy, source)
+    if checked:
+        _check_uncertainties(ux, uy, source)
+    return ux, uy, source
 
 
-def _checked_variances(ux, uy, source):
-    """(ux, uy, ux^2, uy^2), the core's variances, after checking u > 0 and 0 < u^2 < inf for every row."""
+def _check_uncertainties(ux, uy, source):
+    """Raise unless every u > 0 with 0 < u^2 < inf (the core's weights are 1/u^2)."""
+    if not len(ux):
+        return
+    # Reductions first (no boolean temporaries); NaN fails every comparison; 1e-150 < u < 1e150 implies
+    # 0 < u^2 < inf.
+    if all(u.min() > 1e-150 and u.max() < 1e150 for u in ((ux,) if uy is ux else (ux, uy))):
+        return
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
-        vx = ux * ux
-        vy = vx if uy is ux else uy * uy
-        if not len(ux):
-            return ux, uy, vx, vy
-        # Reductions first (no boolean temporaries: ~10x cheaper on 10^6 rows); NaN fails every comparison.
-        # 1e-150 < u < 1e150 implies 0 < u^2 < inf.
-        if all(u.min() > 1e-150 and u.max() < 1e150 for u in ((ux,) if uy is ux else (ux, uy))):
-            return ux, uy, vx, vy
-        bad = ~((ux > 0) & (vx > 0) & (vx < np.inf) & (uy > 0) & (vy > 0) & (vy < np.inf))
+        bad = ~((ux > 0) & (ux * ux > 0) & (ux * ux < np.inf) & (uy > 0) & (uy * uy > 0) & (uy * uy < np.inf))
     if bad.any():
         raise ValueError(f"{source}: {int(bad.sum())} row(s) have an uncertainty that is not finite and > 0 "
                          f"(first at row {int(np.argmax(bad))}); keep only converged fits "
                          "(locs[locs.status == 'converged']) or give radius=")
-    return ux, uy, vx, vy
 
 
 def default_radius(ux, uy, gate: float = GATE) -> float:
@@ -126,11 +124,11 @@ def _quantile(u, q) -> float:
     n = len(u)
     virtual = (n - 1) * q
     k = int(np.floor(virtual))
-    if n < 3 or k + 1 >= n:
-        return float(np.quantile(u, q))
-    part = np.partition(u, k)
-    pair = np.array([part[k], part[k + 1:].min()])
-    return float(np.quantile(pair, virtual - k))
+    with np.errstate(invalid="ignore"):   # inf - inf when unchecked uncertainties are infinite: NaN
+        if n < 3 or k + 1 >= n:
+            return float(np.quantile(u, q))
+        part = np.partition(u, k)
+        return float(np.quantile(np.array([part[k], part[k + 1:].min()]), virtual - k))
 
 
 def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames: int = 1,
@@ -174,10 +172,11 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
     """
     locs = _table(locs)
     frame = _frames(locs)
-    x, y = _coordinates(locs)
     max_dark_frames = _validate.integer("max_dark_frames", max_dark_frames, 0)
     groups = _validate.boolean("groups", groups)
-    ux, uy, vx_all, vy_all, _source = _uncertainties(locs, variances=True)
+    # The rows are checked by the core (in its pass over them); the messages that name the column and count
+    # the bad rows come from _rows_checked when it refuses them.
+    ux, uy, source = _uncertainties(locs, checked=False)
     if radius is None and ux is None:
         raise ValueError("no uncertainty_x/y columns (nor photons, background and sigma) to set the radius "
                          "from: give radius= in pixels")
@@ -188,6 +187,8 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
         raise ValueError("gate needs uncertainty_x/y columns (or photons, background and sigma)")
     if radius is None:
         radius = default_radius(ux, uy, gate if gate > 0 else GATE)
+        if not (np.isfinite(radius) and radius > 0):
+            _check_uncertainties(ux, uy, source)   # NaN, 0 or inf uncertainties behind it
     radius = _validate.positive("radius", radius)
 
     # Stable sort by frame (the core needs frame order); skipped when already sorted.
@@ -199,16 +200,18 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
     opts.radius = radius
     opts.gate = gate
     opts.max_dark_frames = max_dark_frames
-    vx = None if ux is None else take(vx_all)   # squared once, in the check
-    vy = None if uy is None else take(vy_all)
-    del vx_all, vy_all
     # The photons are summed per event and the other columns averaged (sums / n), in the core.
     summed = [c for c in ("photons", "background") + _SIGMAS if c in locs.columns]
     sum_of = [] if groups else [take(locs[c].to_numpy(np.float64)) for c in summed]
-    # Without the gate the core still weights the event means by 1/variance when variances are given.
-    event_sorted, n_events, ev = _spotcore.link(take(frame), take(x), take(y), vx, vy, opts, events=not groups,
-                                                labels=groups, sum_of=sum_of)
-    del vx, vy, sum_of
+    x, y = (locs[c].to_numpy(np.float64) for c in ("x", "y"))
+    # Without the gate the core still weights the event means by 1/u^2 when uncertainties are given.
+    try:
+        event_sorted, n_events, ev = _spotcore.link(take(frame), take(x), take(y), take(ux), take(uy), opts,
+                                                    events=not groups, labels=groups, sum_of=sum_of)
+    except ValueError:
+        _rows_checked(locs, ux, uy, source)
+        raise
+    del sum_of
     if groups:
         if order is None:
             event = event_sorted
@@ -226,6 +229,13 @@ def link(locs: pd.DataFrame, *, radius: Optional[float] = None, max_dark_frames:
     for c, total in zip(summed, ev["sums"]):
         cols[c] = total if c == "photons" else total / n
     return _table_of(cols, locs)
+
+
+def _rows_checked(locs, ux, uy, source):
+    """Raise the error that names the column and counts the rows, for rows the core refused."""
+    _coordinates(locs)
+    if ux is not None:
+        _check_uncertainties(ux, uy, source)
 
 
 def _table_of(cols, locs) -> pd.DataFrame:
