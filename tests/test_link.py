@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import spotfit
-from spotfit.postprocess.link import GATE, RADIUS_QUANTILE, _quantile, mortensen_uncertainty
+from spotfit.postprocess.link import GATE, RADIUS_QUANTILE, _quantile_of_larger, mortensen_uncertainty
 
 
 def exact_fraction(true_event, group) -> float:
@@ -165,12 +165,19 @@ def test_bad_rows_name_their_column(column, value, radius):
         spotfit.link(bad, radius=radius)
 
 
-@pytest.mark.parametrize("n", [1, 2, 3, 4, 999, 1000, 1001, 5000, 12345])
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 999, 1000, 1001, 5000, 12345, 70000, 300001])
 def test_radius_quantile_is_numpys(n):
     rng = np.random.default_rng(n)
-    for u in (rng.gamma(2.0, 0.02, n), np.round(rng.random(n), 2) + 0.01):   # continuous, and with ties
-        assert _quantile(u, RADIUS_QUANTILE) == np.quantile(u, RADIUS_QUANTILE)
-        assert _quantile(u, 0.5) == np.quantile(u, 0.5)
+    ux = rng.gamma(2.0, 0.02, n)
+    ties = np.round(rng.random(n), 2) + 0.01
+    # The largest values where a strided sample misses them, and only where it sees them (then the rows above
+    # its threshold are too few, and all rows are used).
+    hidden = np.where(np.arange(n) % 64 == 0, 0.01, ux)
+    spiked = np.where(np.arange(n) % 64 == 0, 1.0 + ux, 1e-3 * ux)
+    for a, b in ((ux, ux), (ux, rng.gamma(2.0, 0.02, n)), (ties, ties), (ties, ux), (hidden, hidden), (spiked, ux),
+                 (np.sort(ux), np.sort(ux)[::-1].copy())):
+        for q in (RADIUS_QUANTILE, 0.5, 0.99):
+            assert _quantile_of_larger(a, b, q) == np.quantile(np.maximum(a, b), q), (q, n)
 
 
 def test_bad_options():

@@ -169,7 +169,7 @@ class OpenEvents {
 // is touched once, instead of the copies and zero-filling of doubling.
 void resize_events(LinkEvents& e, size_t m) {
     for (auto* v : {&e.first_frame, &e.last_frame, &e.count}) v->resize(m);
-    for (auto* v : {&e.x, &e.y, &e.var_x, &e.var_y}) v->resize(m);
+    for (auto* v : {&e.x, &e.y, &e.sd_x, &e.sd_y}) v->resize(m);
     for (std::vector<double>& v : e.sums) v.resize(m, 0.0);
 }
 void grow_events(LinkEvents& e, size_t needed, int64_t rows_done, int64_t rows) {
@@ -177,7 +177,7 @@ void grow_events(LinkEvents& e, size_t needed, int64_t rows_done, int64_t rows) 
         const double per_row = double(needed) / double(std::max<int64_t>(rows_done, 1));
         const size_t m = std::max(needed, size_t(std::min(per_row * 1.05 * double(rows), double(rows))) + 1024);
         for (auto* v : {&e.first_frame, &e.last_frame, &e.count}) v->reserve(m);
-        for (auto* v : {&e.x, &e.y, &e.var_x, &e.var_y}) v->reserve(m);
+        for (auto* v : {&e.x, &e.y, &e.sd_x, &e.sd_y}) v->reserve(m);
         for (std::vector<double>& v : e.sums) v.reserve(m);
     }
     resize_events(e, needed);
@@ -278,8 +278,8 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
             events->count[k] = open.count[size_t(s)];
             events->x[k] = m.mx;
             events->y[k] = m.my;
-            events->var_x[k] = 1.0 / m.wx;
-            events->var_y[k] = 1.0 / m.wy;
+            events->sd_x[k] = std::sqrt(1.0 / m.wx);
+            events->sd_y[k] = std::sqrt(1.0 / m.wy);
         };
         // (frame, slot) of every event when it took a localization, in frame order: the events to close are
         // at its front (an entry whose event has taken a localization since is stale and skipped).

@@ -140,9 +140,9 @@ static void check_against_reference(const Table& t, bool weighted, const LinkOpt
     CHECK(ev.first_frame == first && ev.last_frame == last && ev.count == count);
     CHECK(ev.x == mx && ev.y == my);
     CHECK(ev.sums[0] == photons && ev.sums[1] == xsum);
-    bool var_ok = true;
-    for (size_t e = 0; e < size_t(m); ++e) var_ok = var_ok && ev.var_x[e] == 1.0 / w[e] && ev.var_y[e] == 1.0 / w[e];
-    CHECK(var_ok);
+    bool sd_ok = true;
+    for (size_t e = 0; e < size_t(m); ++e) sd_ok = sd_ok && ev.sd_x[e] == std::sqrt(1.0 / w[e]) && ev.sd_y[e] == std::sqrt(1.0 / w[e]);
+    CHECK(sd_ok);
 }
 
 static void test_small_example() {

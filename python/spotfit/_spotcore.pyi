@@ -247,7 +247,7 @@ def link(
     sum_of: Sequence[npt.NDArray[np.float64]] = ...,
 ) -> Tuple[Optional[npt.NDArray[np.int64]], int, Optional[Dict[str, Any]]]:
     """(event (n,) int64 per frame-sorted row with labels=True else None, n_events, with events=True the
-    per-event arrays first_frame, last_frame, count, x, y, var_x, var_y and sums (a list: each sum_of column
+    per-event arrays first_frame, last_frame, count, x, y, sd_x, sd_y and sums (a list: each sum_of column
     summed per event), else None). sd_x, sd_y: uncertainties (px) or None."""
 
 class DriftGrid:

@@ -254,7 +254,7 @@ cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
 
     cppclass LinkEvents:
         vector[int64_t] first_frame, last_frame, count
-        vector[double] x, y, var_x, var_y
+        vector[double] x, y, sd_x, sd_y
         vector[vector[double]] sums
 
     Result check_link_options(const LinkOptions& options)

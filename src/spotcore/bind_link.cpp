@@ -86,8 +86,8 @@ void bind_link(py::module_& m) {
             d["count"] = adopt(std::move(ev.count));
             d["x"] = adopt(std::move(ev.x));
             d["y"] = adopt(std::move(ev.y));
-            d["var_x"] = adopt(std::move(ev.var_x));
-            d["var_y"] = adopt(std::move(ev.var_y));
+            d["sd_x"] = adopt(std::move(ev.sd_x));
+            d["sd_y"] = adopt(std::move(ev.sd_y));
             py::list s;
             for (std::vector<double>& v : ev.sums) s.append(adopt(std::move(v)));
             d["sums"] = s;
@@ -98,6 +98,6 @@ void bind_link(py::module_& m) {
         "(event, n_events, events) of frame-sorted localizations with uncertainties sd_x, sd_y (px) or None: "
         "the event index (n,) int64 of each localization, numbered in "
         "order of first rows (with labels=True, else None); the number of events; with events=True a dict of "
-        "per-event arrays (first_frame, last_frame, count, x, y, var_x, var_y, and sums: one array per sum_of "
+        "per-event arrays (first_frame, last_frame, count, x, y, sd_x, sd_y, and sums: one array per sum_of "
         "column, its sum over each event's rows), else None.");
 }

@@ -33,12 +33,12 @@ struct LinkRows {
 };
 
 // Per-event results of link, indexed by event: first and last frame, number of localizations, weighted mean
-// position (weights 1/sd^2, or 1 without uncertainties) and the variance of that mean (1/sum of weights;
-// without uncertainties: 1/n, in units of the unknown per-localization variance), and the sums of the
-// sum_of columns (in row order).
+// position (weights 1/sd^2, or 1 without uncertainties) and the uncertainty of that mean (sqrt(1/sum of
+// weights); without uncertainties: 1/sqrt(n), in units of the unknown per-localization uncertainty), and the
+// sums of the sum_of columns (in row order).
 struct LinkEvents {
     std::vector<int64_t> first_frame, last_frame, count;
-    std::vector<double> x, y, var_x, var_y;
+    std::vector<double> x, y, sd_x, sd_y;
     std::vector<std::vector<double>> sums;  // sums[k][e]: sum of sum_of[k] over the rows of event e
 };
 
