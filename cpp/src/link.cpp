@@ -62,8 +62,8 @@ inline uint64_t cell_key(uint64_t column, uint64_t row) { return column << 32 | 
 // The open events in slots (reused after an event closes), chained per bucket of a hash of their grid cell
 // (cell size 2 * radius: a localization's candidates lie in the 2 x 2 cells around it, rarely 3 x 3).
 // An event moves by a fraction of the radius when it takes a localization, so it rarely changes cell.
-// At most one open event per 8 buckets: a localization looks into 4 buckets, and a bucket holding another
-// cell's event costs a mispredicted branch.
+// At most one open event per 4 buckets: a localization looks into 4 buckets, and a bucket holding another
+// cell's event costs a mispredicted branch (1 per 8 buckets: as fast, the table twice as large).
 class OpenEvents {
   public:
     static constexpr size_t kMaxSlots = INT32_MAX;
@@ -105,7 +105,7 @@ class OpenEvents {
         first_frame[size_t(s)] = last_frame[size_t(s)] = frame;
         count[size_t(s)] = 1;
         place(s);
-        if (++n_open_ * 8 > int64_t(head_.size())) rehash(bits_ + 1);
+        if (++n_open_ * 4 > int64_t(head_.size())) rehash(bits_ + 1);
         return s;
     }
 
