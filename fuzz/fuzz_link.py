@@ -1,10 +1,12 @@
 """Fuzz target: arbitrary localization tables and options -> spotfit.link (the core's spotcore::link).
 
 The bytes choose the rows (frames repeated, gapped, unsorted; x, y close together, far apart, NaN, inf,
-huge), the uncertainties (present or not, zero, NaN), the radius, the gate and max_dark_frames.
+huge), the uncertainties (present or not, zero, NaN), the photons (summed per event by the core, NaN
+included), the radius, the gate and max_dark_frames.
 Contract: invalid input raises ValueError/TypeError; valid input gives groups that partition the rows,
 numbered 0.. in order of first frame, each group with at most one row per frame and its frames never more
-than max_dark_frames + 1 apart; and the events table agrees with the groups.
+than max_dark_frames + 1 apart; and the events table agrees with the groups (first and last frame, count,
+summed photons).
 Seeds: fuzz/corpus/link.
 """
 import os
@@ -38,6 +40,10 @@ def test_one_input(data: bytes):
     if b[2] % 5 == 0 and n:
         x[int(raw[3, 0]) % n] = SPECIAL[b[2] % len(SPECIAL)]
     cols = {"frame": frame, "x": x, "y": y}
+    if b[3] & 32:
+        cols["photons"] = raw[3] * 10.0
+        if b[3] & 64 and n:
+            cols["photons"][-1] = np.nan
     with_u = bool(b[3] & 1)
     if with_u:
         u = 0.01 + raw[3] / 512.0
@@ -61,8 +67,14 @@ def test_one_input(data: bytes):
     assert valid, "an invalid request was accepted"
     assert len(g) == n and g.min() == 0 and np.array_equal(np.unique(g), np.arange(g.max() + 1))
     assert len(ev) == g.max() + 1 and ev["n"].sum() == n
-    first = pd.Series(frame).groupby(g).min().to_numpy()
+    by = pd.DataFrame({"frame": frame, "g": g}).groupby("g")["frame"]
+    first = by.min().to_numpy()
     assert np.array_equal(first, ev["frame"].to_numpy()) and (np.diff(first) >= 0).all()
+    assert np.array_equal(by.max().to_numpy(), ev["last_frame"].to_numpy())
+    assert np.array_equal(by.size().to_numpy(), ev["n"].to_numpy())
+    if "photons" in cols:
+        want = np.bincount(g, cols["photons"], len(ev)) if n else np.zeros(0)
+        assert np.allclose(want, ev["photons"].to_numpy(), rtol=1e-12, equal_nan=True)
     for k in range(len(ev)):
         fr = np.sort(frame[g == k])
         assert (np.diff(fr) >= 1).all() and (np.diff(fr) <= dark + 1).all()

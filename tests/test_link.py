@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 import spotfit
-from spotfit.postprocess.link import GATE, mortensen_uncertainty
+from spotfit.postprocess.link import GATE, RADIUS_QUANTILE, _quantile_of_larger, mortensen_uncertainty
 
 
 def exact_fraction(true_event, group) -> float:
@@ -149,6 +149,35 @@ def test_bad_input_is_a_clear_error(change, match):
     sim = spotfit.simulate_smlm("grid", frames=200, drift=None, seed=1)
     with pytest.raises(ValueError, match=match):
         spotfit.link(change(sim.locs))
+
+
+@pytest.mark.parametrize("column,value", [("x", np.inf), ("y", np.nan), ("uncertainty_x", -0.05),
+                                          ("uncertainty_y", np.inf), ("uncertainty_x", np.nan), ("uncertainty_y", 1e-200)])
+@pytest.mark.parametrize("radius", [None, 0.3])
+def test_bad_rows_name_their_column(column, value, radius):
+    # The core refuses the rows; the message names the column, counts the rows and gives the first one.
+    sim = spotfit.simulate_smlm("grid", frames=300, drift=None, seed=1)
+    locs = sim.locs.sample(frac=1.0, random_state=2)     # unsorted: the first row is in the caller's order
+    bad = locs.copy()
+    bad.iloc[[7, 40], bad.columns.get_loc(column)] = value
+    what = "NaN or infinite" if column in ("x", "y") else "uncertainty"
+    with pytest.raises(ValueError, match=f"{what}.*2 row.*first at row 7"):
+        spotfit.link(bad, radius=radius)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 999, 1000, 1001, 5000, 12345, 70000, 300001])
+def test_radius_quantile_is_numpys(n):
+    rng = np.random.default_rng(n)
+    ux = rng.gamma(2.0, 0.02, n)
+    ties = np.round(rng.random(n), 2) + 0.01
+    # The largest values where a strided sample misses them, and only where it sees them (then the rows above
+    # its threshold are too few, and all rows are used).
+    hidden = np.where(np.arange(n) % 64 == 0, 0.01, ux)
+    spiked = np.where(np.arange(n) % 64 == 0, 1.0 + ux, 1e-3 * ux)
+    for a, b in ((ux, ux), (ux, rng.gamma(2.0, 0.02, n)), (ties, ties), (ties, ux), (hidden, hidden), (spiked, ux),
+                 (np.sort(ux), np.sort(ux)[::-1].copy())):
+        for q in (RADIUS_QUANTILE, 0.5, 0.99):
+            assert _quantile_of_larger(a, b, q) == np.quantile(np.maximum(a, b), q), (q, n)
 
 
 def test_bad_options():

@@ -1,7 +1,10 @@
 #include "spotcore/link.h"
 
 #include <algorithm>
+#include <cfloat>
+#include <climits>
 #include <cmath>
+#include <cstring>
 #include <new>
 #include <string>
 #include <vector>
@@ -9,16 +12,20 @@
 namespace spotcore {
 namespace {
 
-struct OpenEvent {
-    double wx, wy, swx, swy;  // sums of weights and of weight * position, per axis
-    double mx, my;            // weighted mean position
-    int64_t last_frame, id, count, first_frame;
+// What the search reads of an open event: one cache line. The rest (id, frames, count) is in dense arrays
+// by slot.
+struct alignas(64) Mean {
+    double mx, my;        // weighted mean position
+    double wx, wy;        // sums of weights, per axis
+    double swx, swy;      // sums of weight * position
+    uint64_t cell;        // grid cell of (mx, my)
+    int32_t next, prev;   // slots of the same bucket (-1: none)
 };
 
 struct Candidate {
-    double q;  // squared distance, or the gate statistic
-    int64_t loc, ev;  // ev: the event's id (ties are broken by ids, which do not depend on the order of `open`)
-    int64_t index;    // of the event in `open`
+    double q;         // squared distance, or the gate statistic
+    int64_t loc, ev;  // ev: the event's id (ties are broken by ids, which do not depend on where events are kept)
+    int32_t slot;
     bool operator<(const Candidate& o) const {
         if (q != o.q) return q < o.q;
         if (loc != o.loc) return loc < o.loc;
@@ -26,6 +33,204 @@ struct Candidate {
     }
 };
 
+// A vector with an inlined append (std::vector::push_back was not inlined in the big loop).
+template <typename T>
+struct Buffer {
+    std::vector<T> items;
+    size_t size = 0;
+    void push(const T& v) {
+        if (size == items.size()) items.resize(std::max<size_t>(64, 2 * size));
+        items[size++] = v;
+    }
+    T* begin() { return items.data(); }
+    T* end() { return items.data() + size; }
+};
+
+// Grid coordinate of v: v / cell size, clamped to [-2^30, 2^30] (far or non-finite values share a border
+// cell), shifted by 2^31 and truncated (a floor: no libm call, no SSE4.1 in the baseline ISA). Every step is
+// monotone in v, so a position within [lo, hi] has a coordinate within [coordinate(lo), coordinate(hi)].
+// inv_size: finite, > 0.
+constexpr double kCellLimit = 1073741824.0;  // 2^30
+inline uint64_t coordinate(double v, double inv_size) {
+    double c = v * inv_size;
+    c = c > -kCellLimit ? c : -kCellLimit;  // also a NaN mean (weights overflowed)
+    c = c < kCellLimit ? c : kCellLimit;
+    return uint64_t(int64_t(c + 2.0 * kCellLimit));  // < 2^32 (a signed conversion: one instruction)
+}
+inline uint64_t cell_key(uint64_t column, uint64_t row) { return column << 32 | row; }
+
+// The open events in slots (reused after an event closes), chained per bucket of a hash of their grid cell
+// (cell size 2 * radius: a localization's candidates lie in the 2 x 2 cells around it, rarely 3 x 3).
+// An event moves by a fraction of the radius when it takes a localization, so it rarely changes cell.
+// At most one open event per 4 buckets: a localization looks into 4 buckets, and a bucket holding another
+// cell's event costs a mispredicted branch (1 per 8 buckets: as fast, the table twice as large).
+class OpenEvents {
+  public:
+    static constexpr size_t kMaxSlots = INT32_MAX;
+
+    std::vector<Mean> mean;                               // by slot
+    std::vector<int64_t> id, first_frame, last_frame, count;  // by slot; id < 0: a free slot
+
+    explicit OpenEvents(double cell_size) : inv_size_(std::min(1.0 / std::min(cell_size, DBL_MAX), DBL_MAX)) {
+        rehash(9);
+    }
+
+    double inv_size() const { return inv_size_; }
+    size_t open() const { return size_t(n_open_); }
+    uint64_t cell_of(double x, double y) const { return cell_key(coordinate(x, inv_size_), coordinate(y, inv_size_)); }
+    int32_t head(uint64_t cell) const { return head_[bucket(cell)]; }
+
+    // Room for k more events (then add has no branch on whether a slot is free: that was a misprediction
+    // per event, as closing and opening alternate). k + open() <= kMaxSlots.
+    void reserve(size_t k) {
+        while (free_.size() < k) {
+            free_.push_back(int32_t(mean.size()));
+            mean.push_back(Mean{});
+            for (auto* v : {&id, &first_frame, &last_frame, &count}) v->push_back(-1);
+        }
+    }
+
+    // After reserve: a new event of one localization.
+    int32_t add(int64_t event_id, int64_t frame, double x, double y, double wx, double wy) {
+        const int32_t s = free_.back();
+        free_.pop_back();
+        Mean& m = mean[size_t(s)];
+        m.mx = x;
+        m.my = y;
+        m.wx = wx;
+        m.wy = wy;
+        m.swx = wx * x;
+        m.swy = wy * y;
+        id[size_t(s)] = event_id;
+        first_frame[size_t(s)] = last_frame[size_t(s)] = frame;
+        count[size_t(s)] = 1;
+        place(s);
+        if (++n_open_ * 4 > int64_t(head_.size())) rehash(bits_ + 1);
+        return s;
+    }
+
+    // The event takes a localization.
+    void extend(int32_t s, int64_t frame, double x, double y, double wx, double wy) {
+        Mean& m = mean[size_t(s)];
+        m.wx += wx;
+        m.wy += wy;
+        m.swx += wx * x;
+        m.swy += wy * y;
+        m.mx = m.swx / m.wx;
+        m.my = m.swy / m.wy;
+        last_frame[size_t(s)] = frame;
+        count[size_t(s)] += 1;
+        if (cell_of(m.mx, m.my) != m.cell) {
+            unlink(s);
+            place(s);
+        }
+    }
+
+    void remove(int32_t s) {
+        unlink(s);
+        id[size_t(s)] = -1;
+        free_.push_back(s);
+        --n_open_;
+    }
+
+  private:
+    size_t bucket(uint64_t cell) const { return size_t((cell * 0x9E3779B97F4A7C15ull) >> (64 - bits_)); }
+    void place(int32_t s) {  // into the bucket of its current mean
+        Mean& m = mean[size_t(s)];
+        m.cell = cell_of(m.mx, m.my);
+        int32_t& h = head_[bucket(m.cell)];
+        m.prev = -1;
+        m.next = h;
+        if (h >= 0) mean[size_t(h)].prev = s;
+        h = s;
+    }
+    void unlink(int32_t s) {
+        const Mean& m = mean[size_t(s)];
+        if (m.prev >= 0)
+            mean[size_t(m.prev)].next = m.next;
+        else
+            head_[bucket(m.cell)] = m.next;
+        if (m.next >= 0) mean[size_t(m.next)].prev = m.prev;
+    }
+    void rehash(int bits) {
+        bits_ = bits;
+        head_.assign(size_t(1) << bits, -1);
+        for (size_t s = 0; s < mean.size(); ++s)
+            if (id[s] >= 0) place(int32_t(s));
+    }
+
+    double inv_size_;
+    std::vector<int32_t> free_, head_;
+    int bits_ = 0;
+    int64_t n_open_ = 0;
+};
+
+// The per-event outputs. Fresh memory costs a page fault per 4 KiB (~2 us here), so capacity grows to the
+// events per row so far extrapolated to all rows (+5 %), once a sixteenth of the rows is done (doubling
+// before): about one copy instead of doubling's log(events).
+void resize_events(LinkEvents& e, size_t m) {
+    for (auto* v : {&e.first_frame, &e.last_frame, &e.count}) v->resize(m);
+    for (auto* v : {&e.x, &e.y, &e.sd_x, &e.sd_y}) v->resize(m);
+    for (std::vector<double>& v : e.sums) v.resize(m, 0.0);
+}
+void grow_events(LinkEvents& e, size_t needed, int64_t rows_done, int64_t rows) {
+    if (needed > e.x.capacity()) {
+        size_t m = std::max<size_t>(2 * e.x.capacity(), 1024);
+        if (rows_done * 16 >= rows) {
+            const double per_row = double(needed) / double(rows_done);
+            const size_t estimate = size_t(std::min(per_row * 1.05 * double(rows), double(rows)));
+            m = std::max(estimate, e.x.capacity() + e.x.capacity() / 4);
+        }
+        m = std::max(m, needed);
+        for (auto* v : {&e.first_frame, &e.last_frame, &e.count}) v->reserve(m);
+        for (auto* v : {&e.x, &e.y, &e.sd_x, &e.sd_y}) v->reserve(m);
+        for (std::vector<double>& v : e.sums) v.reserve(m);
+    }
+    resize_events(e, needed);
+}
+
+// Two lanes of doubles (GCC/Clang vector extension, as in simd.h): GCC does not vectorize an "any bad"
+// reduction over comparisons of doubles by itself.
+typedef double f64x2 __attribute__((vector_size(16)));
+typedef int64_t i64x2 __attribute__((vector_size(16)));
+inline f64x2 load2(const double* p) {
+    f64x2 v;
+    std::memcpy(&v, p, sizeof v);
+    return v;
+}
+
+// The first bad row of [a, b) (non-finite x or y, bad uncertainty) as an error; success if none.
+Result check_rows(const LinkRows& rows, int64_t a, int64_t b) {
+    const double *x = rows.x, *y = rows.y, *sx = rows.sd_x, *sy = rows.sd_y;
+    // Branch-free first: the row is searched for only when something is wrong. v - v is 0 unless v is NaN or
+    // inf; an uncertainty u is good when u > 0 and 0 < u^2 <= DBL_MAX (all false for NaN).
+    i64x2 bad = {0, 0};
+    int64_t i = a;
+    const f64x2 zero = {0.0, 0.0}, big = {DBL_MAX, DBL_MAX};
+    for (; i + 2 <= b; i += 2) {
+        const f64x2 vx = load2(x + i), vy = load2(y + i);
+        bad |= (vx - vx != zero) | (vy - vy != zero);
+        if (sx) {
+            const f64x2 ux = load2(sx + i), uy = load2(sy + i), ux2 = ux * ux, uy2 = uy * uy;
+            bad |= ~((ux > zero) & (ux2 > zero) & (ux2 <= big) & (uy > zero) & (uy2 > zero) & (uy2 <= big));
+        }
+    }
+    bool any = (bad[0] | bad[1]) != 0;
+    auto good_sd = [](double u) { return u > 0.0 && u * u > 0.0 && u * u <= DBL_MAX; };
+    for (; i < b; ++i) {
+        any |= !(x[i] - x[i] == 0.0) || !(y[i] - y[i] == 0.0);
+        if (sx) any |= !(good_sd(sx[i]) && good_sd(sy[i]));
+    }
+    if (!any) return Result::success();
+    for (i = a; i < b; ++i) {
+        if (!std::isfinite(x[i]) || !std::isfinite(y[i]))
+            return Result::invalid("link: row " + std::to_string(i) + " has an x or y that is NaN or infinite");
+        if (sx && !(good_sd(sx[i]) && good_sd(sy[i])))
+            return Result::invalid("link: row " + std::to_string(i) +
+                                   " has an uncertainty that is not > 0 with a finite square > 0");
+    }
+    return Result::success();
+}
 
 }  // namespace
 
@@ -39,171 +244,217 @@ Result check_link_options(const LinkOptions& o) {
     return Result::success();
 }
 
-Result link(const int64_t* frame, const double* x, const double* y, const double* var_x, const double* var_y,
-            int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events, LinkEvents* events) {
+Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, int64_t* n_events,
+            LinkEvents* events) {
     Result r = check_link_options(options);
     if (!r.ok()) return r;
+    const int64_t n = rows.n;
+    const int64_t* frame = rows.frame;
+    const double *x = rows.x, *y = rows.y, *sd_x = rows.sd_x, *sd_y = rows.sd_y;
+    const double* const* sum_of = rows.sum_of;
+    const int n_sums = rows.n_sums;
     if (n < 0) return Result::invalid("link: n must be >= 0");
-    if (n > 0 && (!frame || !x || !y || !event)) return Result::invalid("link: null input or output");
+    if (n > 0 && (!frame || !x || !y)) return Result::invalid("link: null input");
     if (!n_events) return Result::invalid("link: null n_events");
-    const bool weighted = var_x != nullptr;
-    if ((var_x == nullptr) != (var_y == nullptr)) return Result::invalid("link: give both var_x and var_y, or neither");
-    if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs var_x and var_y");
-    for (int64_t i = 0; i < n; ++i) {
-        if (i > 0 && frame[i] < frame[i - 1])
-            return Result::invalid("link: frames must be sorted (row " + std::to_string(i) + " has frame " +
-                                   std::to_string(frame[i]) + " after " + std::to_string(frame[i - 1]) + ")");
-        if (!std::isfinite(x[i]) || !std::isfinite(y[i]))
-            return Result::invalid("link: row " + std::to_string(i) + " has a non-finite x or y");
-        if (weighted && !(std::isfinite(var_x[i]) && var_x[i] > 0 && std::isfinite(var_y[i]) && var_y[i] > 0))
-            return Result::invalid("link: row " + std::to_string(i) + " has a variance that is not finite and > 0");
-    }
+    if (!event && !events) return Result::invalid("link: give event or events (or both)");
+    if (n_sums < 0 || (n_sums > 0 && !sum_of)) return Result::invalid("link: bad sum_of / n_sums");
+    for (int k = 0; k < n_sums && n > 0; ++k)
+        if (!sum_of[k]) return Result::invalid("link: null column in sum_of");
+    const bool weighted = sd_x != nullptr;
+    if ((sd_x == nullptr) != (sd_y == nullptr)) return Result::invalid("link: give both sd_x and sd_y, or neither");
+    if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs sd_x and sd_y");
     *n_events = 0;
-    const double r2 = options.radius * options.radius, g2 = options.gate * options.gate;
+    const double radius = options.radius, r2 = radius * radius, g2 = options.gate * options.gate;
     const bool gated = options.gate > 0;
     // An event stays open while (frame - last_frame) <= max_dark_frames + 1.
     const uint64_t window = uint64_t(options.max_dark_frames) + 1;
     try {
-        if (events) *events = LinkEvents();
-        auto close = [&](const OpenEvent& ev) {
+        if (events) {
+            *events = LinkEvents();
+            events->sums.assign(size_t(n_sums), {});
+        }
+        OpenEvents open(2.0 * radius);
+        const double inv_size = open.inv_size();
+        auto close = [&](int32_t s) {
             if (!events) return;
-            const size_t k = size_t(ev.id);
-            events->first_frame[k] = ev.first_frame;
-            events->last_frame[k] = ev.last_frame;
-            events->count[k] = ev.count;
-            events->x[k] = ev.mx;
-            events->y[k] = ev.my;
-            events->var_x[k] = 1.0 / ev.wx;
-            events->var_y[k] = 1.0 / ev.wy;
+            const Mean& m = open.mean[size_t(s)];
+            const size_t k = size_t(open.id[size_t(s)]);
+            events->first_frame[k] = open.first_frame[size_t(s)];
+            events->last_frame[k] = open.last_frame[size_t(s)];
+            events->count[k] = open.count[size_t(s)];
+            events->x[k] = m.mx;
+            events->y[k] = m.my;
+            events->sd_x[k] = std::sqrt(1.0 / m.wx);
+            events->sd_y[k] = std::sqrt(1.0 / m.wy);
         };
-        // The open events, kept sorted by their mean x (insertion sort after the small moves of each frame):
-        // a sweep over this frame's localizations sorted by x finds those within `radius` in x.
-        std::vector<OpenEvent> open, merged;
-        std::vector<Candidate> cand;
+        // (frame, slot) of every event when it took a localization, in frame order: the events to close are
+        // at its front (an entry whose event has taken a localization since is stale and skipped).
+        struct Touch {
+            int64_t frame;
+            int32_t slot;
+        };
+        Buffer<Touch> touched;
+        size_t touched_front = 0;
+        Buffer<Candidate> cand;
+        std::vector<int32_t> expired;
+        std::vector<int64_t> fresh;
         std::vector<char> loc_taken, ev_taken;
-        std::vector<int64_t> by_x;
-        std::vector<std::pair<double, int64_t>> keyed;
         int64_t next_id = 0;
         for (int64_t a = 0; a < n;) {
             const int64_t f = frame[a];
+            if (a > 0 && f < frame[a - 1])
+                return Result::invalid("link: frames must be sorted (row " + std::to_string(a) + " has frame " +
+                                       std::to_string(f) + " after " + std::to_string(frame[a - 1]) + ")");
             int64_t b = a + 1;
             while (b < n && frame[b] == f) ++b;
-            // Close the events that are too old.
-            size_t keep = 0;
-            for (size_t e = 0; e < open.size(); ++e) {
-                if (uint64_t(f) - uint64_t(open[e].last_frame) <= window)
-                    open[keep++] = open[e];
-                else
-                    close(open[e]);
+            r = check_rows(rows, a, b);
+            if (!r.ok()) return r;
+
+            // Close the events that are too old. Most entries are stale (the event went on): the live ones are
+            // gathered without a branch each.
+            expired.resize(touched.size - touched_front);
+            size_t n_expired = 0;
+            for (; touched_front < touched.size &&
+                   uint64_t(f) - uint64_t(touched.items[touched_front].frame) > window;
+                 ++touched_front) {
+                const Touch t = touched.items[touched_front];
+                expired[n_expired] = t.slot;
+                n_expired += open.id[size_t(t.slot)] >= 0 && open.last_frame[size_t(t.slot)] == t.frame;
             }
-            open.resize(keep);
-            for (size_t e = 1; e < open.size(); ++e) {  // nearly sorted: means moved by a fraction of radius
-                if (!(open[e].mx < open[e - 1].mx)) continue;
-                OpenEvent t = open[e];
-                size_t j = e;
-                while (j > 0 && (t.mx < open[j - 1].mx || (t.mx == open[j - 1].mx && t.id < open[j - 1].id))) {
-                    open[j] = open[j - 1];
-                    --j;
-                }
-                open[j] = t;
+            for (size_t k = 0; k < n_expired; ++k) {
+                close(expired[k]);
+                open.remove(expired[k]);
             }
-            // (x, row) pairs sorted in place: contiguous keys, no indirect loads in the comparisons.
-            keyed.resize(size_t(b - a));
-            for (int64_t i = a; i < b; ++i) keyed[size_t(i - a)] = {x[i], i};
-            std::sort(keyed.begin(), keyed.end(), [](const std::pair<double, int64_t>& p,
-                                                     const std::pair<double, int64_t>& q) {
-                return p.first != q.first ? p.first < q.first : p.second < q.second;
-            });
-            by_x.resize(size_t(b - a));
-            for (size_t k = 0; k < keyed.size(); ++k) by_x[k] = keyed[k].second;
-            cand.clear();
-            size_t lo = 0;
-            for (int64_t i : by_x) {
-                while (lo < open.size() && open[lo].mx < x[i] - options.radius) ++lo;
-                for (size_t e = lo; e < open.size() && open[e].mx <= x[i] + options.radius; ++e) {
-                    const OpenEvent& ev = open[e];
-                    const double ddx = x[i] - ev.mx, ddy = y[i] - ev.my;
-                    if (ddy > options.radius || ddy < -options.radius) continue;
+            if (touched_front > 4096 && touched_front * 2 > touched.size) {
+                std::copy(touched.begin() + touched_front, touched.end(), touched.begin());
+                touched.size -= touched_front;
+                touched_front = 0;
+            }
+
+            // Candidates: every (localization, open event) pair within the radius (and the gate). The
+            // conditions are those of a sweep over x (an event within [x - radius, x + radius], then |dy|,
+            // then the distance), so that rounding cannot make two implementations disagree.
+            cand.size = 0;
+            for (int64_t i = a; i < b; ++i) {
+                const double xi = x[i], yi = y[i];
+                const double vx = gated ? sd_x[i] * sd_x[i] : 0.0, vy = gated ? sd_y[i] * sd_y[i] : 0.0;
+                auto consider = [&](int32_t s) {
+                    const Mean& m = open.mean[size_t(s)];
+                    const double ddx = xi - m.mx, ddy = yi - m.my;
+                    if (!(m.mx >= xi - radius && m.mx <= xi + radius && ddy <= radius && ddy >= -radius)) return;
                     const double d2 = ddx * ddx + ddy * ddy;
-                    if (d2 > r2) continue;
+                    if (!(d2 <= r2)) return;
                     double q = d2;
                     if (gated) {
                         // Mahalanobis distance of the difference (variances add: independent errors).
-                        q = ddx * ddx / (var_x[i] + 1.0 / ev.wx) + ddy * ddy / (var_y[i] + 1.0 / ev.wy);
-                        if (q > g2) continue;
+                        q = ddx * ddx / (vx + 1.0 / m.wx) + ddy * ddy / (vy + 1.0 / m.wy);
+                        if (!(q <= g2)) return;
                     }
-                    cand.push_back({q, i, ev.id, int64_t(e)});
+                    cand.push({q, i, open.id[size_t(s)], s});
+                };
+                auto visit = [&](uint64_t cell) {
+                    for (int32_t s = open.head(cell); s >= 0; s = open.mean[size_t(s)].next)
+                        if (open.mean[size_t(s)].cell == cell) consider(s);
+                };
+                // The cells of [x - R, x + R] x [y - R, y + R], R a little above the radius: |fl(y - my)| <=
+                // radius allows |y - my| up to radius * (1 + 2^-52), and the bounds themselves are rounded.
+                const double rx = radius + (radius + std::fabs(xi)) * 1e-12;
+                const double ry = radius + (radius + std::fabs(yi)) * 1e-12;
+                const uint64_t c0 = coordinate(xi - rx, inv_size), c1 = coordinate(xi + rx, inv_size);
+                const uint64_t r0 = coordinate(yi - ry, inv_size), r1 = coordinate(yi + ry, inv_size);
+                if (c1 - c0 <= 1 && r1 - r0 <= 1) {
+                    // Always the 2 x 2 cells (no unpredictable loop counts); most buckets are empty, and the
+                    // others are gathered without a branch each.
+                    const uint64_t cells[4] = {cell_key(c0, r0), cell_key(c0 + 1, r0), cell_key(c0, r0 + 1),
+                                               cell_key(c0 + 1, r0 + 1)};
+                    int32_t heads[4];
+                    uint64_t head_cells[4];  // two cells may share a bucket: each walk takes its own cell's events
+                    int found = 0;
+                    for (int k = 0; k < 4; ++k) {
+                        const int32_t h = open.head(cells[k]);
+                        heads[found] = h;
+                        head_cells[found] = cells[k];
+                        found += h >= 0;
+                    }
+                    for (int k = 0; k < found; ++k)
+                        for (int32_t s = heads[k]; s >= 0; s = open.mean[size_t(s)].next)
+                            if (open.mean[size_t(s)].cell == head_cells[k]) consider(s);
+                } else if (c1 - c0 <= 2 && r1 - r0 <= 2) {
+                    for (uint64_t row = r0; row <= r1; ++row)
+                        for (uint64_t col = c0; col <= c1; ++col) visit(cell_key(col, row));
+                } else {  // coordinates so large (or a radius so small) that rounding spans many cells
+                    for (size_t s = 0; s < open.mean.size(); ++s)
+                        if (open.id[s] >= 0) consider(int32_t(s));
                 }
             }
-            loc_taken.assign(size_t(b - a), 0);
-            ev_taken.assign(open.size(), 0);
-            // Closest pairs first matters only where a localization or an event is in two candidates; in the
-            // common frame none is, every candidate is taken, and the sort (a third of the time) is skipped.
-            bool conflict = false;
+
+            // Closest pairs first matters only where a localization or an event is in two candidates: a pair
+            // whose localization and event are in no other candidate is taken whatever the order, and only
+            // the others (few) are sorted and taken greedily.
+            loc_taken.assign(size_t(b - a), 0);  // first: occurrences among the candidates (0, 1, 2 = more)
+            if (ev_taken.size() < open.mean.size()) ev_taken.resize(open.mean.size(), 0);
             for (const Candidate& c : cand) {
                 char& lt = loc_taken[size_t(c.loc - a)];
-                char& et = ev_taken[size_t(c.index)];
-                if (lt || et) {
-                    conflict = true;
-                    break;
+                char& et = ev_taken[size_t(c.slot)];
+                lt = char(lt + (lt < 2));
+                et = char(et + (et < 2));
+            }
+            auto take = [&](const Candidate& c) {
+                const int64_t i = c.loc;
+                const double wx = weighted ? 1.0 / (sd_x[i] * sd_x[i]) : 1.0, wy = weighted ? 1.0 / (sd_y[i] * sd_y[i]) : 1.0;
+                open.extend(c.slot, f, x[i], y[i], wx, wy);
+                if (event) event[i] = c.ev;
+                if (events)
+                    for (int k = 0; k < n_sums; ++k) events->sums[size_t(k)][size_t(c.ev)] += sum_of[k][i];
+                touched.push({f, c.slot});
+            };
+            size_t n_conflicting = 0;
+            for (const Candidate& c : cand) {
+                if (loc_taken[size_t(c.loc - a)] == 1 && ev_taken[size_t(c.slot)] == 1) {
+                    take(c);  // loc_taken stays 1: taken
+                    ev_taken[size_t(c.slot)] = 0;
+                } else {
+                    cand.items[n_conflicting++] = c;
                 }
-                lt = et = 1;
             }
-            if (conflict) std::sort(cand.begin(), cand.end());
-            std::fill(loc_taken.begin(), loc_taken.end(), 0);
-            std::fill(ev_taken.begin(), ev_taken.end(), 0);
-            for (const Candidate& c : cand) {
-                char& lt = loc_taken[size_t(c.loc - a)];
-                char& et = ev_taken[size_t(c.index)];
-                if (lt || et) continue;
-                lt = et = 1;
-                OpenEvent& ev = open[size_t(c.index)];
-                const double wx = weighted ? 1.0 / var_x[c.loc] : 1.0, wy = weighted ? 1.0 / var_y[c.loc] : 1.0;
-                ev.wx += wx;
-                ev.wy += wy;
-                ev.swx += wx * x[c.loc];
-                ev.swy += wy * y[c.loc];
-                ev.mx = ev.swx / ev.wx;
-                ev.my = ev.swy / ev.wy;
-                ev.last_frame = f;
-                ev.count += 1;
-                event[c.loc] = ev.id;
+            cand.size = n_conflicting;
+            if (n_conflicting > 0) {
+                std::sort(cand.begin(), cand.end());
+                for (const Candidate& c : cand) loc_taken[size_t(c.loc - a)] = ev_taken[size_t(c.slot)] = 0;
+                for (const Candidate& c : cand) {
+                    char& lt = loc_taken[size_t(c.loc - a)];
+                    char& et = ev_taken[size_t(c.slot)];
+                    if (lt || et) continue;
+                    lt = et = 1;
+                    take(c);
+                }
+                for (const Candidate& c : cand) ev_taken[size_t(c.slot)] = 0;
             }
-            // New events: ids in row order (events numbered by first row); merged into `open` in x order.
+
+            // New events from the localizations left over, numbered in row order (events are numbered by
+            // first row). Gathered without a branch per row (taken or not is random).
+            fresh.resize(size_t(b - a));
+            size_t n_fresh = 0;
             for (int64_t i = a; i < b; ++i) {
-                if (loc_taken[size_t(i - a)]) continue;
-                event[i] = next_id++;
-                if (events) {
-                    events->first_frame.push_back(0);
-                    events->last_frame.push_back(0);
-                    events->count.push_back(0);
-                    events->x.push_back(0);
-                    events->y.push_back(0);
-                    events->var_x.push_back(0);
-                    events->var_y.push_back(0);
-                }
+                fresh[n_fresh] = i;
+                n_fresh += !loc_taken[size_t(i - a)];
             }
-            // Merged into `open` from the back, in place (no copy of the open events each frame): the fresh
-            // ones (in x order) go after the open events of equal mean x, as a forward merge would put them.
-            merged.clear();
-            for (int64_t i : by_x) {
-                if (loc_taken[size_t(i - a)]) continue;
-                const double wx = weighted ? 1.0 / var_x[i] : 1.0, wy = weighted ? 1.0 / var_y[i] : 1.0;
-                merged.push_back(OpenEvent{wx, wy, wx * x[i], wy * y[i], x[i], y[i], f, event[i], 1, f});
-            }
-            if (!merged.empty()) {
-                size_t e = open.size(), m = merged.size(), out = open.size() + merged.size();
-                open.resize(out);
-                while (m > 0) {
-                    if (e > 0 && merged[m - 1].mx < open[e - 1].mx)
-                        open[--out] = open[--e];
-                    else
-                        open[--out] = merged[--m];
-                }
+            if (n_fresh > OpenEvents::kMaxSlots - open.open())
+                return Result::invalid("link: more than 2^31 - 1 events open at once (frame " + std::to_string(f) + ")");
+            if (events) grow_events(*events, size_t(next_id) + n_fresh, b, n);
+            open.reserve(n_fresh);
+            for (size_t k = 0; k < n_fresh; ++k) {
+                const int64_t i = fresh[k], id = next_id++;
+                if (event) event[i] = id;
+                if (events)
+                    for (int c = 0; c < n_sums; ++c) events->sums[size_t(c)][size_t(id)] = 0.0 + sum_of[c][i];
+                const double wx = weighted ? 1.0 / (sd_x[i] * sd_x[i]) : 1.0, wy = weighted ? 1.0 / (sd_y[i] * sd_y[i]) : 1.0;
+                touched.push({f, open.add(id, f, x[i], y[i], wx, wy)});
             }
             a = b;
         }
-        for (const OpenEvent& ev : open) close(ev);
+        for (size_t s = 0; s < open.mean.size(); ++s)
+            if (open.id[s] >= 0) close(int32_t(s));
         *n_events = next_id;
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in link"};

@@ -475,123 +475,6 @@ static void test_sigma_at_bound_is_unreliable() {
         }
 }
 
-// link: the grid search against a brute-force reference of the same rule (every open event scanned).
-static std::vector<int64_t> link_reference(const std::vector<int64_t>& f, const std::vector<double>& x,
-                                           const std::vector<double>& y, const std::vector<double>& v,
-                                           const LinkOptions& o) {
-    struct Ev { double w, sx, sy; int64_t last, id; };
-    std::vector<Ev> evs;
-    std::vector<int64_t> out(f.size());
-    size_t a = 0;
-    int64_t next = 0;
-    while (a < f.size()) {
-        size_t b = a;
-        while (b < f.size() && f[b] == f[a]) ++b;
-        struct C { double q; size_t i, e; };
-        std::vector<C> cs;
-        for (size_t i = a; i < b; ++i)
-            for (size_t e = 0; e < evs.size(); ++e) {
-                if (f[a] - evs[e].last > o.max_dark_frames + 1) continue;
-                const double mx = evs[e].sx / evs[e].w, my = evs[e].sy / evs[e].w;
-                const double dx = x[i] - mx, dy = y[i] - my, d2 = dx * dx + dy * dy;
-                if (d2 > o.radius * o.radius) continue;
-                double q = d2;
-                if (o.gate > 0) {
-                    q = dx * dx / (v[i] + 1.0 / evs[e].w) + dy * dy / (v[i] + 1.0 / evs[e].w);
-                    if (q > o.gate * o.gate) continue;
-                }
-                cs.push_back({q, i, e});
-            }
-        std::sort(cs.begin(), cs.end(), [](const C& p, const C& q) {
-            return p.q != q.q ? p.q < q.q : (p.i != q.i ? p.i < q.i : p.e < q.e);
-        });
-        std::vector<char> lt(b - a, 0), et(evs.size(), 0);
-        for (const C& c : cs) {
-            if (lt[c.i - a] || et[c.e]) continue;
-            lt[c.i - a] = et[c.e] = 1;
-            const double w = o.gate > 0 ? 1.0 / v[c.i] : 1.0;
-            evs[c.e].w += w;
-            evs[c.e].sx += w * x[c.i];
-            evs[c.e].sy += w * y[c.i];
-            evs[c.e].last = f[a];
-            out[c.i] = evs[c.e].id;
-        }
-        for (size_t i = a; i < b; ++i)
-            if (!lt[i - a]) {
-                const double w = o.gate > 0 ? 1.0 / v[i] : 1.0;
-                evs.push_back({w, w * x[i], w * y[i], f[a], next});
-                out[i] = next++;
-            }
-        a = b;
-    }
-    return out;
-}
-
-static void test_link() {
-    // Two emitters 1 px apart, three frames, then a 2-frame gap.
-    const std::vector<int64_t> f = {0, 0, 1, 1, 2, 5};
-    const std::vector<double> x = {10.0, 11.0, 10.02, 11.01, 9.99, 10.0}, y = {5.0, 5.0, 5.01, 4.99, 5.0, 5.0};
-    std::vector<int64_t> ev(f.size());
-    int64_t n_ev = 0;
-    LinkOptions o;
-    o.radius = 0.3;
-    o.max_dark_frames = 1;
-    CHECK(link(f.data(), x.data(), y.data(), nullptr, nullptr, 6, o, ev.data(), &n_ev).ok());
-    CHECK(n_ev == 3);
-    CHECK(ev[0] == 0 && ev[1] == 1 && ev[2] == 0 && ev[3] == 1 && ev[4] == 0 && ev[5] == 2);
-    o.max_dark_frames = 2;  // frames 3 and 4 missed: event 0 continues in frame 5
-    CHECK(link(f.data(), x.data(), y.data(), nullptr, nullptr, 6, o, ev.data(), &n_ev).ok() && n_ev == 2 && ev[5] == 0);
-
-    // Bad input: unsorted frames, NaN, bad options, gate without variances.
-    std::vector<int64_t> fu = {1, 0};
-    std::vector<double> x2 = {0, 0}, y2 = {0, 0};
-    CHECK(link(fu.data(), x2.data(), y2.data(), nullptr, nullptr, 2, o, ev.data(), &n_ev).status ==
-          Status::invalid_argument);
-    std::vector<int64_t> f2 = {0, 1};
-    x2[1] = std::nan("");
-    CHECK(link(f2.data(), x2.data(), y2.data(), nullptr, nullptr, 2, o, ev.data(), &n_ev).status ==
-          Status::invalid_argument);
-    x2[1] = 0;
-    LinkOptions bad = o;
-    bad.radius = 0;
-    CHECK(link(f2.data(), x2.data(), y2.data(), nullptr, nullptr, 2, bad, ev.data(), &n_ev).status ==
-          Status::invalid_argument);
-    bad = o;
-    bad.gate = 3;
-    CHECK(link(f2.data(), x2.data(), y2.data(), nullptr, nullptr, 2, bad, ev.data(), &n_ev).status ==
-          Status::invalid_argument);
-    CHECK(link(f2.data(), x2.data(), y2.data(), nullptr, nullptr, 0, o, ev.data(), &n_ev).ok() && n_ev == 0);
-
-    // Dense random scenes: grid search == brute force, with and without the gate.
-    std::mt19937_64 rng(7);
-    std::uniform_real_distribution<double> U(0.0, 8.0), V(0.0005, 0.02);
-    std::vector<int64_t> rf;
-    std::vector<double> rx, ry, rv;
-    for (int64_t fr = 0; fr < 300; ++fr)
-        for (int k = 0; k < 12; ++k) {
-            rf.push_back(fr * 1 + (fr % 7 == 3 ? 2 : 0));
-            rx.push_back(U(rng) - 4.0);
-            ry.push_back(U(rng));
-            rv.push_back(V(rng));
-        }
-    std::sort(rf.begin(), rf.end());
-    for (double gate : {0.0, 4.0})
-        for (int dark : {0, 2}) {
-            LinkOptions ro;
-            ro.radius = 0.45;
-            ro.gate = gate;
-            ro.max_dark_frames = dark;
-            std::vector<int64_t> got(rf.size());
-            int64_t n_got = 0;
-            CHECK(link(rf.data(), rx.data(), ry.data(), gate > 0 ? rv.data() : nullptr, gate > 0 ? rv.data() : nullptr,
-                       int64_t(rf.size()), ro, got.data(), &n_got).ok());
-            const std::vector<int64_t> want = link_reference(rf, rx, ry, rv, ro);
-            CHECK(got == want);
-            CHECK(n_got == *std::max_element(want.begin(), want.end()) + 1);
-            CHECK(n_got < int64_t(rf.size()));  // some links were made
-        }
-}
-
 // Astigmatic spots: widths from the calibration at z (Huang et al. 2008), both axes' coefficients differ.
 static Astigmatism test_astigmatism(int set) {
     Astigmatism a;
@@ -715,7 +598,6 @@ int main() {
     test_cut_boxes_bad_input();
     test_to_photons();
     test_screen_boxes();
-    test_link();
     if (std::strcmp(version(), SPOTCORE_VERSION) != 0 || !*version()) ++failures;
     if (failures) {
         std::fprintf(stderr, "%d check(s) failed\n", failures);

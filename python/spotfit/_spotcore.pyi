@@ -239,13 +239,16 @@ def link(
     frame: npt.NDArray[np.int64],
     x: npt.NDArray[np.float64],
     y: npt.NDArray[np.float64],
-    var_x: Optional[npt.NDArray[np.float64]],
-    var_y: Optional[npt.NDArray[np.float64]],
+    sd_x: Optional[npt.NDArray[np.float64]],
+    sd_y: Optional[npt.NDArray[np.float64]],
     options: LinkOptions,
     events: bool = ...,
-) -> Tuple[npt.NDArray[np.int64], int, Optional[Dict[str, npt.NDArray[Any]]]]:
-    """(event (n,) int64 per frame-sorted row, n_events, per-event arrays first_frame, last_frame, count, x, y,
-    var_x, var_y with events=True else None)."""
+    labels: bool = ...,
+    sum_of: Sequence[npt.NDArray[np.float64]] = ...,
+) -> Tuple[Optional[npt.NDArray[np.int64]], int, Optional[Dict[str, Any]]]:
+    """(event (n,) int64 per frame-sorted row with labels=True else None, n_events, with events=True the
+    per-event arrays first_frame, last_frame, count, x, y, sd_x, sd_y and sums (a list: each sum_of column
+    summed per event), else None). sd_x, sd_y: uncertainties (px) or None."""
 
 class DriftGrid:
     """Bin (i, j) of a drift density image is centred on (x0 + j * bin, y0 + i * bin), px."""

@@ -238,17 +238,29 @@ cdef extern from "spotcore/multi.h" namespace "spotcore" nogil:
 cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
     cppclass LinkOptions:
         double radius              # px, > 0
-        double gate                # > 0: also dx^2/(vx+vx_e) + dy^2/(vy+vy_e) <= gate^2; 0: radius only
+        double gate                # > 0: also dx^2/(vx+vx_e) + dy^2/(vy+vy_e) <= gate^2 (v = sd^2); 0: radius only
         int32_t max_dark_frames
+
+    # The rows to link, sorted by frame; sd_x/sd_y: uncertainties (standard deviations, px) or NULL.
+    cppclass LinkRows:
+        const int64_t* frame
+        const double* x
+        const double* y
+        const double* sd_x
+        const double* sd_y
+        int64_t n
+        const double* const* sum_of    # n_sums columns summed per event into LinkEvents.sums
+        int n_sums
 
     cppclass LinkEvents:
         vector[int64_t] first_frame, last_frame, count
-        vector[double] x, y, var_x, var_y
+        vector[double] x, y, sd_x, sd_y
+        vector[vector[double]] sums
 
     Result check_link_options(const LinkOptions& options)
-    # Frame-sorted rows -> event index per row (numbered by first row) and the number of events.
-    Result link(const int64_t* frame, const double* x, const double* y, const double* var_x, const double* var_y,
-                int64_t n, const LinkOptions& options, int64_t* event, int64_t* n_events, LinkEvents* events)
+    # Event index per row (numbered by first row; event may be NULL) and the number of events.
+    Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, int64_t* n_events,
+                LinkEvents* events)
 
 
 cdef extern from "spotcore/drift.h" namespace "spotcore" nogil:

@@ -13,6 +13,21 @@ void same_length(py::ssize_t n, py::ssize_t m, const char* name) {
                               std::to_string(n));
 }
 
+F64 column(const py::handle& values, py::ssize_t n, const char* name) {
+    F64 a = F64::ensure(values);
+    if (!a || a.ndim() != 1) throw py::value_error(std::string("link: ") + name + " must be 1D numbers");
+    same_length(n, a.size(), name);
+    return a;
+}
+
+// A vector as a numpy array without a copy (the array owns the moved vector).
+template <typename T>
+py::array_t<T> adopt(std::vector<T>&& v) {
+    auto* owner = new std::vector<T>(std::move(v));
+    py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+    return py::array_t<T>(py::ssize_t(owner->size()), owner->data(), free_when_done);
+}
+
 }  // namespace
 
 void bind_link(py::module_& m) {
@@ -23,48 +38,66 @@ void bind_link(py::module_& m) {
         .def_readwrite("max_dark_frames", &spotcore::LinkOptions::max_dark_frames);
     m.def(
         "link",
-        [](I64 frame, F64 x, F64 y, py::object var_x, py::object var_y, spotcore::LinkOptions options,
-           bool with_events) {
+        [](I64 frame, F64 x, F64 y, py::object sd_x, py::object sd_y, spotcore::LinkOptions options,
+           bool with_events, bool labels, py::sequence sum_of) {
             if (frame.ndim() != 1 || x.ndim() != 1 || y.ndim() != 1) throw py::value_error("link: arrays must be 1D");
             const py::ssize_t n = frame.size();
             same_length(n, x.size(), "x");
             same_length(n, y.size(), "y");
-            F64 vx, vy;
-            const bool weighted = !var_x.is_none() || !var_y.is_none();
+            F64 ux, uy;
+            const bool weighted = !sd_x.is_none() || !sd_y.is_none();
             if (weighted) {
-                if (var_x.is_none() || var_y.is_none())
-                    throw py::value_error("link: give both var_x and var_y, or neither");
-                vx = F64::ensure(var_x);
-                vy = F64::ensure(var_y);
-                if (!vx || !vy || vx.ndim() != 1 || vy.ndim() != 1) throw py::value_error("link: variances must be 1D");
-                same_length(n, vx.size(), "var_x");
-                same_length(n, vy.size(), "var_y");
+                if (sd_x.is_none() || sd_y.is_none()) throw py::value_error("link: give both sd_x and sd_y, or neither");
+                ux = column(sd_x, n, "sd_x");
+                uy = column(sd_y, n, "sd_y");
             }
-            I64 event(n);
+            if (!with_events && !labels) throw py::value_error("link: ask for events, labels or both");
+            if (sum_of.size() > 0 && !with_events) throw py::value_error("link: sum_of needs events=True");
+            std::vector<F64> sums;
+            std::vector<const double*> sum_ptr;
+            for (py::handle c : sum_of) {
+                sums.push_back(column(c, n, "a sum_of column"));
+                sum_ptr.push_back(sums.back().data());
+            }
+            spotcore::LinkRows rows;
+            rows.frame = frame.data();
+            rows.x = x.data();
+            rows.y = y.data();
+            rows.sd_x = weighted ? ux.data() : nullptr;
+            rows.sd_y = weighted ? uy.data() : nullptr;
+            rows.n = int64_t(n);
+            rows.sum_of = sum_ptr.data();
+            rows.n_sums = int(sum_ptr.size());
+            I64 event = labels ? I64(n) : I64();
             int64_t n_events = 0;
             spotcore::Result r;
             spotcore::LinkEvents ev;
             {
                 py::gil_scoped_release release;
-                r = spotcore::link(frame.data(), x.data(), y.data(), weighted ? vx.data() : nullptr,
-                                   weighted ? vy.data() : nullptr, int64_t(n), options, event.mutable_data(), &n_events,
+                r = spotcore::link(rows, options, labels ? event.mutable_data() : nullptr, &n_events,
                                    with_events ? &ev : nullptr);
             }
             raise_if_failed(r);
-            if (!with_events) return py::tuple(py::make_tuple(event, n_events, py::none()));
+            py::object labels_out = labels ? py::object(event) : py::none();
+            if (!with_events) return py::tuple(py::make_tuple(labels_out, n_events, py::none()));
             py::dict d;
-            d["first_frame"] = to_numpy(ev.first_frame);
-            d["last_frame"] = to_numpy(ev.last_frame);
-            d["count"] = to_numpy(ev.count);
-            d["x"] = to_numpy(ev.x);
-            d["y"] = to_numpy(ev.y);
-            d["var_x"] = to_numpy(ev.var_x);
-            d["var_y"] = to_numpy(ev.var_y);
-            return py::tuple(py::make_tuple(event, n_events, d));
+            d["first_frame"] = adopt(std::move(ev.first_frame));
+            d["last_frame"] = adopt(std::move(ev.last_frame));
+            d["count"] = adopt(std::move(ev.count));
+            d["x"] = adopt(std::move(ev.x));
+            d["y"] = adopt(std::move(ev.y));
+            d["sd_x"] = adopt(std::move(ev.sd_x));
+            d["sd_y"] = adopt(std::move(ev.sd_y));
+            py::list s;
+            for (std::vector<double>& v : ev.sums) s.append(adopt(std::move(v)));
+            d["sums"] = s;
+            return py::tuple(py::make_tuple(labels_out, n_events, d));
         },
-        py::arg("frame"), py::arg("x"), py::arg("y"), py::arg("var_x"), py::arg("var_y"), py::arg("options"),
-        py::arg("events") = false,
-        "(event, n_events, events): the event index (n,) int64 of each frame-sorted localization, numbered in "
-        "order of first rows; the number of events; with events=True a dict of per-event arrays (first_frame, "
-        "last_frame, count, x, y, var_x, var_y), else None.");
+        py::arg("frame"), py::arg("x"), py::arg("y"), py::arg("sd_x"), py::arg("sd_y"), py::arg("options"),
+        py::arg("events") = false, py::arg("labels") = true, py::arg("sum_of") = py::tuple(),
+        "(event, n_events, events) of frame-sorted localizations with uncertainties sd_x, sd_y (px) or None: "
+        "the event index (n,) int64 of each localization, numbered in "
+        "order of first rows (with labels=True, else None); the number of events; with events=True a dict of "
+        "per-event arrays (first_frame, last_frame, count, x, y, sd_x, sd_y, and sums: one array per sum_of "
+        "column, its sum over each event's rows), else None.");
 }
