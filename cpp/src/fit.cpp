@@ -387,51 +387,67 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     const float psf_sigma = o.psf_sigma;
     int valid_count[W];
     float moment_e[W];  // astigmatic start: ellipticity of the excess's second moments
-    // Load: lanes past the end repeat the last fit; their results are discarded.
+    // Load: lanes past the end repeat the last fit; their results are discarded. The copy is per lane (each
+    // box is contiguous); everything after it runs with the lanes innermost, so that it vectorizes, and each
+    // lane still sums its pixels in the same order (the same values as per-lane loops, bit for bit).
     for (int l = 0; l < W; ++l) {
         const int64_t f = std::min(first + l, n - 1);
         const float* src = boxes + f * KK;
         const float* var = variance ? variance + f * KK : nullptr;
-        int count = 0;
         for (int q = 0; q < KK; ++q) {
-            const float raw = src[q];
-            const bool ok = std::isfinite(raw) && (!var || std::isfinite(var[q]));
-            const float vq = (ok && var) ? std::max(var[q], 0.0f) : 0.0f;
+            b.d[q][l] = src[q];
+            b.v[q][l] = var ? var[q] : 0.0f;
+        }
+    }
+    for (int l = 0; l < W; ++l) valid_count[l] = 0;
+    for (int q = 0; q < KK; ++q)
+        for (int l = 0; l < W; ++l) {
+            const float raw = b.d[q][l], var = b.v[q][l];
+            const bool ok = std::isfinite(raw) && std::isfinite(var);
+            const float vq = ok ? std::max(var, 0.0f) : 0.0f;
             float dq = ok ? raw : 0.0f;
             if constexpr (E == Estimator::mle) dq = std::max(dq + vq, 0.0f);
             b.d[q][l] = dq;
             b.w[q][l] = ok ? 1.0f : 0.0f;
             b.v[q][l] = vq;
             b.inv_d[q][l] = 1.0f / std::max(dq, 1e-20f);
-            count += ok;
+            valid_count[l] += ok;
         }
-        valid_count[l] = count;
-    }
     // Start values: background = mean of valid border pixels, photons = sum above it, centre =
     // centroid of the excess (PERFORMANCE.md: good starts cut iterations).
     Params<M> p;
-    for (int l = 0; l < W; ++l) {
-        float bsum = 0.0f, bn = 0.0f;
+    {
+        float bsum[W] = {}, bn[W] = {};
         for (int q = 0; q < KK; ++q) {
             const int i = q / K, j = q % K;
-            if (i == 0 || j == 0 || i == K - 1 || j == K - 1) { bsum += b.w[q][l] * (b.d[q][l] - b.v[q][l]); bn += b.w[q][l]; }
+            if (!(i == 0 || j == 0 || i == K - 1 || j == K - 1)) continue;
+            for (int l = 0; l < W; ++l) {
+                bsum[l] += b.w[q][l] * (b.d[q][l] - b.v[q][l]);
+                bn[l] += b.w[q][l];
+            }
         }
-        float bg = bn > 0.0f ? bsum / bn : 0.0f;
-        float sum = 0.0f, sx = 0.0f, sy = 0.0f;
+        float bg[W], sum[W] = {}, sx[W] = {}, sy[W] = {};
+        for (int l = 0; l < W; ++l) bg[l] = bn[l] > 0.0f ? bsum[l] / bn[l] : 0.0f;
         for (int q = 0; q < KK; ++q) {
-            const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - bg, 0.0f);
-            sum += e; sx += e * float(q % K); sy += e * float(q / K);
+            const float qx = float(q % K), qy = float(q / K);
+            for (int l = 0; l < W; ++l) {
+                const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - bg[l], 0.0f);
+                sum[l] += e;
+                sx[l] += e * qx;
+                sy[l] += e * qy;
+            }
         }
         const float c = 0.5f * float(K - 1);
-        p.th[0][l] = sum > 0.0f ? sx / sum : c;
-        p.th[1][l] = sum > 0.0f ? sy / sum : c;
-        p.th[2][l] = std::max(sum, 1.0f);
-        if constexpr (E == Estimator::mle) bg = std::max(bg, 1e-3f);
-        p.th[3][l] = bg;
-        if constexpr (M != Model::astigmatic) {
-            moment_e[l] = 0.0f;
-            if constexpr (P >= 5) p.th[4][l] = psf_sigma;
-            if constexpr (P >= 6) p.th[5][l] = psf_sigma;
+        for (int l = 0; l < W; ++l) {
+            p.th[0][l] = sum[l] > 0.0f ? sx[l] / sum[l] : c;
+            p.th[1][l] = sum[l] > 0.0f ? sy[l] / sum[l] : c;
+            p.th[2][l] = std::max(sum[l], 1.0f);
+            p.th[3][l] = (E == Estimator::mle) ? std::max(bg[l], 1e-3f) : bg[l];
+            if constexpr (M != Model::astigmatic) {
+                moment_e[l] = 0.0f;
+                if constexpr (P >= 5) p.th[4][l] = psf_sigma;
+                if constexpr (P >= 6) p.th[5][l] = psf_sigma;
+            }
         }
     }
     if constexpr (M == Model::astigmatic) {
