@@ -53,6 +53,20 @@ struct Params {
     float th[P][W];
 };
 
+// The start-value loops run on explicit 8-lane vectors (GCC's SLP left them mostly scalar). Each helper is
+// the lane-wise form of the scalar expression it replaces, operation for operation: the same values.
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+SPOTCORE_INLINE i32x8 finite8(f32x8 x) {
+    i32x8 bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return (bits & 0x7fffffff) < 0x7f800000;
+}
+// std::max(x, lo) lane by lane: (x < lo) ? lo : x (NaN stays NaN, as in std::max(NaN, lo)).
+SPOTCORE_INLINE f32x8 max8(f32x8 x, float lo) {
+    const f32x8 l = f32x8{} + lo;
+    return x < l ? l : x;
+}
+
 // Per-axis tables for centre c and sigma s of each lane.
 SPOTCORE_INLINE void axis_tables(int K, const float* c, const float* s, float (*erf_e)[W], float (*g_e)[W],
                                  float (*ug_e)[W], float (*e)[W], float (*de)[W], float (*des)[W]) {
@@ -177,15 +191,24 @@ SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, const Fit
     axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
 }
 
+// The astigmatic MLE steps with the Fisher information sum J J^T / mu as its Hessian (Fisher scoring) and
+// sums the Pearson chi^2 as it goes: the matrix, cost and chi^2 of the last accepted point are then the
+// results' (no final pass), and a lane stops when its next step is below the tolerance, without evaluating
+// it. Its results are those of the last evaluated point (< tolerance from the next one). The 2D fits keep
+// sum d/mu^2 J J^T and the final pass (their rows stay as they were).
+template <Model M, Estimator E>
+constexpr bool fisher_scoring() { return M == Model::astigmatic && E == Estimator::mle; }
+
 // Cost (MLE: Poisson deviance / 2; LSQ: sum of squares), gradient and approximate Hessian
-// (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010; LSQ: J^T J).
+// (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010, or the Fisher information, see fisher_scoring; LSQ: J^T J).
+// chi2: Pearson's, summed with fisher_scoring only.
 template <Model M, Estimator E, bool Wide>
 SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOptions& o, float* cost,
-                              float (*g)[W], float (*h)[W]) {
+                              float (*g)[W], float (*h)[W], float* chi2) {
     constexpr int P = Params<M>::P, H = Params<M>::H;
     float sx[W], sy[W];
     build_tables(b, p, K, o, sx, sy);
-    float acc_c[W] = {}, acc_g[P][W] = {}, acc_h[H][W] = {};
+    float acc_c[W] = {}, acc_g[P][W] = {}, acc_h[H][W] = {}, acc_chi2[W] = {};
     for (int i = 0; i < K; ++i)
         for (int j = 0; j < K; ++j) {
             const int q = i * K + j;
@@ -201,7 +224,12 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOpti
                     const float r = d * inv_m;
                     acc_c[l] += wt * ((m - d) - d * fastmath::log_positive(m * b.inv_d[q][l]));
                     gf[l] = wt * (1.0f - r);
-                    hf[l] = wt * r * inv_m;
+                    if constexpr (fisher_scoring<M, E>()) {
+                        hf[l] = wt * inv_m;
+                        acc_chi2[l] += wt * (d - m) * (d - m) * inv_m;
+                    } else {
+                        hf[l] = wt * r * inv_m;
+                    }
                 } else {
                     const float res = d - mu;
                     acc_c[l] += wt * res * res;
@@ -212,6 +240,8 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOpti
             accumulate<P, Wide>(J, gf, hf, acc_g, acc_h);
         }
     for (int l = 0; l < W; ++l) cost[l] = acc_c[l];
+    if constexpr (fisher_scoring<M, E>())
+        for (int l = 0; l < W; ++l) chi2[l] = acc_chi2[l];
     for (int a = 0; a < P; ++a)
         for (int l = 0; l < W; ++l) g[a][l] = acc_g[a][l];
     for (int t = 0; t < H; ++t)
@@ -399,43 +429,43 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             b.v[q][l] = var ? var[q] : 0.0f;
         }
     }
-    for (int l = 0; l < W; ++l) valid_count[l] = 0;
-    for (int q = 0; q < KK; ++q)
-        for (int l = 0; l < W; ++l) {
-            const float raw = b.d[q][l], var = b.v[q][l];
-            const bool ok = std::isfinite(raw) && std::isfinite(var);
-            const float vq = ok ? std::max(var, 0.0f) : 0.0f;
-            float dq = ok ? raw : 0.0f;
-            if constexpr (E == Estimator::mle) dq = std::max(dq + vq, 0.0f);
-            b.d[q][l] = dq;
-            b.w[q][l] = ok ? 1.0f : 0.0f;
-            b.v[q][l] = vq;
-            b.inv_d[q][l] = 1.0f / std::max(dq, 1e-20f);
-            valid_count[l] += ok;
-        }
+    static_assert(W == 8, "the start-value loops work on 8 lanes");
+    const f32x8 zero8 = {}, one8 = zero8 + 1.0f;
+    i32x8 count8 = {};
+    for (int q = 0; q < KK; ++q) {
+        const f32x8 raw = load8(b.d[q]), var = load8(b.v[q]);
+        const i32x8 ok = finite8(raw) & finite8(var);  // -1 where valid
+        const f32x8 vq = ok ? max8(var, 0.0f) : zero8;
+        f32x8 dq = ok ? raw : zero8;
+        if constexpr (E == Estimator::mle) dq = max8(dq + vq, 0.0f);
+        store8(b.d[q], dq);
+        store8(b.w[q], ok ? one8 : zero8);
+        store8(b.v[q], vq);
+        store8(b.inv_d[q], one8 / max8(dq, 1e-20f));
+        count8 -= ok;
+    }
+    for (int l = 0; l < W; ++l) valid_count[l] = count8[l];
     // Start values: background = mean of valid border pixels, photons = sum above it, centre =
     // centroid of the excess (PERFORMANCE.md: good starts cut iterations).
     Params<M> p;
     {
-        float bsum[W] = {}, bn[W] = {};
+        f32x8 bsum = {}, bn = {};
         for (int q = 0; q < KK; ++q) {
             const int i = q / K, j = q % K;
             if (!(i == 0 || j == 0 || i == K - 1 || j == K - 1)) continue;
-            for (int l = 0; l < W; ++l) {
-                bsum[l] += b.w[q][l] * (b.d[q][l] - b.v[q][l]);
-                bn[l] += b.w[q][l];
-            }
+            const f32x8 w = load8(b.w[q]);
+            bsum += w * (load8(b.d[q]) - load8(b.v[q]));
+            bn += w;
         }
-        float bg[W], sum[W] = {}, sx[W] = {}, sy[W] = {};
+        f32x8 bg;
         for (int l = 0; l < W; ++l) bg[l] = bn[l] > 0.0f ? bsum[l] / bn[l] : 0.0f;
+        f32x8 sum = {}, sx = {}, sy = {};
         for (int q = 0; q < KK; ++q) {
             const float qx = float(q % K), qy = float(q / K);
-            for (int l = 0; l < W; ++l) {
-                const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - bg[l], 0.0f);
-                sum[l] += e;
-                sx[l] += e * qx;
-                sy[l] += e * qy;
-            }
+            const f32x8 e = load8(b.w[q]) * max8(load8(b.d[q]) - load8(b.v[q]) - bg, 0.0f);
+            sum += e;
+            sx += e * qx;
+            sy += e * qy;
         }
         const float c = 0.5f * float(K - 1);
         for (int l = 0; l < W; ++l) {
@@ -451,25 +481,24 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         }
     }
     if constexpr (M == Model::astigmatic) {
-        // Second moments of the excess over the background, lanes innermost so that the loop vectorizes (each
-        // lane sums in the same order as a per-lane loop: the same values).
-        float mxx[W] = {}, myy[W] = {};
+        // Second moments of the excess over the background.
+        f32x8 mxx = {}, myy = {};
+        const f32x8 cx = load8(p.th[0]), cy = load8(p.th[1]), bg = load8(p.th[3]);
         for (int q = 0; q < KK; ++q) {
             const float qx = float(q % K), qy = float(q / K);
-            for (int l = 0; l < W; ++l) {
-                const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - p.th[3][l], 0.0f);
-                const float dxq = qx - p.th[0][l], dyq = qy - p.th[1][l];
-                mxx[l] += e * dxq * dxq;
-                myy[l] += e * dyq * dyq;
-            }
+            const f32x8 e = load8(b.w[q]) * max8(load8(b.d[q]) - load8(b.v[q]) - bg, 0.0f);
+            const f32x8 dxq = qx - cx, dyq = qy - cy;
+            mxx += e * dxq * dxq;
+            myy += e * dyq * dyq;
         }
         for (int l = 0; l < W; ++l)
             moment_e[l] = (mxx[l] + myy[l]) > 0.0f ? (mxx[l] - myy[l]) / (mxx[l] + myy[l]) : 0.0f;
         astig_start<M, E>(b, p, K, o, moment_e);
     }
 
-    float cost[W], g[P][W], h[H][W];
-    evaluate<M, E, Wide>(b, p, K, o, cost, g, h);
+    constexpr bool scoring = fisher_scoring<M, E>();
+    float cost[W], g[P][W], h[H][W], cost_chi2[W];
+    evaluate<M, E, Wide>(b, p, K, o, cost, g, h, cost_chi2);
     float lambda[W];
     int active[W], iters[W];
     FitStatus status[W];
@@ -486,7 +515,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     // z converges when a step moves it by less than tolerance x the defocus scale d (nm).
     const float z_scale = 0.5f * (std::fabs(o.astigmatism.d_x) + std::fabs(o.astigmatism.d_y));
     Params<M> trial;
-    float tcost[W], tg[P][W], th_[H][W], a[H][W], rhs[P][W], delta[P][W];
+    float tcost[W], tg[P][W], th_[H][W], tchi2[W], a[H][W], rhs[P][W], delta[P][W];
     int solved[W];
     for (int it = 0; it < o.max_iterations; ++it) {
         int any = 0;
@@ -514,12 +543,8 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
                 for (int s = 4; s < P; ++s)
                     trial.th[s][l] = std::min(std::max(p.th[s][l] + delta[s][l], lo_sigma), hi_sigma);
         }
-        evaluate<M, E, Wide>(b, trial, K, o, tcost, tg, th_);
-        int accept[W];
+        int small[W];
         for (int l = 0; l < W; ++l) {
-            accept[l] = 0;
-            if (!active[l]) continue;
-            ++iters[l];
             const float dx = std::fabs(trial.th[0][l] - p.th[0][l]), dy = std::fabs(trial.th[1][l] - p.th[1][l]);
             const float dn = std::fabs(trial.th[2][l] - p.th[2][l]), db = std::fabs(trial.th[3][l] - p.th[3][l]);
             float ds = 0.0f;
@@ -527,8 +552,27 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             else
                 for (int s = 4; s < P; ++s) ds = std::max(ds, std::fabs(trial.th[s][l] - p.th[s][l]));
             const float tol = o.tolerance;
-            const bool small = dx < tol && dy < tol && ds < tol && dn < tol * p.th[2][l] &&
-                               db < tol * std::max(std::fabs(p.th[3][l]), 1.0f);
+            small[l] = dx < tol && dy < tol && ds < tol && dn < tol * p.th[2][l] &&
+                       db < tol * std::max(std::fabs(p.th[3][l]), 1.0f);
+        }
+        if constexpr (scoring) {
+            any = 0;
+            for (int l = 0; l < W; ++l) {
+                if (active[l] && solved[l] && small[l]) {
+                    ++iters[l];
+                    active[l] = 0;
+                    status[l] = FitStatus::converged;
+                }
+                any |= active[l];
+            }
+            if (!any) break;
+        }
+        evaluate<M, E, Wide>(b, trial, K, o, tcost, tg, th_, tchi2);
+        int accept[W];
+        for (int l = 0; l < W; ++l) {
+            accept[l] = 0;
+            if (!active[l]) continue;
+            ++iters[l];
             const bool better = solved[l] && std::isfinite(tcost[l]) && tcost[l] <= cost[l];
             if (better) {
                 accept[l] = 1;
@@ -537,7 +581,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             } else {
                 lambda[l] *= 10.0f;
             }
-            if ((solved[l] && small) || lambda[l] > 1e7f) {
+            if ((solved[l] && small[l]) || lambda[l] > 1e7f) {
                 active[l] = 0;
                 status[l] = FitStatus::converged;
             }
@@ -549,33 +593,47 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             }
         for (int t = 0; t < H; ++t)
             for (int l = 0; l < W; ++l) h[t][l] = accept[l] ? th_[t][l] : h[t][l];
+        if constexpr (scoring)
+            for (int l = 0; l < W; ++l) cost_chi2[l] = accept[l] ? tchi2[l] : cost_chi2[l];
     }
 
-    // Final pass: Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2.
+    // Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2: from the last accepted
+    // evaluation (fisher_scoring), else a final pass.
     float sx[W], sy[W];
-    build_tables(b, p, K, o, sx, sy);
-    float fisher[H][W] = {}, unused_g[P][W] = {}, loglik[W] = {}, chi2[W] = {};
-    for (int i = 0; i < K; ++i)
-        for (int j = 0; j < K; ++j) {
-            const int q = i * K + j;
-            float J[P][W], psf[W], zero[W], hf[W];
-            jacobian<M>(b, p, i, j, J, psf);
-            for (int l = 0; l < W; ++l) {
-                float m = p.th[3][l] + p.th[2][l] * psf[l] + b.v[q][l];
-                m = m > kMinModel ? m : kMinModel;
-                const float wt = b.w[q][l];
-                // Data with read-noise variance added (for LSQ b.d has no variance and may be < 0).
-                float d = b.d[q][l];
-                if constexpr (E == Estimator::lsq) d = std::max(d + b.v[q][l], 0.0f);
-                const float inv_m = 1.0f / m;
-                const float dev = d > 0.0f ? d * fastmath::log_positive(m / std::max(d, 1e-20f)) : 0.0f;
-                loglik[l] -= wt * ((m - d) - dev);
-                chi2[l] += wt * (d - m) * (d - m) * inv_m;
-                zero[l] = 0.0f;
-                hf[l] = wt * inv_m;
-            }
-            accumulate<P, Wide>(J, zero, hf, unused_g, fisher);
+    float fisher[H][W] = {}, loglik[W] = {}, chi2[W] = {};
+    if constexpr (scoring) {
+        sigmas(b, p, o, sx, sy);
+        for (int t = 0; t < H; ++t)
+            for (int l = 0; l < W; ++l) fisher[t][l] = h[t][l];
+        for (int l = 0; l < W; ++l) {
+            loglik[l] = -cost[l];
+            chi2[l] = cost_chi2[l];
         }
+    } else {
+        float unused_g[P][W] = {};
+        build_tables(b, p, K, o, sx, sy);
+        for (int i = 0; i < K; ++i)
+            for (int j = 0; j < K; ++j) {
+                const int q = i * K + j;
+                float J[P][W], psf[W], zero[W], hf[W];
+                jacobian<M>(b, p, i, j, J, psf);
+                for (int l = 0; l < W; ++l) {
+                    float m = p.th[3][l] + p.th[2][l] * psf[l] + b.v[q][l];
+                    m = m > kMinModel ? m : kMinModel;
+                    const float wt = b.w[q][l];
+                    // Data with read-noise variance added (for LSQ b.d has no variance and may be < 0).
+                    float d = b.d[q][l];
+                    if constexpr (E == Estimator::lsq) d = std::max(d + b.v[q][l], 0.0f);
+                    const float inv_m = 1.0f / m;
+                    const float dev = d > 0.0f ? d * fastmath::log_positive(m / std::max(d, 1e-20f)) : 0.0f;
+                    loglik[l] -= wt * ((m - d) - dev);
+                    chi2[l] += wt * (d - m) * (d - m) * inv_m;
+                    zero[l] = 0.0f;
+                    hf[l] = wt * inv_m;
+                }
+                accumulate<P, Wide>(J, zero, hf, unused_g, fisher);
+            }
+    }
     float inv_diag[P][W];
     int pd[W];
     cholesky_solve<P>(fisher, nullptr, nullptr, pd, inv_diag);
