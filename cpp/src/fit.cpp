@@ -191,20 +191,23 @@ SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, const Fit
     axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
 }
 
-// The astigmatic MLE steps with the Fisher information sum J J^T / mu as its Hessian (Fisher scoring) and
-// sums the Pearson chi^2 as it goes: the matrix, cost and chi^2 of the last accepted point are then the
-// results' (no final pass), and a lane stops when its next step is below the tolerance, without evaluating
-// it. Its results are those of the last evaluated point (< tolerance from the next one). The 2D fits keep
-// sum d/mu^2 J J^T and the final pass (their rows stay as they were).
+// The astigmatic MLE saves the final pass: near the optimum (a step within kNear x the tolerance) it steps with
+// the Fisher information sum J J^T / mu as its Hessian (Fisher scoring), and it sums the Pearson chi^2 as it
+// goes, so the matrix, cost and chi^2 of the last accepted point are the results'. A lane stops when its next
+// step is below the tolerance, without evaluating it: its results are those of the last accepted point
+// (< tolerance from the next). Far from the optimum it keeps sum d/mu^2 J J^T: Fisher scoring's longer first
+// steps sent 1 fit in 12,000 to the other z basin (tests/test_astigmatism.py). A batch still runs the final
+// pass when a lane stopped with no Fisher-scoring evaluation. The 2D fits keep their path (their rows stay).
 template <Model M, Estimator E>
 constexpr bool fisher_scoring() { return M == Model::astigmatic && E == Estimator::mle; }
+constexpr float kNear = 100.0f;
 
 // Cost (MLE: Poisson deviance / 2; LSQ: sum of squares), gradient and approximate Hessian
 // (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010, or the Fisher information, see fisher_scoring; LSQ: J^T J).
-// chi2: Pearson's, summed with fisher_scoring only.
+// With fisher_scoring: chi2 is Pearson's, and lanes with fisher_lane[l] accumulate the Fisher information.
 template <Model M, Estimator E, bool Wide>
 SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOptions& o, float* cost,
-                              float (*g)[W], float (*h)[W], float* chi2) {
+                              float (*g)[W], float (*h)[W], float* chi2, const int* fisher_lane) {
     constexpr int P = Params<M>::P, H = Params<M>::H;
     float sx[W], sy[W];
     build_tables(b, p, K, o, sx, sy);
@@ -225,7 +228,7 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOpti
                     acc_c[l] += wt * ((m - d) - d * fastmath::log_positive(m * b.inv_d[q][l]));
                     gf[l] = wt * (1.0f - r);
                     if constexpr (fisher_scoring<M, E>()) {
-                        hf[l] = wt * inv_m;
+                        hf[l] = fisher_lane[l] ? wt * inv_m : wt * r * inv_m;
                         acc_chi2[l] += wt * (d - m) * (d - m) * inv_m;
                     } else {
                         hf[l] = wt * r * inv_m;
@@ -498,7 +501,8 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
 
     constexpr bool scoring = fisher_scoring<M, E>();
     float cost[W], g[P][W], h[H][W], cost_chi2[W];
-    evaluate<M, E, Wide>(b, p, K, o, cost, g, h, cost_chi2);
+    int h_fisher[W] = {};  // h is the Fisher information (fisher_scoring)
+    evaluate<M, E, Wide>(b, p, K, o, cost, g, h, cost_chi2, h_fisher);
     float lambda[W];
     int active[W], iters[W];
     FitStatus status[W];
@@ -543,7 +547,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
                 for (int s = 4; s < P; ++s)
                     trial.th[s][l] = std::min(std::max(p.th[s][l] + delta[s][l], lo_sigma), hi_sigma);
         }
-        int small[W];
+        int small[W], near[W];
         for (int l = 0; l < W; ++l) {
             const float dx = std::fabs(trial.th[0][l] - p.th[0][l]), dy = std::fabs(trial.th[1][l] - p.th[1][l]);
             const float dn = std::fabs(trial.th[2][l] - p.th[2][l]), db = std::fabs(trial.th[3][l] - p.th[3][l]);
@@ -554,6 +558,9 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             const float tol = o.tolerance;
             small[l] = dx < tol && dy < tol && ds < tol && dn < tol * p.th[2][l] &&
                        db < tol * std::max(std::fabs(p.th[3][l]), 1.0f);
+            const float tn = kNear * tol;
+            near[l] = dx < tn && dy < tn && ds < tn && dn < tn * p.th[2][l] &&
+                      db < tn * std::max(std::fabs(p.th[3][l]), 1.0f);
         }
         if constexpr (scoring) {
             any = 0;
@@ -567,7 +574,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             }
             if (!any) break;
         }
-        evaluate<M, E, Wide>(b, trial, K, o, tcost, tg, th_, tchi2);
+        evaluate<M, E, Wide>(b, trial, K, o, tcost, tg, th_, tchi2, near);
         int accept[W];
         for (int l = 0; l < W; ++l) {
             accept[l] = 0;
@@ -594,22 +601,19 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         for (int t = 0; t < H; ++t)
             for (int l = 0; l < W; ++l) h[t][l] = accept[l] ? th_[t][l] : h[t][l];
         if constexpr (scoring)
-            for (int l = 0; l < W; ++l) cost_chi2[l] = accept[l] ? tchi2[l] : cost_chi2[l];
+            for (int l = 0; l < W; ++l) {
+                cost_chi2[l] = accept[l] ? tchi2[l] : cost_chi2[l];
+                h_fisher[l] = accept[l] ? near[l] : h_fisher[l];
+            }
     }
 
-    // Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2: from the last accepted
-    // evaluation (fisher_scoring), else a final pass.
+    // Final pass: Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2. With
+    // fisher_scoring only where a lane's h is not the Fisher information, and for its matrix only.
     float sx[W], sy[W];
     float fisher[H][W] = {}, loglik[W] = {}, chi2[W] = {};
-    if constexpr (scoring) {
-        sigmas(b, p, o, sx, sy);
-        for (int t = 0; t < H; ++t)
-            for (int l = 0; l < W; ++l) fisher[t][l] = h[t][l];
-        for (int l = 0; l < W; ++l) {
-            loglik[l] = -cost[l];
-            chi2[l] = cost_chi2[l];
-        }
-    } else {
+    int any_pass = !scoring;
+    for (int l = 0; l < W; ++l) any_pass |= !h_fisher[l];
+    if (any_pass) {
         float unused_g[P][W] = {};
         build_tables(b, p, K, o, sx, sy);
         for (int i = 0; i < K; ++i)
@@ -633,7 +637,16 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
                 }
                 accumulate<P, Wide>(J, zero, hf, unused_g, fisher);
             }
+    } else {
+        sigmas(b, p, o, sx, sy);
     }
+    if constexpr (scoring)
+        for (int l = 0; l < W; ++l) {
+            loglik[l] = -cost[l];
+            chi2[l] = cost_chi2[l];
+            if (h_fisher[l])
+                for (int t = 0; t < H; ++t) fisher[t][l] = h[t][l];
+        }
     float inv_diag[P][W];
     int pd[W];
     cholesky_solve<P>(fisher, nullptr, nullptr, pd, inv_diag);
