@@ -285,7 +285,8 @@ SPOTCORE_INLINE void cost_only(Batch& b, const Params<M>& p, int K, const FitOpt
 // one candidate skips the scoring. Typically 2 cost passes instead of the 5 (moment z + 4 z across the range)
 // of the first version (docs/3d.md: instructions per fit before and after).
 template <Model M, Estimator E>
-SPOTCORE_INLINE void astig_start(Batch& b, Params<M>& p, int K, const FitOptions& o, const float* moment_e) {
+SPOTCORE_INLINE void astig_start(Batch& b, Params<M>& p, int K, const FitOptions& o, const float* moment_e,
+                                 float* alt_z, float* alt_cost) {
     const Astigmatism& a = o.astigmatism;
     constexpr int kGrid = 48, kCand = 3;
     float ge[kGrid + 1], gz[kGrid + 1];
@@ -330,24 +331,28 @@ SPOTCORE_INLINE void astig_start(Batch& b, Params<M>& p, int K, const FitOptions
         ncand[l] = n;
         passes = std::max(passes, n);
     }
-    for (int l = 0; l < W; ++l) p.th[4][l] = cand[0][l];
     // Least squares also scores 4 z spread over the range, as the first version did: its unweighted cost at
     // the start's photons and background favours a wide PSF (a low peak), and with the candidates alone a
     // spot now and then went to the wrong basin (1 in 2,350 in tests/test_astigmatism.py::test_lsq_fits_z_too).
     // The MLE's cost did not (36,000 fits, tests above); the speed target is the MLE's.
+    // The nearest candidate is the start; the others are scored here, and the caller switches a lane to its best
+    // other one where that scores lower than the start (whose cost the first full evaluation gives).
     constexpr int kSpread = E == Estimator::lsq ? 4 : 0;
-    if (passes == 1 && kSpread == 0) return;
-    float best_cost[W], best_z[W], cost[W];
-    for (int l = 0; l < W; ++l) { best_cost[l] = 3.0e38f; best_z[l] = cand[0][l]; }
-    for (int c = 0; c < passes + kSpread; ++c) {
+    float cost[W];
+    for (int l = 0; l < W; ++l) {
+        p.th[4][l] = cand[0][l];
+        alt_z[l] = cand[0][l];
+        alt_cost[l] = 3.0e38f;
+    }
+    for (int c = 1; c < passes + kSpread; ++c) {
         for (int l = 0; l < W; ++l)
             p.th[4][l] = c >= passes ? a.z_min + (a.z_max - a.z_min) * (float(c - passes) + 0.5f) / float(kSpread > 0 ? kSpread : 1)
                                      : (c < ncand[l] ? cand[c][l] : cand[0][l]);
         cost_only<M, E>(b, p, K, o, cost);
         for (int l = 0; l < W; ++l)
-            if (cost[l] < best_cost[l]) { best_cost[l] = cost[l]; best_z[l] = p.th[4][l]; }
+            if (cost[l] < alt_cost[l]) { alt_cost[l] = cost[l]; alt_z[l] = p.th[4][l]; }
     }
-    for (int l = 0; l < W; ++l) p.th[4][l] = best_z[l];
+    for (int l = 0; l < W; ++l) p.th[4][l] = cand[0][l];
 }
 
 // Solve A x = rhs per lane by Cholesky; A packed lower-triangular (row a, col c <= a).
@@ -420,6 +425,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     const float psf_sigma = o.psf_sigma;
     int valid_count[W];
     float moment_e[W];  // astigmatic start: ellipticity of the excess's second moments
+    float alt_z[W], alt_cost[W];  // astigmatic start: the best other z candidate and its cost
     // Load: lanes past the end repeat the last fit; their results are discarded. The copy is per lane (each
     // box is contiguous); everything after it runs with the lanes innermost, so that it vectorizes, and each
     // lane still sums its pixels in the same order (the same values as per-lane loops, bit for bit).
@@ -496,13 +502,22 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
         }
         for (int l = 0; l < W; ++l)
             moment_e[l] = (mxx[l] + myy[l]) > 0.0f ? (mxx[l] - myy[l]) / (mxx[l] + myy[l]) : 0.0f;
-        astig_start<M, E>(b, p, K, o, moment_e);
+        astig_start<M, E>(b, p, K, o, moment_e, alt_z, alt_cost);
     }
 
     constexpr bool scoring = fisher_scoring<M, E>();
     float cost[W], g[P][W], h[H][W], cost_chi2[W];
     int h_fisher[W] = {};  // h is the Fisher information (fisher_scoring)
     evaluate<M, E, Wide>(b, p, K, o, cost, g, h, cost_chi2, h_fisher);
+    if constexpr (M == Model::astigmatic) {
+        int any_switch = 0;
+        for (int l = 0; l < W; ++l) {
+            const bool better = alt_cost[l] < cost[l];
+            p.th[4][l] = better ? alt_z[l] : p.th[4][l];
+            any_switch |= better;
+        }
+        if (any_switch) evaluate<M, E, Wide>(b, p, K, o, cost, g, h, cost_chi2, h_fisher);
+    }
     float lambda[W];
     int active[W], iters[W];
     FitStatus status[W];
