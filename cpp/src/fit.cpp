@@ -280,10 +280,11 @@ SPOTCORE_INLINE void cost_only(Batch& b, const Params<M>& p, int K, const FitOpt
 // e(z) = (vx - vy) / (vx + vy) is tabulated once per batch (it is the same for every lane). Each local minimum
 // of |e(z) - m| is a candidate start: where e(z) = m has one solution (e is monotonic between the foci) that is
 // the one basin, but e is not monotonic beyond the foci and comes nearest m at a range end, and there the
-// likelihood can have a second basin (near the focus the widths are nearly equal on both sides). Candidates,
-// nearest first, at most kCand, are scored by cost and each lane keeps its lowest; a batch whose lanes all have
-// one candidate skips the scoring. Typically 2 cost passes instead of the 5 (moment z + 4 z across the range)
-// of the first version (docs/3d.md: instructions per fit before and after).
+// likelihood can have a second basin (near the focus the widths are nearly equal on both sides; the box and
+// the background pull m towards 0 for a wide PSF). Candidates, nearest first, at most kCand, are scored by cost
+// and each lane keeps its lowest; a batch whose lanes all have one candidate skips the scoring. In practice
+// nearly every lane has 3 (the crossing and both range ends): 2 cost passes per batch, the crossing's cost
+// coming from the first full evaluation (docs/3d.md: instructions per fit before and after).
 template <Model M, Estimator E>
 SPOTCORE_INLINE void astig_start(Batch& b, Params<M>& p, int K, const FitOptions& o, const float* moment_e,
                                  float* alt_z, float* alt_cost) {
