@@ -53,6 +53,20 @@ struct Params {
     float th[P][W];
 };
 
+// The start-value loops run on explicit 8-lane vectors (GCC's SLP left them mostly scalar). Each helper is
+// the lane-wise form of the scalar expression it replaces, operation for operation: the same values.
+typedef int32_t i32x8 __attribute__((vector_size(32)));
+SPOTCORE_INLINE i32x8 finite8(f32x8 x) {
+    i32x8 bits;
+    std::memcpy(&bits, &x, sizeof bits);
+    return (bits & 0x7fffffff) < 0x7f800000;
+}
+// std::max(x, lo) lane by lane: (x < lo) ? lo : x (NaN stays NaN, as in std::max(NaN, lo)).
+SPOTCORE_INLINE f32x8 max8(f32x8 x, float lo) {
+    const f32x8 l = f32x8{} + lo;
+    return x < l ? l : x;
+}
+
 // Per-axis tables for centre c and sigma s of each lane.
 SPOTCORE_INLINE void axis_tables(int K, const float* c, const float* s, float (*erf_e)[W], float (*g_e)[W],
                                  float (*ug_e)[W], float (*e)[W], float (*de)[W], float (*des)[W]) {
@@ -177,15 +191,27 @@ SPOTCORE_INLINE void build_tables(Batch& b, const Params<M>& p, int K, const Fit
     axis_tables(K, cy, sy, b.erf_y, b.g_y, b.ug_y, b.ey, b.dey, b.deys);
 }
 
+// The astigmatic MLE saves the final pass: near the optimum (a step within kNear x the tolerance) it steps with
+// the Fisher information sum J J^T / mu as its Hessian (Fisher scoring), and it sums the Pearson chi^2 as it
+// goes, so the matrix, cost and chi^2 of the last accepted point are the results'. A lane stops when its next
+// step is below the tolerance, without evaluating it: its results are those of the last accepted point
+// (< tolerance from the next). Far from the optimum it keeps sum d/mu^2 J J^T: Fisher scoring's longer first
+// steps sent 1 fit in 12,000 to the other z basin (tests/test_astigmatism.py). A batch still runs the final
+// pass when a lane stopped with no Fisher-scoring evaluation. The 2D fits keep their path (their rows stay).
+template <Model M, Estimator E>
+constexpr bool fisher_scoring() { return M == Model::astigmatic && E == Estimator::mle; }
+constexpr float kNear = 100.0f;
+
 // Cost (MLE: Poisson deviance / 2; LSQ: sum of squares), gradient and approximate Hessian
-// (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010; LSQ: J^T J).
+// (MLE: sum d/mu^2 J J^T, Laurence & Chromy 2010, or the Fisher information, see fisher_scoring; LSQ: J^T J).
+// With fisher_scoring: chi2 is Pearson's, and lanes with fisher_lane[l] accumulate the Fisher information.
 template <Model M, Estimator E, bool Wide>
 SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOptions& o, float* cost,
-                              float (*g)[W], float (*h)[W]) {
+                              float (*g)[W], float (*h)[W], float* chi2, const int* fisher_lane) {
     constexpr int P = Params<M>::P, H = Params<M>::H;
     float sx[W], sy[W];
     build_tables(b, p, K, o, sx, sy);
-    float acc_c[W] = {}, acc_g[P][W] = {}, acc_h[H][W] = {};
+    float acc_c[W] = {}, acc_g[P][W] = {}, acc_h[H][W] = {}, acc_chi2[W] = {};
     for (int i = 0; i < K; ++i)
         for (int j = 0; j < K; ++j) {
             const int q = i * K + j;
@@ -201,7 +227,12 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOpti
                     const float r = d * inv_m;
                     acc_c[l] += wt * ((m - d) - d * fastmath::log_positive(m * b.inv_d[q][l]));
                     gf[l] = wt * (1.0f - r);
-                    hf[l] = wt * r * inv_m;
+                    if constexpr (fisher_scoring<M, E>()) {
+                        hf[l] = fisher_lane[l] ? wt * inv_m : wt * r * inv_m;
+                        acc_chi2[l] += wt * (d - m) * (d - m) * inv_m;
+                    } else {
+                        hf[l] = wt * r * inv_m;
+                    }
                 } else {
                     const float res = d - mu;
                     acc_c[l] += wt * res * res;
@@ -212,6 +243,8 @@ SPOTCORE_INLINE void evaluate(Batch& b, const Params<M>& p, int K, const FitOpti
             accumulate<P, Wide>(J, gf, hf, acc_g, acc_h);
         }
     for (int l = 0; l < W; ++l) cost[l] = acc_c[l];
+    if constexpr (fisher_scoring<M, E>())
+        for (int l = 0; l < W; ++l) chi2[l] = acc_chi2[l];
     for (int a = 0; a < P; ++a)
         for (int l = 0; l < W; ++l) g[a][l] = acc_g[a][l];
     for (int t = 0; t < H; ++t)
@@ -247,12 +280,14 @@ SPOTCORE_INLINE void cost_only(Batch& b, const Params<M>& p, int K, const FitOpt
 // e(z) = (vx - vy) / (vx + vy) is tabulated once per batch (it is the same for every lane). Each local minimum
 // of |e(z) - m| is a candidate start: where e(z) = m has one solution (e is monotonic between the foci) that is
 // the one basin, but e is not monotonic beyond the foci and comes nearest m at a range end, and there the
-// likelihood can have a second basin (near the focus the widths are nearly equal on both sides). Candidates,
-// nearest first, at most kCand, are scored by cost and each lane keeps its lowest; a batch whose lanes all have
-// one candidate skips the scoring. Typically 2 cost passes instead of the 5 (moment z + 4 z across the range)
-// of the first version (docs/3d.md: instructions per fit before and after).
+// likelihood can have a second basin (near the focus the widths are nearly equal on both sides; the box and
+// the background pull m towards 0 for a wide PSF). Candidates, nearest first, at most kCand, are scored by cost
+// and each lane keeps its lowest; a batch whose lanes all have one candidate skips the scoring. In practice
+// nearly every lane has 3 (the crossing and both range ends): 2 cost passes per batch, the crossing's cost
+// coming from the first full evaluation (docs/3d.md: instructions per fit before and after).
 template <Model M, Estimator E>
-SPOTCORE_INLINE void astig_start(Batch& b, Params<M>& p, int K, const FitOptions& o, const float* moment_e) {
+SPOTCORE_INLINE void astig_start(Batch& b, Params<M>& p, int K, const FitOptions& o, const float* moment_e,
+                                 float* alt_z, float* alt_cost) {
     const Astigmatism& a = o.astigmatism;
     constexpr int kGrid = 48, kCand = 3;
     float ge[kGrid + 1], gz[kGrid + 1];
@@ -297,24 +332,28 @@ SPOTCORE_INLINE void astig_start(Batch& b, Params<M>& p, int K, const FitOptions
         ncand[l] = n;
         passes = std::max(passes, n);
     }
-    for (int l = 0; l < W; ++l) p.th[4][l] = cand[0][l];
     // Least squares also scores 4 z spread over the range, as the first version did: its unweighted cost at
     // the start's photons and background favours a wide PSF (a low peak), and with the candidates alone a
     // spot now and then went to the wrong basin (1 in 2,350 in tests/test_astigmatism.py::test_lsq_fits_z_too).
     // The MLE's cost did not (36,000 fits, tests above); the speed target is the MLE's.
+    // The nearest candidate is the start; the others are scored here, and the caller switches a lane to its best
+    // other one where that scores lower than the start (whose cost the first full evaluation gives).
     constexpr int kSpread = E == Estimator::lsq ? 4 : 0;
-    if (passes == 1 && kSpread == 0) return;
-    float best_cost[W], best_z[W], cost[W];
-    for (int l = 0; l < W; ++l) { best_cost[l] = 3.0e38f; best_z[l] = cand[0][l]; }
-    for (int c = 0; c < passes + kSpread; ++c) {
+    float cost[W];
+    for (int l = 0; l < W; ++l) {
+        p.th[4][l] = cand[0][l];
+        alt_z[l] = cand[0][l];
+        alt_cost[l] = 3.0e38f;
+    }
+    for (int c = 1; c < passes + kSpread; ++c) {
         for (int l = 0; l < W; ++l)
             p.th[4][l] = c >= passes ? a.z_min + (a.z_max - a.z_min) * (float(c - passes) + 0.5f) / float(kSpread > 0 ? kSpread : 1)
                                      : (c < ncand[l] ? cand[c][l] : cand[0][l]);
         cost_only<M, E>(b, p, K, o, cost);
         for (int l = 0; l < W; ++l)
-            if (cost[l] < best_cost[l]) { best_cost[l] = cost[l]; best_z[l] = p.th[4][l]; }
+            if (cost[l] < alt_cost[l]) { alt_cost[l] = cost[l]; alt_z[l] = p.th[4][l]; }
     }
-    for (int l = 0; l < W; ++l) p.th[4][l] = best_z[l];
+    for (int l = 0; l < W; ++l) p.th[4][l] = cand[0][l];
 }
 
 // Solve A x = rhs per lane by Cholesky; A packed lower-triangular (row a, col c <= a).
@@ -387,73 +426,99 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     const float psf_sigma = o.psf_sigma;
     int valid_count[W];
     float moment_e[W];  // astigmatic start: ellipticity of the excess's second moments
-    // Load: lanes past the end repeat the last fit; their results are discarded.
+    float alt_z[W], alt_cost[W];  // astigmatic start: the best other z candidate and its cost
+    // Load: lanes past the end repeat the last fit; their results are discarded. The copy is per lane (each
+    // box is contiguous); everything after it runs with the lanes innermost, so that it vectorizes, and each
+    // lane still sums its pixels in the same order (the same values as per-lane loops, bit for bit).
     for (int l = 0; l < W; ++l) {
         const int64_t f = std::min(first + l, n - 1);
         const float* src = boxes + f * KK;
         const float* var = variance ? variance + f * KK : nullptr;
-        int count = 0;
         for (int q = 0; q < KK; ++q) {
-            const float raw = src[q];
-            const bool ok = std::isfinite(raw) && (!var || std::isfinite(var[q]));
-            const float vq = (ok && var) ? std::max(var[q], 0.0f) : 0.0f;
-            float dq = ok ? raw : 0.0f;
-            if constexpr (E == Estimator::mle) dq = std::max(dq + vq, 0.0f);
-            b.d[q][l] = dq;
-            b.w[q][l] = ok ? 1.0f : 0.0f;
-            b.v[q][l] = vq;
-            b.inv_d[q][l] = 1.0f / std::max(dq, 1e-20f);
-            count += ok;
+            b.d[q][l] = src[q];
+            b.v[q][l] = var ? var[q] : 0.0f;
         }
-        valid_count[l] = count;
     }
+    static_assert(W == 8, "the start-value loops work on 8 lanes");
+    const f32x8 zero8 = {}, one8 = zero8 + 1.0f;
+    i32x8 count8 = {};
+    for (int q = 0; q < KK; ++q) {
+        const f32x8 raw = load8(b.d[q]), var = load8(b.v[q]);
+        const i32x8 ok = finite8(raw) & finite8(var);  // -1 where valid
+        const f32x8 vq = ok ? max8(var, 0.0f) : zero8;
+        f32x8 dq = ok ? raw : zero8;
+        if constexpr (E == Estimator::mle) dq = max8(dq + vq, 0.0f);
+        store8(b.d[q], dq);
+        store8(b.w[q], ok ? one8 : zero8);
+        store8(b.v[q], vq);
+        store8(b.inv_d[q], one8 / max8(dq, 1e-20f));
+        count8 -= ok;
+    }
+    for (int l = 0; l < W; ++l) valid_count[l] = count8[l];
     // Start values: background = mean of valid border pixels, photons = sum above it, centre =
     // centroid of the excess (PERFORMANCE.md: good starts cut iterations).
     Params<M> p;
-    for (int l = 0; l < W; ++l) {
-        float bsum = 0.0f, bn = 0.0f;
+    {
+        f32x8 bsum = {}, bn = {};
         for (int q = 0; q < KK; ++q) {
             const int i = q / K, j = q % K;
-            if (i == 0 || j == 0 || i == K - 1 || j == K - 1) { bsum += b.w[q][l] * (b.d[q][l] - b.v[q][l]); bn += b.w[q][l]; }
+            if (!(i == 0 || j == 0 || i == K - 1 || j == K - 1)) continue;
+            const f32x8 w = load8(b.w[q]);
+            bsum += w * (load8(b.d[q]) - load8(b.v[q]));
+            bn += w;
         }
-        float bg = bn > 0.0f ? bsum / bn : 0.0f;
-        float sum = 0.0f, sx = 0.0f, sy = 0.0f;
+        f32x8 bg;
+        for (int l = 0; l < W; ++l) bg[l] = bn[l] > 0.0f ? bsum[l] / bn[l] : 0.0f;
+        f32x8 sum = {}, sx = {}, sy = {};
         for (int q = 0; q < KK; ++q) {
-            const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - bg, 0.0f);
-            sum += e; sx += e * float(q % K); sy += e * float(q / K);
+            const float qx = float(q % K), qy = float(q / K);
+            const f32x8 e = load8(b.w[q]) * max8(load8(b.d[q]) - load8(b.v[q]) - bg, 0.0f);
+            sum += e;
+            sx += e * qx;
+            sy += e * qy;
         }
         const float c = 0.5f * float(K - 1);
-        p.th[0][l] = sum > 0.0f ? sx / sum : c;
-        p.th[1][l] = sum > 0.0f ? sy / sum : c;
-        p.th[2][l] = std::max(sum, 1.0f);
-        if constexpr (E == Estimator::mle) bg = std::max(bg, 1e-3f);
-        p.th[3][l] = bg;
-        if constexpr (M != Model::astigmatic) {
-            moment_e[l] = 0.0f;
-            if constexpr (P >= 5) p.th[4][l] = psf_sigma;
-            if constexpr (P >= 6) p.th[5][l] = psf_sigma;
+        for (int l = 0; l < W; ++l) {
+            p.th[0][l] = sum[l] > 0.0f ? sx[l] / sum[l] : c;
+            p.th[1][l] = sum[l] > 0.0f ? sy[l] / sum[l] : c;
+            p.th[2][l] = std::max(sum[l], 1.0f);
+            p.th[3][l] = (E == Estimator::mle) ? std::max(bg[l], 1e-3f) : bg[l];
+            if constexpr (M != Model::astigmatic) {
+                moment_e[l] = 0.0f;
+                if constexpr (P >= 5) p.th[4][l] = psf_sigma;
+                if constexpr (P >= 6) p.th[5][l] = psf_sigma;
+            }
         }
     }
     if constexpr (M == Model::astigmatic) {
-        // Second moments of the excess over the background, lanes innermost so that the loop vectorizes (each
-        // lane sums in the same order as a per-lane loop: the same values).
-        float mxx[W] = {}, myy[W] = {};
+        // Second moments of the excess over the background.
+        f32x8 mxx = {}, myy = {};
+        const f32x8 cx = load8(p.th[0]), cy = load8(p.th[1]), bg = load8(p.th[3]);
         for (int q = 0; q < KK; ++q) {
             const float qx = float(q % K), qy = float(q / K);
-            for (int l = 0; l < W; ++l) {
-                const float e = b.w[q][l] * std::max(b.d[q][l] - b.v[q][l] - p.th[3][l], 0.0f);
-                const float dxq = qx - p.th[0][l], dyq = qy - p.th[1][l];
-                mxx[l] += e * dxq * dxq;
-                myy[l] += e * dyq * dyq;
-            }
+            const f32x8 e = load8(b.w[q]) * max8(load8(b.d[q]) - load8(b.v[q]) - bg, 0.0f);
+            const f32x8 dxq = qx - cx, dyq = qy - cy;
+            mxx += e * dxq * dxq;
+            myy += e * dyq * dyq;
         }
         for (int l = 0; l < W; ++l)
             moment_e[l] = (mxx[l] + myy[l]) > 0.0f ? (mxx[l] - myy[l]) / (mxx[l] + myy[l]) : 0.0f;
-        astig_start<M, E>(b, p, K, o, moment_e);
+        astig_start<M, E>(b, p, K, o, moment_e, alt_z, alt_cost);
     }
 
-    float cost[W], g[P][W], h[H][W];
-    evaluate<M, E, Wide>(b, p, K, o, cost, g, h);
+    constexpr bool scoring = fisher_scoring<M, E>();
+    float cost[W], g[P][W], h[H][W], cost_chi2[W];
+    int h_fisher[W] = {};  // h is the Fisher information (fisher_scoring)
+    evaluate<M, E, Wide>(b, p, K, o, cost, g, h, cost_chi2, h_fisher);
+    if constexpr (M == Model::astigmatic) {
+        int any_switch = 0;
+        for (int l = 0; l < W; ++l) {
+            const bool better = alt_cost[l] < cost[l];
+            p.th[4][l] = better ? alt_z[l] : p.th[4][l];
+            any_switch |= better;
+        }
+        if (any_switch) evaluate<M, E, Wide>(b, p, K, o, cost, g, h, cost_chi2, h_fisher);
+    }
     float lambda[W];
     int active[W], iters[W];
     FitStatus status[W];
@@ -470,7 +535,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
     // z converges when a step moves it by less than tolerance x the defocus scale d (nm).
     const float z_scale = 0.5f * (std::fabs(o.astigmatism.d_x) + std::fabs(o.astigmatism.d_y));
     Params<M> trial;
-    float tcost[W], tg[P][W], th_[H][W], a[H][W], rhs[P][W], delta[P][W];
+    float tcost[W], tg[P][W], th_[H][W], tchi2[W], a[H][W], rhs[P][W], delta[P][W];
     int solved[W];
     for (int it = 0; it < o.max_iterations; ++it) {
         int any = 0;
@@ -498,12 +563,8 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
                 for (int s = 4; s < P; ++s)
                     trial.th[s][l] = std::min(std::max(p.th[s][l] + delta[s][l], lo_sigma), hi_sigma);
         }
-        evaluate<M, E, Wide>(b, trial, K, o, tcost, tg, th_);
-        int accept[W];
+        int small[W], near[W];
         for (int l = 0; l < W; ++l) {
-            accept[l] = 0;
-            if (!active[l]) continue;
-            ++iters[l];
             const float dx = std::fabs(trial.th[0][l] - p.th[0][l]), dy = std::fabs(trial.th[1][l] - p.th[1][l]);
             const float dn = std::fabs(trial.th[2][l] - p.th[2][l]), db = std::fabs(trial.th[3][l] - p.th[3][l]);
             float ds = 0.0f;
@@ -511,8 +572,30 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             else
                 for (int s = 4; s < P; ++s) ds = std::max(ds, std::fabs(trial.th[s][l] - p.th[s][l]));
             const float tol = o.tolerance;
-            const bool small = dx < tol && dy < tol && ds < tol && dn < tol * p.th[2][l] &&
-                               db < tol * std::max(std::fabs(p.th[3][l]), 1.0f);
+            small[l] = dx < tol && dy < tol && ds < tol && dn < tol * p.th[2][l] &&
+                       db < tol * std::max(std::fabs(p.th[3][l]), 1.0f);
+            const float tn = kNear * tol;
+            near[l] = dx < tn && dy < tn && ds < tn && dn < tn * p.th[2][l] &&
+                      db < tn * std::max(std::fabs(p.th[3][l]), 1.0f);
+        }
+        if constexpr (scoring) {
+            any = 0;
+            for (int l = 0; l < W; ++l) {
+                if (active[l] && solved[l] && small[l]) {
+                    ++iters[l];
+                    active[l] = 0;
+                    status[l] = FitStatus::converged;
+                }
+                any |= active[l];
+            }
+            if (!any) break;
+        }
+        evaluate<M, E, Wide>(b, trial, K, o, tcost, tg, th_, tchi2, near);
+        int accept[W];
+        for (int l = 0; l < W; ++l) {
+            accept[l] = 0;
+            if (!active[l]) continue;
+            ++iters[l];
             const bool better = solved[l] && std::isfinite(tcost[l]) && tcost[l] <= cost[l];
             if (better) {
                 accept[l] = 1;
@@ -521,7 +604,7 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             } else {
                 lambda[l] *= 10.0f;
             }
-            if ((solved[l] && small) || lambda[l] > 1e7f) {
+            if ((solved[l] && small[l]) || lambda[l] > 1e7f) {
                 active[l] = 0;
                 status[l] = FitStatus::converged;
             }
@@ -533,32 +616,52 @@ SPOTCORE_INLINE void fit_batch_impl(Batch& b, const float* boxes, const float* v
             }
         for (int t = 0; t < H; ++t)
             for (int l = 0; l < W; ++l) h[t][l] = accept[l] ? th_[t][l] : h[t][l];
+        if constexpr (scoring)
+            for (int l = 0; l < W; ++l) {
+                cost_chi2[l] = accept[l] ? tchi2[l] : cost_chi2[l];
+                h_fisher[l] = accept[l] ? near[l] : h_fisher[l];
+            }
     }
 
-    // Final pass: Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2.
+    // Final pass: Fisher information sum J J^T / mu (Poisson), log-likelihood ratio, Pearson chi^2. With
+    // fisher_scoring only where a lane's h is not the Fisher information, and for its matrix only.
     float sx[W], sy[W];
-    build_tables(b, p, K, o, sx, sy);
-    float fisher[H][W] = {}, unused_g[P][W] = {}, loglik[W] = {}, chi2[W] = {};
-    for (int i = 0; i < K; ++i)
-        for (int j = 0; j < K; ++j) {
-            const int q = i * K + j;
-            float J[P][W], psf[W], zero[W], hf[W];
-            jacobian<M>(b, p, i, j, J, psf);
-            for (int l = 0; l < W; ++l) {
-                float m = p.th[3][l] + p.th[2][l] * psf[l] + b.v[q][l];
-                m = m > kMinModel ? m : kMinModel;
-                const float wt = b.w[q][l];
-                // Data with read-noise variance added (for LSQ b.d has no variance and may be < 0).
-                float d = b.d[q][l];
-                if constexpr (E == Estimator::lsq) d = std::max(d + b.v[q][l], 0.0f);
-                const float inv_m = 1.0f / m;
-                const float dev = d > 0.0f ? d * fastmath::log_positive(m / std::max(d, 1e-20f)) : 0.0f;
-                loglik[l] -= wt * ((m - d) - dev);
-                chi2[l] += wt * (d - m) * (d - m) * inv_m;
-                zero[l] = 0.0f;
-                hf[l] = wt * inv_m;
+    float fisher[H][W] = {}, loglik[W] = {}, chi2[W] = {};
+    int any_pass = !scoring;
+    for (int l = 0; l < W; ++l) any_pass |= !h_fisher[l];
+    if (any_pass) {
+        float unused_g[P][W] = {};
+        build_tables(b, p, K, o, sx, sy);
+        for (int i = 0; i < K; ++i)
+            for (int j = 0; j < K; ++j) {
+                const int q = i * K + j;
+                float J[P][W], psf[W], zero[W], hf[W];
+                jacobian<M>(b, p, i, j, J, psf);
+                for (int l = 0; l < W; ++l) {
+                    float m = p.th[3][l] + p.th[2][l] * psf[l] + b.v[q][l];
+                    m = m > kMinModel ? m : kMinModel;
+                    const float wt = b.w[q][l];
+                    // Data with read-noise variance added (for LSQ b.d has no variance and may be < 0).
+                    float d = b.d[q][l];
+                    if constexpr (E == Estimator::lsq) d = std::max(d + b.v[q][l], 0.0f);
+                    const float inv_m = 1.0f / m;
+                    const float dev = d > 0.0f ? d * fastmath::log_positive(m / std::max(d, 1e-20f)) : 0.0f;
+                    loglik[l] -= wt * ((m - d) - dev);
+                    chi2[l] += wt * (d - m) * (d - m) * inv_m;
+                    zero[l] = 0.0f;
+                    hf[l] = wt * inv_m;
+                }
+                accumulate<P, Wide>(J, zero, hf, unused_g, fisher);
             }
-            accumulate<P, Wide>(J, zero, hf, unused_g, fisher);
+    } else {
+        sigmas(b, p, o, sx, sy);
+    }
+    if constexpr (scoring)
+        for (int l = 0; l < W; ++l) {
+            loglik[l] = -cost[l];
+            chi2[l] = cost_chi2[l];
+            if (h_fisher[l])
+                for (int t = 0; t < H; ++t) fisher[t][l] = h[t][l];
         }
     float inv_diag[P][W];
     int pd[W];
