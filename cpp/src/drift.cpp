@@ -9,6 +9,7 @@
 #include <omp.h>
 #endif
 
+#include "simd.h"
 #include "spotcore/fit.h"
 
 namespace spotcore {
@@ -140,17 +141,178 @@ double median(std::vector<double> v) {
     return 0.5 * (hi + *std::max_element(v.begin(), v.begin() + h));
 }
 
+// ---- Sparse densities (DriftDensity): tile ty stores bin rows ty*T - 1 .. ty*T + T + 1, likewise columns.
+constexpr int64_t kT = kDriftTile, kSide = kDriftTileSide, kStride = kDriftTileStride;
+constexpr int64_t kTileFloats = kSide * kStride;
+
+inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+
+// Bin (i, j) of a sparse density; 0 outside the grid and in tiles not stored.
+inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
+    if (i < 0 || j < 0 || i >= d.grid.ny || j >= d.grid.nx) return 0.0f;
+    const int64_t ty = i / kT, tx = j / kT;
+    const int32_t t = d.tile[size_t(ty * d.tiles_x + tx)];
+    if (t < 0) return 0.0f;
+    return d.data[size_t(t * kTileFloats + (i - ty * kT + 1) * kStride + (j - tx * kT + 1))];
+}
+
+// Bin and fractions of a point whose (fx, fy) (bin units) is inside the grid, i.e. > -1: the floor by
+// truncation of fx + 1 > 0 (no libm call on baseline x86-64).
+inline void bin_of(double fx, double fy, int64_t& i, int64_t& j, double& tx, double& ty) {
+    j = int64_t(fx + 1.0) - 1;
+    i = int64_t(fy + 1.0) - 1;
+    tx = fx - double(j);
+    ty = fy - double(i);
+}
+
+// May throw std::bad_alloc. Bins are added to the core of their tile (each bin once, in point order; a tile is
+// stored from the first weight it receives), then every stored tile's border is copied from its neighbours'
+// cores.
+void build_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends, int64_t n_segments,
+                   int64_t first, int64_t every, const DriftGrid& g, DriftDensity& d) {
+    d.grid = g;
+    d.tiles_x = (g.nx + kT - 1) / kT;
+    d.tiles_y = (g.ny + kT - 1) / kT;
+    const int64_t nt = d.tiles_x * d.tiles_y, tiles_x = d.tiles_x;
+    d.tile.assign(size_t(nt), -1);
+    int32_t* tile = d.tile.data();
+    d.data.clear();
+    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    // The core of tile (r, c) (bins r*T .. r*T + T - 1) is stored from row 1, column 1.
+    auto core = [&](uint64_t bi, uint64_t bj) -> float* {
+        const uint64_t r = bi / kT, c = bj / kT;
+        int32_t& t = tile[r * uint64_t(tiles_x) + c];
+        if (t < 0) {
+            t = int32_t(d.data.size() / size_t(kTileFloats));
+            d.data.resize(d.data.size() + size_t(kTileFloats), 0.0f);
+        }
+        return d.data.data() + size_t(t) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1);
+    };
+    for (int64_t k = first; k < n_segments; k += every)
+        for (int64_t p = starts[k]; p < ends[k]; ++p) {
+            const double fx = (x[p] - g.x0) * inv, fy = (y[p] - g.y0) * inv;
+            if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
+            int64_t i, j;
+            double tx, ty;
+            bin_of(fx, fy, i, j, tx, ty);
+            const float w00 = float((1 - ty) * (1 - tx)), w01 = float((1 - ty) * tx), w10 = float(ty * (1 - tx)),
+                        w11 = float(ty * tx);
+            if (i >= 0 && j >= 0 && uint64_t(i) % kT != kT - 1 && uint64_t(j) % kT != kT - 1 && i + 1 < g.ny &&
+                j + 1 < g.nx) {  // the 2x2 bins in one tile's core (most points)
+                float* b = core(uint64_t(i), uint64_t(j));
+                b[0] += w00;
+                b[1] += w01;
+                b[kStride] += w10;
+                b[kStride + 1] += w11;
+                continue;
+            }
+            if (i >= 0 && j >= 0) *core(uint64_t(i), uint64_t(j)) += w00;
+            if (i >= 0 && j + 1 < g.nx) *core(uint64_t(i), uint64_t(j + 1)) += w01;
+            if (i + 1 < g.ny && j >= 0) *core(uint64_t(i + 1), uint64_t(j)) += w10;
+            if (i + 1 < g.ny && j + 1 < g.nx) *core(uint64_t(i + 1), uint64_t(j + 1)) += w11;
+        }
+    // Borders: stored row q of tile (r, c) is bin row r*T - 1 + q (likewise columns); rows 0, T + 1, T + 2
+    // and columns 0, T + 1, T + 2 come from the neighbours' cores (0 outside the grid or where not stored).
+    float* data = d.data.data();
+    auto value = [&](int64_t bi, int64_t bj) -> float {
+        if (bi < 0 || bj < 0 || bi >= g.ny || bj >= g.nx) return 0.0f;
+        const int32_t u = tile[(bi / kT) * tiles_x + bj / kT];
+        return u < 0 ? 0.0f : data[size_t(u) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1)];
+    };
+    for (int64_t r = 0; r < d.tiles_y; ++r)
+        for (int64_t c = 0; c < tiles_x; ++c) {
+            const int32_t t = tile[r * tiles_x + c];
+            if (t < 0) continue;
+            float* dst = data + size_t(t) * size_t(kTileFloats);
+            const int64_t i0 = r * kT - 1, j0 = c * kT - 1;
+            for (int64_t q : {int64_t(0), kT + 1, kT + 2})
+                for (int64_t a = 0; a < kSide; ++a) dst[q * kStride + a] = value(i0 + q, j0 + a);
+            for (int64_t q = 1; q <= kT; ++q)
+                for (int64_t a : {int64_t(0), kT + 1, kT + 2}) dst[q * kStride + a] = value(i0 + q, j0 + a);
+        }
+}
+
+typedef double f64x2 __attribute__((vector_size(16)));
+SPOTCORE_INLINE f64x2 lo2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), f64x2); }
+SPOTCORE_INLINE f64x2 hi2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), f64x2); }
+
+// The 13 numbers of drift_stencil for one segment on a sparse density, step one bin. The bilinear weights in
+// float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then in double,
+// in point order. A point in a tile that is not stored reads its bins one by one (they can be in a
+// neighbour's core).
+void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t first, int64_t last, double cx,
+                    double cy, double* out) {
+    const DriftGrid& g = d.grid;
+    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    const double ox = cx - g.x0, oy = cy - g.y0;
+    const uint64_t rows = uint64_t(d.tiles_y * kT), cols = uint64_t(d.tiles_x * kT), tiles_x = uint64_t(d.tiles_x);
+    const float* data = d.data.data();
+    const int32_t* tile = d.tile.data();
+    f64x2 acc[4][2] = {};  // acc[q][0]: lanes x offset -1, 0; acc[q][1]: +1, unused; y offset q - 1; q = 3: gradients
+    int64_t cnt = 0;
+    for (int64_t p0 = first; p0 < last; p0 += 16) {
+        f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, 0), gradients times 2h
+        for (int64_t p = p0, p1 = std::min(last, p0 + 16); p < p1; ++p) {
+            const double fx = (x[p] + ox) * inv, fy = (y[p] + oy) * inv;
+            if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
+            ++cnt;
+            int64_t i, j;
+            double txd, tyd;
+            bin_of(fx, fy, i, j, txd, tyd);
+            const float tx = float(txd), ty = float(tyd);
+            f32x4 blk[4];  // rows i - 1 .. i + 2, columns j - 1 .. j + 2
+            const uint64_t ui = uint64_t(i), uj = uint64_t(j);  // i = -1: huge, not < rows
+            const int32_t t = ui < rows && uj < cols ? tile[(ui / kT) * tiles_x + uj / kT] : -1;
+            if (t >= 0) {
+                // Bin (i - 1, j - 1) is stored at row i mod T, column j mod T of the tile.
+                const float* b = data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
+                for (int q = 0; q < 4; ++q) blk[q] = load4(b + q * kStride);
+            } else {
+                for (int q = 0; q < 4; ++q)
+                    for (int a = 0; a < 4; ++a) blk[q][a] = bin_value(d, i - 1 + q, j - 1 + a);
+            }
+            const f32x4 wx0 = {1 - tx, 1 - tx, 1 - tx, 1 - tx}, wx1 = {tx, tx, tx, tx};
+            const f32x4 wy0 = {1 - ty, 1 - ty, 1 - ty, 1 - ty}, wy1 = {ty, ty, ty, ty};
+            f32x4 r[4];
+            for (int q = 0; q < 4; ++q) r[q] = wx0 * blk[q] + wx1 * __builtin_shufflevector(blk[q], blk[q], 1, 2, 3, 3);
+            f32x4 c[3];  // lanes: x offset -1, 0, +1 (3: unused); y offset q - 1
+            for (int q = 0; q < 3; ++q) {
+                c[q] = wy0 * r[q] + wy1 * r[q + 1];
+                part[q] += c[q];
+            }
+            const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
+            const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
+            part[3] += ga * gb;
+        }
+        for (int q = 0; q < 4; ++q) {
+            acc[q][0] += lo2(part[q]);
+            acc[q][1] += hi2(part[q]);
+        }
+    }
+    for (int q = 0; q < 3; ++q) {
+        out[q] = acc[q][0][0];
+        out[3 + q] = acc[q][0][1];
+        out[6 + q] = acc[q][1][0];
+    }
+    const double s = 1.0 / (4 * g.bin * g.bin);
+    out[9] = acc[3][0][0] * s;
+    out[10] = acc[3][0][1] * s;
+    out[11] = acc[3][1][0] * s;
+    out[12] = double(cnt);
+}
+
 // Round 2 of one segment: Newton steps from (0, 0) on the stencil of `img`; the variance from the last
 // stencil (sandwich H^-1 S H^-1). Leaves var at inf where the score is not concave; where the move exceeds
 // `travel` (another maximum, e.g. a neighbouring site of a periodic structure) stops on that circle, and
 // with `drop` leaves var at inf.
-void align_segment(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
-                   int64_t last, double h, int iterations, double travel, bool drop, double* c, double* var) {
+void align_segment(const DriftDensity& img, const double* x, const double* y, int64_t first, int64_t last,
+                   int iterations, double travel, bool drop, double* c, double* var) {
+    const double h = img.grid.bin;
     double cx = 0.0, cy = 0.0;
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
         double s[13];
-        stencil(img, g, x, y, first, last, cx, cy, h, s);
+        sparse_stencil(img, x, y, first, last, cx, cy, s);
         const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
         const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
         const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
@@ -277,6 +439,45 @@ Result drift_stencil(const float* image, const DriftGrid& g, const double* x, co
 #endif
     for (int64_t k = 0; k < n_segments; ++k)
         stencil(image, g, x, y, starts[k], ends[k], centres[2 * k], centres[2 * k + 1], step, out + 13 * k);
+    (void)threads;
+    return Result::success();
+}
+
+Result drift_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends,
+                     int64_t n_segments, int64_t first, int64_t every, const DriftGrid& grid, DriftDensity* out) {
+    Result r = check_drift_grid(grid);
+    if (!r.ok()) return r;
+    r = check_segments(x, y, starts, ends, n_segments);
+    if (!r.ok()) return r;
+    if (!out || first < 0 || every < 1) return Result::invalid("drift_density: out must not be null, first >= 0, every >= 1");
+    try {
+        build_density(x, y, starts, ends, n_segments, first, every, grid, *out);
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in drift_density"};
+    }
+    return Result::success();
+}
+
+Result drift_density_stencil(const DriftDensity& d, const double* x, const double* y, const int64_t* starts,
+                             const int64_t* ends, int64_t n_segments, const double* centres, int32_t threads,
+                             double* out) {
+    Result r = check_drift_grid(d.grid);
+    if (!r.ok()) return r;
+    if (d.tiles_x != (d.grid.nx + kT - 1) / kT || d.tiles_y != (d.grid.ny + kT - 1) / kT ||
+        d.tile.size() != size_t(d.tiles_x * d.tiles_y))
+        return Result::invalid("drift_density_stencil: the density's tiles do not match its grid");
+    for (int32_t t : d.tile)
+        if (t >= 0 && (size_t(t) + 1) * size_t(kTileFloats) > d.data.size())
+            return Result::invalid("drift_density_stencil: a tile index is past the density's data");
+    r = check_segments(x, y, starts, ends, n_segments);
+    if (!r.ok()) return r;
+    if (n_segments == 0) return Result::success();
+    if (!centres || !out) return Result::invalid("drift_density_stencil: centres and out must not be null");
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(thread_count(threads)) if (n_segments > 1)
+#endif
+    for (int64_t k = 0; k < n_segments; ++k)
+        sparse_stencil(d, x, y, starts[k], ends[k], centres[2 * k], centres[2 * k + 1], out + 13 * k);
     (void)threads;
     return Result::success();
 }
@@ -527,22 +728,18 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             r = check_drift_grid(grid2);
             if (!r.ok()) return r;
             // The two folds' densities, one per thread (each a single pass in point order: deterministic).
-            const size_t bins = size_t(grid2.nx * grid2.ny);
-            result->image0.resize(bins);  // allocated here: bad_alloc must not leave a parallel region
-            result->image1.resize(bins);
+            bool out_of_memory = false;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, thread_count(o.threads)))
+#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, thread_count(o.threads))) reduction(|| : out_of_memory)
 #endif
             for (int f = 0; f < 2; ++f) {
-                std::vector<float>& im = f ? result->image1 : result->image0;
-                std::fill(im.begin(), im.end(), 0.0f);
-                for (int64_t k = f; k < n_segments; k += 2)
-                    drift_histogram(xc.data() + starts[k], yc.data() + starts[k], nullptr, ends[k] - starts[k],
-                                    grid2, im.data());
+                try {  // bad_alloc must not leave a parallel region
+                    build_density(xc.data(), yc.data(), starts, ends, n_segments, f, 2, grid2, result->density[f]);
+                } catch (const std::bad_alloc&) {
+                    out_of_memory = true;
+                }
             }
-            float* image0 = result->image0.data();
-            float* image1 = result->image1.data();
-            const double h = grid2.bin;
+            if (out_of_memory) throw std::bad_alloc();
             const bool last = pass == 0;
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 4) num_threads(thread_count(o.threads))
@@ -552,8 +749,8 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                 double* v = var + 2 * k;
                 v[0] = v[1] = INFINITY;
                 if (ends[k] > starts[k]) {
-                    align_segment(k % 2 ? image0 : image1, grid2, xc.data(), yc.data(), starts[k], ends[k], h,
-                                  o.iterations, o.travel, last, c, v);
+                    align_segment(result->density[1 - k % 2], xc.data(), yc.data(), starts[k], ends[k], o.iterations,
+                                  o.travel, last, c, v);
                     for (int64_t p = starts[k]; p < ends[k]; ++p) {  // segment k's points only: no race
                         xc[size_t(p)] += c[0];
                         yc[size_t(p)] += c[1];

@@ -43,6 +43,30 @@ Result drift_stencil(const float* image, const DriftGrid& grid, const double* x,
                      const int64_t* starts, const int64_t* ends, int64_t n_segments, const double* centres,
                      double step, int32_t threads, double* out);
 
+// A density image stored sparsely: tiles of kDriftTile x kDriftTile bins, each with a border of one bin before
+// and two after (so the 4x4 bins that one bilinear 3x3 stencil reads lie in one tile), only where a bin of the
+// tile or its border holds density. Round 2 of AIM works on these: a structure covers a few % of the field,
+// so the tiles of its densities stay in cache where the dense image (tens of MB) does not.
+constexpr int64_t kDriftTile = 16;
+constexpr int64_t kDriftTileSide = kDriftTile + 3;  // rows of a stored tile: bins -1 .. kDriftTile + 1
+constexpr int64_t kDriftTileStride = 20;            // floats per stored row (one spare: 4-wide loads)
+struct DriftDensity {
+    DriftGrid grid;
+    int64_t tiles_x = 0, tiles_y = 0;
+    std::vector<int32_t> tile;  // tiles_y * tiles_x: index of the stored tile, -1 where all its bins are 0
+    std::vector<float> data;    // stored tiles, kDriftTileSide * kDriftTileStride floats each
+};
+
+// The cloud-in-cell histogram (as drift_histogram) of the points of segments k = first, first + every, ... <
+// n_segments (points [starts[k], ends[k])) into `out`, sparse; out's buffers are reused. Deterministic.
+Result drift_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends,
+                     int64_t n_segments, int64_t first, int64_t every, const DriftGrid& grid, DriftDensity* out);
+
+// drift_stencil on a sparse density, with the step of one bin (grid.bin): out[13k ..] as drift_stencil's.
+Result drift_density_stencil(const DriftDensity& density, const double* x, const double* y, const int64_t* starts,
+                             const int64_t* ends, int64_t n_segments, const double* centres, int32_t threads,
+                             double* out);
+
 struct DriftTrackOptions {
     double radius = 1.5;       // half side of the square searched when the score drops, px
     double coarse_step = 0.1;  // grid step of that search, px
@@ -79,7 +103,7 @@ Result drift_track(const float* image, const DriftGrid& grid, const double* x, c
 // exceed max_bins (as the Python layer's other grids).
 // Outputs: shift[2k..2k+1] = segment k's mean round-1 drift minus its round-2 shift (px), var[2k..2k+1] its
 // sandwich variance (inf: not measured), d1[2p..2p+1] the round-1 drift of each point, grid2 and the two
-// fold densities on it (float32, ny*nx each). threads: OpenMP threads of round 2 (0 = default); the result
+// fold densities on it (sparse, the last pass's). threads: OpenMP threads of round 2 (0 = default); the result
 // does not depend on it (segments are independent, each summed in point order).
 struct DriftAimOptions {
     double radius = 2.0;        // round 1: half side of the square searched at a jump, px
@@ -96,7 +120,7 @@ struct DriftAimOptions {
 };
 struct DriftAimResult {
     DriftGrid grid2;
-    std::vector<float> image0, image1;  // fold 0's and fold 1's density on grid2
+    DriftDensity density[2];  // fold 0's and fold 1's density on grid2 (the last pass's)
 };
 Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t n, int64_t ref_end,
                  const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,

@@ -328,7 +328,7 @@ def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, thre
             # Centre: the shift from the round-1-corrected points to this side's drift.
             dd = np.array([d1[starts[i], :] if ends[i] > starts[i] else xs[side] for i in sel])
             centres = np.ascontiguousarray(dd - xs[side])
-            st = _spotcore.drift_stencil(images[1 - f], grid, xc, yc, starts[sel], ends[sel], centres, h, threads)
+            st = images[1 - f].stencil(xc, yc, starts[sel], ends[sel], centres, threads)
             tot[sel] = st[:, 4]
         scores.append(tot)
     before, after = scores
