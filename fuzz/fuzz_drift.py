@@ -95,6 +95,7 @@ def test_one_input(data: bytes):
         ao = _spotcore.DriftAimOptions()
         ao.radius, ao.coarse_step, ao.bin2, ao.margin2 = 0.5, 0.25, 0.1, 0.5
         ao.passes, ao.travel = 1 + b[8] % 3, [0.2, 0.0][b[9] % 2]
+        ao.parallel_points = 0                                        # threads on any size
         finite = bool(np.isfinite(x).all() and np.isfinite(y).all() and (np.abs(x) < 1e6).all()
                       and (np.abs(y) < 1e6).all())
         valid = finite and bool((en <= n).all()) and ao.travel > 0 and grid_ok

@@ -540,6 +540,46 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
     return Result::success();
 }
 
+Result drift_rts(const double* t, const double* m, const double* r, const uint8_t* breaks, int64_t n, double q,
+                 double* xs, double* ps) {
+    if (n < 1 || !t || !m || !r || !breaks || !xs || !ps) return Result::invalid("drift_rts: n >= 1 and no null arrays");
+    if (!(q >= 0) || !std::isfinite(q)) return Result::invalid("drift_rts: q must be finite and >= 0");
+    for (int64_t k = 0; k < n; ++k)
+        if (!std::isfinite(t[k]) || !std::isfinite(m[k]) || !(r[k] >= 0) || (k && t[k] < t[k - 1]))
+            return Result::invalid("drift_rts: t must be finite and non-decreasing, m finite, r >= 0 or inf");
+    try {
+        std::vector<double> xp(static_cast<size_t>(n)), pp(static_cast<size_t>(n));  // predictions; xs, ps hold the filtered values first
+        double x = m[0], p = INFINITY;
+        for (int64_t k = 0; k < n; ++k) {
+            if (k) p += breaks[k - 1] ? 1e12 : q * (t[k] - t[k - 1]);
+            xp[size_t(k)] = x;
+            pp[size_t(k)] = p;
+            if (r[k] < INFINITY) {
+                if (p == INFINITY) {
+                    x = m[k];
+                    p = r[k];
+                } else {
+                    const double g = p / (p + r[k]);
+                    x = x + g * (m[k] - x);
+                    p = (1 - g) * p;
+                }
+            }
+            xs[k] = x;
+            ps[k] = p;
+        }
+        for (int64_t k = n - 2; k >= 0; --k) {
+            const double pn = pp[size_t(k + 1)];
+            if (pn == INFINITY || pn == 0) continue;
+            const double a = ps[k] / pn;  // ps[k] is still the filtered variance here
+            xs[k] = xs[k] + a * (xs[k + 1] - xp[size_t(k + 1)]);
+            ps[k] = ps[k] + a * a * (ps[k + 1] - pn);
+        }
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in drift_rts"};
+    }
+    return Result::success();
+}
+
 Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t n, int64_t ref_end,
                  const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,
                  const int64_t* long_edges, int64_t n_long, int64_t stride, const int64_t* starts,
@@ -718,6 +758,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         if (!(wx < 1e9 && wy < 1e9))  // bins computed below must fit int64
             return Result::invalid("drift_aim: the points span more than 1e9 px");
         std::vector<double> total(size_t(2 * n_segments), 0.0);  // the sum of the passes' moves
+        const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
         for (int pass = o.passes - 1; pass >= 0; --pass) {
             DriftGrid& grid2 = result->grid2;
             grid2.x0 = lo_x - o.margin2;
@@ -730,7 +771,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             // The two folds' densities, one per thread (each a single pass in point order: deterministic).
             bool out_of_memory = false;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, thread_count(o.threads))) reduction(|| : out_of_memory)
+#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, threads)) reduction(|| : out_of_memory)
 #endif
             for (int f = 0; f < 2; ++f) {
                 try {  // bad_alloc must not leave a parallel region
@@ -742,7 +783,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             if (out_of_memory) throw std::bad_alloc();
             const bool last = pass == 0;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 4) num_threads(thread_count(o.threads))
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
 #endif
             for (int64_t k = 0; k < n_segments; ++k) {
                 double c[2] = {0.0, 0.0};

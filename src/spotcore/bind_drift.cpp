@@ -82,7 +82,8 @@ void bind_drift(py::module_& m) {
         .def_readwrite("passes", &spotcore::DriftAimOptions::passes)
         .def_readwrite("iterations", &spotcore::DriftAimOptions::iterations)
         .def_readwrite("travel", &spotcore::DriftAimOptions::travel)
-        .def_readwrite("threads", &spotcore::DriftAimOptions::threads);
+        .def_readwrite("threads", &spotcore::DriftAimOptions::threads)
+        .def_readwrite("parallel_points", &spotcore::DriftAimOptions::parallel_points);
     m.attr("max_drift_bins") = py::int_(spotcore::kMaxDriftBins);
 
     m.def(
@@ -163,6 +164,29 @@ void bind_drift(py::module_& m) {
         py::arg("options"),
         "Round 1 of AIM: shifts (segments, 2) px that move each segment onto the reference image, tracked in "
         "time order, and the score per point of each.");
+
+    m.def(
+        "drift_rts",
+        [](py::object t, py::object m_, py::object r, py::object breaks, double q) {
+            const char* fn = "drift_rts";
+            const DoubleArray ta = vector1d(t, fn, "t"), ma = vector1d(m_, fn, "m"), ra = vector1d(r, fn, "r");
+            using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+            const ByteArray ba = ByteArray::ensure(breaks);
+            const py::ssize_t n = ta.size();
+            if (!ba || ba.ndim() != 1 || ma.size() != n || ra.size() != n || ba.size() != n)
+                throw py::value_error("drift_rts: t, m, r and breaks must be 1D arrays of one length");
+            py::array_t<double> xs(n), ps(n);
+            spotcore::Result res;
+            {
+                py::gil_scoped_release release;
+                res = spotcore::drift_rts(ta.data(), ma.data(), ra.data(), ba.data(), int64_t(n), q,
+                                          xs.mutable_data(), ps.mutable_data());
+            }
+            raise_if_failed(res);
+            return py::make_tuple(xs, ps);
+        },
+        py::arg("t"), py::arg("m"), py::arg("r"), py::arg("breaks"), py::arg("q"),
+        "Random-walk RTS smoother: (smoothed means, variances); breaks[k] != 0 uncouples k and k + 1.");
 
     py::class_<spotcore::DriftDensity>(m, "DriftDensity",
                                        "A sparse density image of round 2 of AIM (spotcore::DriftDensity).")

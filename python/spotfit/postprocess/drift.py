@@ -19,7 +19,6 @@ segment's shift is the one that puts its localizations on the most density.
 """
 from __future__ import annotations
 
-import math
 import numbers
 import warnings
 from typing import Optional, Sequence, Tuple
@@ -68,7 +67,8 @@ def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
 def _precision(locs) -> float:
     cols = [c for c in ("uncertainty_x", "uncertainty_y") if c in locs.columns]
     if cols:
-        u = locs[cols].to_numpy(np.float64)[::max(1, len(locs) // 100000)].ravel()   # a median: a sample does
+        step = max(1, len(locs) // 100000)   # a median: a sample does
+        u = np.concatenate([locs[c].to_numpy()[::step].astype(np.float64) for c in cols])
         u = u[np.isfinite(u) & (u > 0)]
         if len(u):
             return float(np.clip(np.median(u), 0.005, 2.0))
@@ -119,10 +119,14 @@ class _Segments:
         bounds = np.searchsorted(frame, edges)
         self.starts, self.ends = bounds[:-1].astype(np.int64), bounds[1:].astype(np.int64)
         self.count = self.ends - self.starts
-        self.index = np.repeat(np.arange(len(self.starts)), self.count)
-        sums = np.add.reduceat(frame.astype(np.float64), np.minimum(self.starts, len(frame) - 1))
+        sums = np.add.reduceat(frame, np.minimum(self.starts, len(frame) - 1)).astype(np.float64)
         centre = (edges[:-1] + edges[1:] - 1) / 2.0
         self.t = np.where(self.count > 0, sums / np.maximum(self.count, 1), centre)   # mean frame of each
+
+    @property
+    def index(self):
+        """The segment of each localization."""
+        return np.repeat(np.arange(len(self.starts)), self.count)
 
     def __len__(self):
         return len(self.starts)
@@ -130,34 +134,12 @@ class _Segments:
 
 # ------------------------------------------------------------------------------------------ smoother
 def _rts(t, m, r, q, breaks):
-    """Random-walk state-space smoother (Rauch, Tung & Striebel 1965) of measurements m (variance r) at
-    times t, process variance q per frame; no coupling across ``breaks`` (index k: between k and k+1).
-    Returns the smoothed means and variances."""
-    n = len(t)
-    tl, ml, rl, br = t.tolist(), m.tolist(), r.tolist(), set(int(b) for b in breaks)
-    xf, pf, xp, pp = [0.0] * n, [0.0] * n, [0.0] * n, [0.0] * n
-    inf = math.inf
-    x, p = ml[0], inf
-    for k in range(n):
-        if k:
-            qk = 1e12 if (k - 1) in br else q * (tl[k] - tl[k - 1])
-            p = p + qk
-        xp[k], pp[k] = x, p
-        if rl[k] < inf:
-            if p == inf:
-                x, p = ml[k], rl[k]
-            else:
-                g = p / (p + rl[k])
-                x, p = x + g * (ml[k] - x), (1 - g) * p
-        xf[k], pf[k] = x, p
-    xs, ps = xf[:], pf[:]
-    for k in range(n - 2, -1, -1):
-        if pp[k + 1] == inf or pp[k + 1] == 0:
-            continue
-        a = pf[k] / pp[k + 1]
-        xs[k] = xf[k] + a * (xs[k + 1] - xp[k + 1])
-        ps[k] = pf[k] + a * a * (ps[k + 1] - pp[k + 1])
-    return np.array(xs), np.array(ps)
+    """Random-walk state-space smoother (Rauch, Tung & Striebel 1965; spotcore::drift_rts) of measurements m
+    (variance r) at times t, process variance q per frame; no coupling across ``breaks`` (index k: between k
+    and k+1). Returns the smoothed means and variances."""
+    br = np.zeros(len(t), np.uint8)
+    br[[int(b) for b in breaks]] = 1
+    return _spotcore.drift_rts(t, m, r, br, q)
 
 
 def _mad_var(d):
@@ -272,7 +254,6 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
                                                     seg.t, opt)
     bar.update(2)
     good = seg.count > 0
-    xc, yc = x - d1[:, 0], y - d1[:, 1]
     fold = np.arange(len(seg)) % 2
     h = grid2.bin
     var = np.where(good[:, None], var, np.inf)
@@ -292,6 +273,8 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
             jumps = merged
             good = good & np.isfinite(var).all(axis=1)
             xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
+    if jumps:
+        xc, yc = x - d1[:, 0], y - d1[:, 1]
     jump_frames = [_place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid2, fold, h, threads)
                    for j in jumps]
     if jumps:
@@ -304,8 +287,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
         xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
     chains = _chains(seg, good, jumps, jump_frames, n_frames)
     bar.update(1)
-    return _per_frame(seg.t, xs, ps, n_frames, chains), dict(segment=length, jumps=jump_frames, images=images,
-                                                            grid=grid2, xc=xc, yc=yc, d1=d1, seg=seg, fold=fold)
+    return _per_frame(seg.t, xs, ps, n_frames, chains), dict(segment=length, jumps=jump_frames, seg=seg, fold=fold)
 
 
 def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, threads):
@@ -328,7 +310,7 @@ def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, thre
             # Centre: the shift from the round-1-corrected points to this side's drift.
             dd = np.array([d1[starts[i], :] if ends[i] > starts[i] else xs[side] for i in sel])
             centres = np.ascontiguousarray(dd - xs[side])
-            st = images[1 - f].stencil(xc, yc, starts[sel], ends[sel], centres, threads)
+            st = images[1 - f].stencil(xc, yc, starts[sel], ends[sel], centres, 1)   # ~100 points a frame
             tot[sel] = st[:, 4]
         scores.append(tot)
     before, after = scores
@@ -594,7 +576,14 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
     drift = pd.DataFrame(out)
     drift.attrs["spotfit"] = {"drift_method": method, "segment_frames": int(info["segment"]),
                               "jump_frames": [int(j) for j in info.get("jumps", [])]}
-    return apply_drift(locs, drift), drift
+    if not np.isfinite(d).all():
+        raise ValueError("the drift has NaN or infinite values")
+    corrected = locs.copy(deep=False)   # the corrected columns are new arrays; the others are shared
+    corrected["x"] = x - d[frame, 0]   # drift rows are frames 0..n_frames-1: one take per column
+    corrected["y"] = y - d[frame, 1]
+    if "z" in locs.columns:
+        corrected["z"] = locs["z"].to_numpy(np.float64) - drift["z"].to_numpy()[frame]
+    return corrected, drift
 
 
 def _apply_frame(part: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
