@@ -15,13 +15,35 @@
 namespace spotcore {
 namespace {
 
+// Bin and fractions of a point whose (fx, fy) (bin units) is inside the grid, i.e. > -1: the floor by
+// truncation of fx + 1 > 0 (no libm call on baseline x86-64).
+inline void bin_of(double fx, double fy, int64_t& i, int64_t& j, double& tx, double& ty) {
+    j = int64_t(fx + 1.0) - 1;
+    i = int64_t(fy + 1.0) - 1;
+    tx = fx - double(j);
+    ty = fy - double(i);
+}
+
+// The 3x3 bilinear values of one point from the 4x4 bins around it (row q at b + q * stride; the point lies
+// in the bin at row 1, column 1, fractions tx, ty): c[q] lane a = the value at offset (a - 1, q - 1) bins.
+SPOTCORE_INLINE void block3x3(const float* b, int64_t stride, float tx, float ty, f32x4 c[3]) {
+    const f32x4 wx0 = {1 - tx, 1 - tx, 1 - tx, 1 - tx}, wx1 = {tx, tx, tx, tx};
+    const f32x4 wy0 = {1 - ty, 1 - ty, 1 - ty, 1 - ty}, wy1 = {ty, ty, ty, ty};
+    f32x4 r[4];
+    for (int q = 0; q < 4; ++q) {
+        const f32x4 v = load4(b + q * stride);
+        r[q] = wx0 * v + wx1 * __builtin_shufflevector(v, v, 1, 2, 3, 3);
+    }
+    for (int q = 0; q < 3; ++q) c[q] = wy0 * r[q] + wy1 * r[q + 1];
+}
+
 // Bilinear value of the image at (x, y) px; 0 outside the grid (the border bins fade to 0 over one bin).
 inline double sample(const float* img, const DriftGrid& g, double x, double y) {
     const double fx = (x - g.x0) / g.bin, fy = (y - g.y0) / g.bin;
     if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) return 0.0;  // NaN too
-    const double jf = std::floor(fx), if_ = std::floor(fy);
-    const int64_t j = int64_t(jf), i = int64_t(if_);
-    const double tx = fx - jf, ty = fy - if_;
+    int64_t i, j;
+    double tx, ty;
+    bin_of(fx, fy, i, j, tx, ty);
     const bool j0 = j >= 0, j1 = j + 1 < g.nx, i0 = i >= 0, i1 = i + 1 < g.ny;
     double v = 0.0;
     if (i0) {
@@ -45,19 +67,18 @@ inline bool inside(const DriftGrid& g, double x, double y) {
 // The 3x3 stencil of one point: v[3(a+1) + (b+1)] = image(px + a h, py + b h).
 inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double h, double* v) {
     const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
-    const double jf = std::floor(fx), if_ = std::floor(fy);
-    const int64_t j = int64_t(jf), i = int64_t(if_);
-    if (h == g.bin && i >= 1 && j >= 1 && i + 2 < g.ny && j + 2 < g.nx) {
-        // A step of one bin keeps the fractional offsets: the nine values come from one 4x4 block.
-        const double tx = fx - jf, ty = fy - if_;
-        double row[4][3];
-        for (int r = 0; r < 4; ++r) {
-            const float* b = img + (i - 1 + r) * g.nx + (j - 1);
-            for (int a = 0; a < 3; ++a) row[r][a] = (1 - tx) * b[a] + tx * b[a + 1];
+    if (h == g.bin && fx >= 1.0 && fy >= 1.0) {
+        int64_t i, j;
+        double tx, ty;
+        bin_of(fx, fy, i, j, tx, ty);
+        if (i + 2 < g.ny && j + 2 < g.nx) {
+            // A step of one bin keeps the fractional offsets: the nine values come from one 4x4 block.
+            f32x4 c[3];
+            block3x3(img + (i - 1) * g.nx + (j - 1), g.nx, float(tx), float(ty), c);
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) v[3 * a + b] = double(c[b][a]);
+            return;
         }
-        for (int a = 0; a < 3; ++a)
-            for (int b = 0; b < 3; ++b) v[3 * a + b] = (1 - ty) * row[b][a] + ty * row[b + 1][a];
-        return;
     }
     for (int a = -1; a <= 1; ++a)
         for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
@@ -145,8 +166,6 @@ double median(std::vector<double> v) {
 constexpr int64_t kT = kDriftTile, kSide = kDriftTileSide, kStride = kDriftTileStride;
 constexpr int64_t kTileFloats = kSide * kStride;
 
-inline int64_t floor_div(int64_t a, int64_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-
 // Bin (i, j) of a sparse density; 0 outside the grid and in tiles not stored.
 inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
     if (i < 0 || j < 0 || i >= d.grid.ny || j >= d.grid.nx) return 0.0f;
@@ -156,20 +175,12 @@ inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
     return d.data[size_t(t * kTileFloats + (i - ty * kT + 1) * kStride + (j - tx * kT + 1))];
 }
 
-// Bin and fractions of a point whose (fx, fy) (bin units) is inside the grid, i.e. > -1: the floor by
-// truncation of fx + 1 > 0 (no libm call on baseline x86-64).
-inline void bin_of(double fx, double fy, int64_t& i, int64_t& j, double& tx, double& ty) {
-    j = int64_t(fx + 1.0) - 1;
-    i = int64_t(fy + 1.0) - 1;
-    tx = fx - double(j);
-    ty = fy - double(i);
-}
 
 // May throw std::bad_alloc. Bins are added to the core of their tile (each bin once, in point order; a tile is
 // stored from the first weight it receives), then every stored tile's border is copied from its neighbours'
 // cores.
 void build_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends, int64_t n_segments,
-                   int64_t first, int64_t every, const DriftGrid& g, DriftDensity& d) {
+                   int64_t first, int64_t every, const DriftGrid& g, DriftDensity& d, int64_t step = 1) {
     d.grid = g;
     d.tiles_x = (g.nx + kT - 1) / kT;
     d.tiles_y = (g.ny + kT - 1) / kT;
@@ -189,7 +200,7 @@ void build_density(const double* x, const double* y, const int64_t* starts, cons
         return d.data.data() + size_t(t) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1);
     };
     for (int64_t k = first; k < n_segments; k += every)
-        for (int64_t p = starts[k]; p < ends[k]; ++p) {
+        for (int64_t p = starts[k]; p < ends[k]; p += step) {
             const double fx = (x[p] - g.x0) * inv, fy = (y[p] - g.y0) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
             int64_t i, j;
@@ -241,7 +252,7 @@ SPOTCORE_INLINE f64x2 hi2(f32x4 v) { return __builtin_convertvector(__builtin_sh
 // in point order. A point in a tile that is not stored reads its bins one by one (they can be in a
 // neighbour's core).
 void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t first, int64_t last, double cx,
-                    double cy, double* out) {
+                    double cy, double* out, int64_t step = 1) {
     const DriftGrid& g = d.grid;
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
     const double ox = cx - g.x0, oy = cy - g.y0;
@@ -250,9 +261,9 @@ void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int
     const int32_t* tile = d.tile.data();
     f64x2 acc[4][2] = {};  // acc[q][0]: lanes x offset -1, 0; acc[q][1]: +1, unused; y offset q - 1; q = 3: gradients
     int64_t cnt = 0;
-    for (int64_t p0 = first; p0 < last; p0 += 16) {
+    for (int64_t p0 = first; p0 < last; p0 += 16 * step) {
         f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, 0), gradients times 2h
-        for (int64_t p = p0, p1 = std::min(last, p0 + 16); p < p1; ++p) {
+        for (int64_t p = p0, p1 = std::min(last, p0 + 16 * step); p < p1; p += step) {
             const double fx = (x[p] + ox) * inv, fy = (y[p] + oy) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
             ++cnt;
@@ -260,26 +271,22 @@ void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int
             double txd, tyd;
             bin_of(fx, fy, i, j, txd, tyd);
             const float tx = float(txd), ty = float(tyd);
-            f32x4 blk[4];  // rows i - 1 .. i + 2, columns j - 1 .. j + 2
+            float slow[16];  // rows i - 1 .. i + 2, columns j - 1 .. j + 2
+            const float* blk = slow;
+            int64_t stride = 4;
             const uint64_t ui = uint64_t(i), uj = uint64_t(j);  // i = -1: huge, not < rows
             const int32_t t = ui < rows && uj < cols ? tile[(ui / kT) * tiles_x + uj / kT] : -1;
             if (t >= 0) {
                 // Bin (i - 1, j - 1) is stored at row i mod T, column j mod T of the tile.
-                const float* b = data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
-                for (int q = 0; q < 4; ++q) blk[q] = load4(b + q * kStride);
+                blk = data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
+                stride = kStride;
             } else {
                 for (int q = 0; q < 4; ++q)
-                    for (int a = 0; a < 4; ++a) blk[q][a] = bin_value(d, i - 1 + q, j - 1 + a);
+                    for (int a = 0; a < 4; ++a) slow[4 * q + a] = bin_value(d, i - 1 + q, j - 1 + a);
             }
-            const f32x4 wx0 = {1 - tx, 1 - tx, 1 - tx, 1 - tx}, wx1 = {tx, tx, tx, tx};
-            const f32x4 wy0 = {1 - ty, 1 - ty, 1 - ty, 1 - ty}, wy1 = {ty, ty, ty, ty};
-            f32x4 r[4];
-            for (int q = 0; q < 4; ++q) r[q] = wx0 * blk[q] + wx1 * __builtin_shufflevector(blk[q], blk[q], 1, 2, 3, 3);
             f32x4 c[3];  // lanes: x offset -1, 0, +1 (3: unused); y offset q - 1
-            for (int q = 0; q < 3; ++q) {
-                c[q] = wy0 * r[q] + wy1 * r[q + 1];
-                part[q] += c[q];
-            }
+            block3x3(blk, stride, tx, ty, c);
+            for (int q = 0; q < 3; ++q) part[q] += c[q];
             const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
             const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
             part[3] += ga * gb;
@@ -306,13 +313,13 @@ void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int
 // `travel` (another maximum, e.g. a neighbouring site of a periodic structure) stops on that circle, and
 // with `drop` leaves var at inf.
 void align_segment(const DriftDensity& img, const double* x, const double* y, int64_t first, int64_t last,
-                   int iterations, double travel, bool drop, double* c, double* var) {
+                   int64_t step, int iterations, double travel, bool drop, double* c, double* var) {
     const double h = img.grid.bin;
     double cx = 0.0, cy = 0.0;
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
         double s[13];
-        sparse_stencil(img, x, y, first, last, cx, cy, s);
+        sparse_stencil(img, x, y, first, last, cx, cy, s, step);
         const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
         const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
         const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
@@ -407,9 +414,9 @@ Result drift_histogram(const double* x, const double* y, const double* w, int64_
         if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) continue;
         const double wk = w ? w[k] : 1.0;
         if (!std::isfinite(wk)) continue;
-        const double jf = std::floor(fx), if_ = std::floor(fy);
-        const int64_t j = int64_t(jf), i = int64_t(if_);
-        const double tx = fx - jf, ty = fy - if_;
+        int64_t i, j;
+        double tx, ty;
+        bin_of(fx, fy, i, j, tx, ty);
         if (i >= 0) {
             float* row = image + i * g.nx;
             if (j >= 0) row[j] += float(wk * (1 - ty) * (1 - tx));
@@ -559,7 +566,7 @@ Result drift_rts(const double* t, const double* m, const double* r, const uint8_
                     x = m[k];
                     p = r[k];
                 } else {
-                    const double g = p / (p + r[k]);
+                    const double g = p + r[k] > 0 ? p / (p + r[k]) : 0.0;  // both exact: keep the state
                     x = x + g * (m[k] - x);
                     p = (1 - g) * p;
                 }
@@ -603,6 +610,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
     if (!r.ok()) return r;
     if (o.iterations < 0 || o.iterations > 1000) return Result::invalid("drift_aim: iterations must be 0..1000");
     if (o.passes < 1 || o.passes > 8) return Result::invalid("drift_aim: passes must be 1..8");
+    if (o.coarse_stride < 1) return Result::invalid("drift_aim: coarse_stride must be >= 1");
     if (!(o.travel > 0)) return Result::invalid("drift_aim: travel must be > 0");
     if (!(o.bin2 > 0) || !std::isfinite(o.bin2) || !(o.margin2 >= 0) || !std::isfinite(o.margin2) || o.max_bins < 1)
         return Result::invalid("drift_aim: bin2 must be > 0, margin2 >= 0 and max_bins >= 1");
@@ -708,8 +716,14 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                     x0[size_t(p)] = x[p] - d1[2 * p];
                     y0[size_t(p)] = y[p] - d1[2 * p + 1];
                 }
+                // The reference: every stride-th corrected point (as 1a's segments; still ~10x 1a's reference).
+                std::vector<double> xr, yr;
+                for (int64_t p = 0; p < n; p += stride) {
+                    xr.push_back(x0[size_t(p)]);
+                    yr.push_back(y0[size_t(p)]);
+                }
                 std::fill(img.begin(), img.end(), 0.0f);
-                drift_histogram(x0.data(), y0.data(), nullptr, n, grid1, img.data());
+                drift_histogram(xr.data(), yr.data(), nullptr, int64_t(xr.size()), grid1, img.data());
                 for (const auto& span : spans) {
                     std::vector<int64_t> ks_s, ks_e;
                     std::vector<double> ts;
@@ -768,6 +782,8 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             grid2.ny = int64_t(std::ceil(wy / grid2.bin)) + 1;
             r = check_drift_grid(grid2);
             if (!r.ok()) return r;
+            // Coarse passes only bring segments into the basin of the fine one: every coarse_stride-th point.
+            const int64_t step = pass == 0 ? 1 : o.coarse_stride;
             // The two folds' densities, one per thread (each a single pass in point order: deterministic).
             bool out_of_memory = false;
 #ifdef _OPENMP
@@ -775,7 +791,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
 #endif
             for (int f = 0; f < 2; ++f) {
                 try {  // bad_alloc must not leave a parallel region
-                    build_density(xc.data(), yc.data(), starts, ends, n_segments, f, 2, grid2, result->density[f]);
+                    build_density(xc.data(), yc.data(), starts, ends, n_segments, f, 2, grid2, result->density[f], step);
                 } catch (const std::bad_alloc&) {
                     out_of_memory = true;
                 }
@@ -790,7 +806,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                 double* v = var + 2 * k;
                 v[0] = v[1] = INFINITY;
                 if (ends[k] > starts[k]) {
-                    align_segment(result->density[1 - k % 2], xc.data(), yc.data(), starts[k], ends[k], o.iterations,
+                    align_segment(result->density[1 - k % 2], xc.data(), yc.data(), starts[k], ends[k], step, o.iterations,
                                   o.travel, last, c, v);
                     for (int64_t p = starts[k]; p < ends[k]; ++p) {  // segment k's points only: no race
                         xc[size_t(p)] += c[0];

@@ -81,6 +81,7 @@ void bind_drift(py::module_& m) {
         .def_readwrite("max_bins", &spotcore::DriftAimOptions::max_bins)
         .def_readwrite("passes", &spotcore::DriftAimOptions::passes)
         .def_readwrite("iterations", &spotcore::DriftAimOptions::iterations)
+        .def_readwrite("coarse_stride", &spotcore::DriftAimOptions::coarse_stride)
         .def_readwrite("travel", &spotcore::DriftAimOptions::travel)
         .def_readwrite("threads", &spotcore::DriftAimOptions::threads)
         .def_readwrite("parallel_points", &spotcore::DriftAimOptions::parallel_points);

@@ -99,7 +99,8 @@ Result drift_rts(const double* t, const double* m, const double* r, const uint8_
 //     are tracked (drift_track) with every `stride`-th point against the reference (points [0, ref_end),
 //     histogram on grid1); the per-point drift d1 is the linear interpolation of their shifts in time.
 //   Round 1b: where neighbouring long segments differ by more than max(6 robust SD, coarse_step) on an axis
-//     (a jump), the short segments there are tracked again against the whole table corrected by 1a.
+//     (a jump), the short segments there are tracked again against every `stride`-th point of the whole table
+//     corrected by 1a.
 //   Round 2: every short segment (starts/ends, frame bounds edges) is aligned by Newton steps on the 3x3
 //     stencil against the density (grid2) of the other fold (segment k is in fold k % 2): never against
 //     itself; in `passes` passes from coarse bins to bin2, each pass's densities from the previous pass's
@@ -123,6 +124,7 @@ struct DriftAimOptions {
     int64_t max_bins = int64_t(1) << 23;
     int32_t passes = 3;         // round 2: coarse-to-fine passes, bins bin2 * 2^(passes-1) ... bin2
     int32_t iterations = 8;     // round 2: Newton steps per segment and pass (each <= one bin)
+    int64_t coarse_stride = 1;  // round 2: the coarse passes use every coarse_stride-th point of each segment
     double travel = 0.2;        // round 2: largest move from the round-1 position, px
     int32_t threads = 0;
     // Below ~1M points a pass is ~10 ms of work: waking a second thread (twice a pass) costs about as much on
