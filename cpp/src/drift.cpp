@@ -38,8 +38,7 @@ SPOTCORE_INLINE void block3x3(const float* b, int64_t stride, float tx, float ty
 }
 
 // Bilinear value of the image at (x, y) px; 0 outside the grid (the border bins fade to 0 over one bin).
-inline double sample(const float* img, const DriftGrid& g, double x, double y) {
-    const double fx = (x - g.x0) / g.bin, fy = (y - g.y0) / g.bin;
+inline double sample_at(const float* img, const DriftGrid& g, double fx, double fy) {  // fx, fy in bins
     if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) return 0.0;  // NaN too
     int64_t i, j;
     double tx, ty;
@@ -57,6 +56,29 @@ inline double sample(const float* img, const DriftGrid& g, double x, double y) {
         if (j1) v += ty * tx * r[j + 1];
     }
     return v;
+}
+
+inline double sample(const float* img, const DriftGrid& g, double x, double y) {
+    return sample_at(img, g, (x - g.x0) / g.bin, (y - g.y0) / g.bin);
+}
+
+// Sum of sample() at points (u[p] + su, v[p] + sv), in bins: the interior without per-bin bounds checks.
+double shifted_score(const float* img, const DriftGrid& g, const double* u, const double* v, int64_t n, double su,
+                     double sv) {
+    const double nx1 = double(g.nx - 1), ny1 = double(g.ny - 1);
+    double t = 0.0;
+    for (int64_t p = 0; p < n; ++p) {
+        const double fx = u[p] + su, fy = v[p] + sv;
+        if (fx >= 0.0 && fy >= 0.0 && fx < nx1 && fy < ny1) {
+            const int64_t j = int64_t(fx), i = int64_t(fy);
+            const double tx = fx - double(j), ty = fy - double(i);
+            const float* r = img + i * g.nx + j;
+            t += (1 - ty) * ((1 - tx) * r[0] + tx * r[1]) + ty * ((1 - tx) * r[g.nx] + tx * r[g.nx + 1]);
+        } else {
+            t += sample_at(img, g, fx, fy);
+        }
+    }
+    return t;
 }
 
 inline bool inside(const DriftGrid& g, double x, double y) {
@@ -502,47 +524,57 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
     if (!image || !shifts || !score) return Result::invalid("drift_track: image, shifts and score must not be null");
     const int64_t half = int64_t(std::floor(o.radius / o.coarse_step));
     double px = 0.0, py = 0.0, typical = 0.0;
-    for (int64_t k = 0; k < n_segments; ++k) {
-        const int64_t first = starts[k], last = ends[k], count = last - first;
-        if (count == 0) {
-            shifts[2 * k] = px;
-            shifts[2 * k + 1] = py;
-            score[k] = 0.0;
-            continue;
-        }
-        double cx = px, cy = py;
-        double start = 0.0;  // the score where the previous segment was: a jump shows here, before Newton
-        for (int64_t p = first; p < last; ++p) start += sample(image, g, x[p] + px, y[p] + py);
-        start /= double(count);
-        double s = refine(image, g, x, y, first, last, cx, cy, o.step, o.iterations) / double(count);
-        if (typical > 0 && std::min(start, s) < o.drop * typical && half > 0) {
-            // Search the square around the previous shift, then refine the best trial.
-            double best = -1.0, bx = px, by = py;
-            for (int64_t a = -half; a <= half; ++a)
-                for (int64_t b = -half; b <= half; ++b) {
-                    const double tx = px + double(a) * o.coarse_step, ty = py + double(b) * o.coarse_step;
-                    double t = 0.0;
-                    for (int64_t p = first; p < last; ++p) t += sample(image, g, x[p] + tx, y[p] + ty);
-                    if (t > best) {
-                        best = t;
-                        bx = tx;
-                        by = ty;
-                    }
-                }
-            double s2 = refine(image, g, x, y, first, last, bx, by, o.step, o.iterations) / double(count);
-            if (s2 > 1.05 * s) {  // better by more than noise: a noisy dip alone must not move the track
-                s = s2;
-                cx = bx;
-                cy = by;
+    try {
+        std::vector<double> u, v;
+        for (int64_t k = 0; k < n_segments; ++k) {
+            const int64_t first = starts[k], last = ends[k], count = last - first;
+            if (count == 0) {
+                shifts[2 * k] = px;
+                shifts[2 * k + 1] = py;
+                score[k] = 0.0;
+                continue;
             }
+            double cx = px, cy = py;
+            double start = 0.0;  // the score where the previous segment was: a jump shows here, before Newton
+            for (int64_t p = first; p < last; ++p) start += sample(image, g, x[p] + px, y[p] + py);
+            start /= double(count);
+            double s = refine(image, g, x, y, first, last, cx, cy, o.step, o.iterations) / double(count);
+            if (typical > 0 && std::min(start, s) < o.drop * typical && half > 0) {
+                // Search the square around the previous shift, then refine the best trial.
+                u.resize(size_t(count));  // the points in bins, once per search (its trials only add a shift)
+                v.resize(size_t(count));
+                for (int64_t p = first; p < last; ++p) {
+                    u[size_t(p - first)] = (x[p] - g.x0) / g.bin;
+                    v[size_t(p - first)] = (y[p] - g.y0) / g.bin;
+                }
+                double best = -1.0, bx = px, by = py;
+                for (int64_t a = -half; a <= half; ++a)
+                    for (int64_t b = -half; b <= half; ++b) {
+                        const double tx = px + double(a) * o.coarse_step, ty = py + double(b) * o.coarse_step;
+                        const double t = shifted_score(image, g, u.data(), v.data(), count, tx / g.bin, ty / g.bin);
+                        if (t > best) {
+                            best = t;
+                            bx = tx;
+                            by = ty;
+                        }
+                    }
+                double s2 = refine(image, g, x, y, first, last, bx, by, o.step, o.iterations) / double(count);
+                if (s2 > 1.05 * s) {  // better by more than noise: a noisy dip alone must not move the track
+                    s = s2;
+                    cx = bx;
+                    cy = by;
+                }
+            }
+            // Running typical score: fast to follow slow changes of density, a jump moves it little.
+            typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
+            px = cx;
+            py = cy;
+            shifts[2 * k] = cx;
+            shifts[2 * k + 1] = cy;
+            score[k] = s;
         }
-        // Running typical score: fast to follow slow changes of density, a jump moves it little.
-        typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
-        px = cx;
-        py = cy;
-        shifts[2 * k] = cx;
-        shifts[2 * k + 1] = cy;
-        score[k] = s;
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in drift_track"};
     }
     return Result::success();
 }
