@@ -187,6 +187,7 @@ double median(std::vector<double> v) {
 // ---- Sparse densities (DriftDensity): tile ty stores bin rows ty*T - 1 .. ty*T + T + 1, likewise columns.
 constexpr int64_t kT = kDriftTile, kSide = kDriftTileSide, kStride = kDriftTileStride;
 constexpr int64_t kTileFloats = kSide * kStride;
+static_assert((kT & (kT - 1)) == 0, "the tile side is a power of two (masks below)");
 
 // Bin (i, j) of a sparse density; 0 outside the grid and in tiles not stored.
 inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
@@ -228,10 +229,10 @@ void build_density(const double* x, const double* y, const int64_t* starts, cons
             int64_t i, j;
             double tx, ty;
             bin_of(fx, fy, i, j, tx, ty);
-            const float w00 = float((1 - ty) * (1 - tx)), w01 = float((1 - ty) * tx), w10 = float(ty * (1 - tx)),
-                        w11 = float(ty * tx);
-            if (i >= 0 && j >= 0 && uint64_t(i) % kT != kT - 1 && uint64_t(j) % kT != kT - 1 && i + 1 < g.ny &&
-                j + 1 < g.nx) {  // the 2x2 bins in one tile's core (most points)
+            const float fx1 = float(tx), fy1 = float(ty), fx0 = 1 - fx1, fy0 = 1 - fy1;
+            const float w00 = fy0 * fx0, w01 = fy0 * fx1, w10 = fy1 * fx0, w11 = fy1 * fx1;
+            if (uint64_t(i) < uint64_t(g.ny - 1) && uint64_t(j) < uint64_t(g.nx - 1) && (i & (kT - 1)) != kT - 1 &&
+                (j & (kT - 1)) != kT - 1) {  // the 2x2 bins in one tile's core (most points)
                 float* b = core(uint64_t(i), uint64_t(j));
                 b[0] += w00;
                 b[1] += w01;
