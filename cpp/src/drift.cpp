@@ -81,14 +81,10 @@ double shifted_score(const float* img, const DriftGrid& g, const double* u, cons
     return t;
 }
 
-inline bool inside(const DriftGrid& g, double x, double y) {
-    const double fx = (x - g.x0) / g.bin, fy = (y - g.y0) / g.bin;
-    return fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny);
-}
-
 // The 3x3 stencil of one point: v[3(a+1) + (b+1)] = image(px + a h, py + b h).
-inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double h, double* v) {
-    const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
+// (fx, fy): the point in bins.
+inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double fx, double fy, double h,
+                          double* v) {
     if (h == g.bin && fx >= 1.0 && fy >= 1.0) {
         int64_t i, j;
         double tx, ty;
@@ -107,16 +103,18 @@ inline void point_stencil(const float* img, const DriftGrid& g, double px, doubl
 }
 
 // The 13 numbers of drift_stencil for one segment.
-void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
-             double cx, double cy, double h, double* out) {
+SPOTCORE_CLONES void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                             int64_t last, double cx, double cy, double h, double* out) {
     std::fill(out, out + 13, 0.0);
+    const double inv2h = 1.0 / (2 * h);
     for (int64_t p = first; p < last; ++p) {
         const double px = x[p] + cx, py = y[p] + cy;
-        if (!inside(g, px, py)) continue;
+        const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
+        if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) continue;
         double v[9];
-        point_stencil(img, g, px, py, h, v);
+        point_stencil(img, g, px, py, fx, fy, h, v);
         for (int k = 0; k < 9; ++k) out[k] += v[k];
-        const double gx = (v[7] - v[1]) / (2 * h), gy = (v[5] - v[3]) / (2 * h);
+        const double gx = (v[7] - v[1]) * inv2h, gy = (v[5] - v[3]) * inv2h;
         out[9] += gx * gx;
         out[10] += gx * gy;
         out[11] += gy * gy;
@@ -202,7 +200,7 @@ inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
 // May throw std::bad_alloc. Bins are added to the core of their tile (each bin once, in point order; a tile is
 // stored from the first weight it receives), then every stored tile's border is copied from its neighbours'
 // cores.
-void build_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends, int64_t n_segments,
+SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends, int64_t n_segments,
                    int64_t first, int64_t every, const DriftGrid& g, DriftDensity& d, int64_t step = 1) {
     d.grid = g;
     d.tiles_x = (g.nx + kT - 1) / kT;
@@ -274,7 +272,7 @@ SPOTCORE_INLINE f64x2 hi2(f32x4 v) { return __builtin_convertvector(__builtin_sh
 // float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then in double,
 // in point order. A point in a tile that is not stored reads its bins one by one (they can be in a
 // neighbour's core).
-void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t first, int64_t last, double cx,
+SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t first, int64_t last, double cx,
                     double cy, double* out, int64_t step = 1) {
     const DriftGrid& g = d.grid;
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
