@@ -57,7 +57,7 @@ def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
         bad = int((~np.isfinite(v)).sum())
         if bad:
             raise ValueError(f"locs.{c} has {bad} NaN or infinite values: drop those rows first")
-    if (np.diff(frame) < 0).any():
+    if (frame[1:] < frame[:-1]).any():
         raise ValueError("locs must be sorted by frame (locs.sort_values('frame', kind='stable'))")
     if need_two_frames and frame[0] == frame[-1]:
         raise ValueError("locs holds one frame only: drift needs localizations in several frames")
@@ -583,8 +583,9 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
     if not np.isfinite(d).all():
         raise ValueError("the drift has NaN or infinite values")
     corrected = locs.copy(deep=False)   # the corrected columns are new arrays; the others are shared
-    corrected["x"] = x - d[frame, 0]   # drift rows are frames 0..n_frames-1: one take per column
-    corrected["y"] = y - d[frame, 1]
+    for a, (c, v) in enumerate((("x", x), ("y", y))):   # drift rows are frames 0..n_frames-1: one take each
+        col = np.take(np.ascontiguousarray(d[:, a]), frame)
+        corrected[c] = np.subtract(v, col, out=col)
     if "z" in locs.columns:
         corrected["z"] = locs["z"].to_numpy(np.float64) - drift["z"].to_numpy()[frame]
     return corrected, drift
