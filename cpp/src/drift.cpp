@@ -209,6 +209,10 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64
     d.tile.assign(size_t(nt), -1);
     int32_t* tile = d.tile.data();
     d.data.clear();
+    int64_t points = 0;
+    for (int64_t k = first; k < n_segments; k += every) points += (ends[k] - starts[k] + step - 1) / step;
+    // Room for a tile per 16 points (address space only until written): no copies while the tiles come.
+    d.data.reserve(size_t(kTileFloats) * size_t(std::min(nt, std::max<int64_t>(points / 16, 16))));
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
     // The core of tile (r, c) (bins r*T .. r*T + T - 1) is stored from row 1, column 1.
     auto core = [&](uint64_t bi, uint64_t bj) -> float* {
@@ -701,6 +705,11 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         }
         // Points are in frame order: one walk over the knots (the arithmetic of interp(), without its search).
         for (int64_t p = 0, k = 0, m = int64_t(tl.size()); p < n; ++p) {
+            if (p && frame[p] == frame[p - 1]) {  // a frame's points share its value
+                d1[2 * p] = d1[2 * p - 2];
+                d1[2 * p + 1] = d1[2 * p - 1];
+                continue;
+            }
             const double f = double(frame[p]);
             while (k < m && !(tl[size_t(k)] > f)) ++k;  // k: the first knot after f
             if (f <= tl.front() || k == 0) {
