@@ -542,7 +542,7 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
     if segment is not None and (isinstance(segment, bool) or not isinstance(segment, numbers.Integral) or
                                 segment < 1):
         raise ValueError(f"segment must be an integer >= 1 frame, got {segment!r}")
-    frame = locs["frame"].to_numpy().astype(np.int64)
+    frame = locs["frame"].to_numpy().astype(np.int64, copy=False)
     n_frames = frames if frames is not None else locs.attrs.get("spotfit", {}).get("frames")
     n_frames = int(n_frames) if n_frames is not None else int(frame[-1]) + 1
     if n_frames <= frame[-1]:
@@ -584,8 +584,9 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
     if not np.isfinite(d).all():
         raise ValueError("the drift has NaN or infinite values")
     corrected = locs.copy(deep=False)   # the corrected columns are new arrays; the others are shared
+    rows = frame.astype(np.int32) if n_frames < 2 ** 31 else frame   # int32 indices: a take 2-3x faster
     for a, (c, v) in enumerate((("x", x), ("y", y))):   # drift rows are frames 0..n_frames-1: one take each
-        col = np.take(np.ascontiguousarray(d[:, a]), frame)
+        col = np.take(np.ascontiguousarray(d[:, a]), rows)
         corrected[c] = np.subtract(v, col, out=col)
     if "z" in locs.columns:
         corrected["z"] = locs["z"].to_numpy(np.float64) - drift["z"].to_numpy()[frame]
