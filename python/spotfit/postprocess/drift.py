@@ -67,7 +67,7 @@ def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
 def _precision(locs) -> float:
     cols = [c for c in ("uncertainty_x", "uncertainty_y") if c in locs.columns]
     if cols:
-        step = max(1, len(locs) // 10000)   # a median: a sample of ~10k a column does (to ~1 %)
+        step = max(1, len(locs) // 100000)   # a median: a sample does
         u = np.concatenate([locs[c].to_numpy()[::step].astype(np.float64) for c in cols])
         u = u[np.isfinite(u) & (u > 0)]
         if len(u):
@@ -248,11 +248,11 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     opt.radius, opt.coarse_step, opt.drop, opt.track_iterations = max_jump, s1, 0.6, 3
     opt.bin2, opt.margin2, opt.max_bins = s2 / _KERNEL_PER_BIN, 4 * sigma + 0.5, _MAX_BINS
     opt.iterations, opt.travel, opt.threads = 8, s1, int(threads or 0)
-    # The coarse passes only bring segments into the fine pass's basin: ~100 localizations of each do
-    # (measured with 1/3 of ~300: the same x, y and z errors on bench_drift, the sparse periodic grid and
-    # tests/test_astig_drift.py; 1/4 made that z error 1.97 nm, from 1.38 nm).
+    # The coarse passes only bring segments into the fine pass's basin: half of the localizations of each do
+    # (measured: the same x, y and z errors on bench_drift, the sparse periodic grid and
+    # tests/test_astig_drift.py; 1/3 and 1/4 sometimes made that z error 2-4.5 nm, from 1.4 nm).
     counts = seg.count[seg.count > 0]
-    opt.coarse_stride = int(np.clip(np.median(counts) // 100, 1, 3)) if len(counts) else 1
+    opt.coarse_stride = int(np.clip(np.median(counts) // 150, 1, 2)) if len(counts) else 1
     # One core call for both rounds (spotcore::drift_aim; segments in parallel in round 2).
     m, var, d1, grid2, images = _spotcore.drift_aim(x, y, frame, ref_end, grid1, coarse.starts, coarse.ends,
                                                     coarse.edges, stride, seg.starts, seg.ends, seg.edges,
