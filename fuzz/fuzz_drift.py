@@ -4,7 +4,8 @@ The bytes choose the points (finite, NaN, inf or huge), the density grid (origin
 the segment bounds (also reversed or past the end), the stencil step, the tracking options and the thread
 count; and a small localization table for ``spotfit.undrift`` (frames unsorted or repeated, NaN, one frame).
 Contract: invalid input raises ValueError/TypeError; valid input gives finite results of the documented
-shapes; drift_stencil and drift_aim (the whole AIM loop) do not depend on the threads; the histogram's mass is that of the inside points.
+shapes; drift_stencil, drift_aim (the whole AIM loop) and its sparse densities' stencil do not depend on the
+threads; the histogram's mass is that of the inside points; drift_rts (the smoother) refuses bad input.
 Seeds: fuzz/corpus/drift.
 """
 import os
@@ -95,9 +96,11 @@ def test_one_input(data: bytes):
         ao = _spotcore.DriftAimOptions()
         ao.radius, ao.coarse_step, ao.bin2, ao.margin2 = 0.5, 0.25, 0.1, 0.5
         ao.passes, ao.travel = 1 + b[8] % 3, [0.2, 0.0][b[9] % 2]
+        ao.parallel_points = 0                                        # threads on any size
+        ao.coarse_stride = [1, 2, 3, 0][b[7] // 4 % 4]                # 0: refused
         finite = bool(np.isfinite(x).all() and np.isfinite(y).all() and (np.abs(x) < 1e6).all()
                       and (np.abs(y) < 1e6).all())
-        valid = finite and bool((en <= n).all()) and ao.travel > 0 and grid_ok
+        valid = finite and bool((en <= n).all()) and ao.travel > 0 and ao.coarse_stride >= 1 and grid_ok
         out = []
         for th in (1, 3):
             ao.threads = th
@@ -107,11 +110,30 @@ def test_one_input(data: bytes):
                 assert not valid, "a valid drift_aim was refused"
                 break
         if len(out) == 2:
-            assert finite and ao.travel > 0
+            assert finite and ao.travel > 0 and ao.coarse_stride >= 1
             sh, var, d1 = out[0][:3]
             assert sh.shape == (len(st), 2) and np.isfinite(sh).all() and np.isfinite(d1).all()
             assert ((var >= 0) | np.isinf(var)).all()
             assert all(a.tobytes() == c.tobytes() for a, c in zip(out[0][:3], out[1][:3]))
+            # The sparse fold densities it returns: their stencil on any segments, for 1 and 3 threads.
+            cen = np.resize(d1, (len(st), 2)) if len(st) else np.zeros((0, 2))
+            s1 = out[0][4][b[6] % 2].stencil(x, y, st, en, cen, 1)
+            s3 = out[1][4][b[6] % 2].stencil(x, y, st, en, cen, 3)
+            assert s1.shape == (len(st), 13) and s1.tobytes() == s3.tobytes() and np.isfinite(s1).all()
+    # The smoother: any measurements (inf: none), breaks and process variance; bad ones raise ValueError.
+    if n:
+        t = np.cumsum(np.abs(np.nan_to_num(x, nan=1.0, posinf=1.0, neginf=1.0)))
+        r = np.abs(y)
+        q = [0.01, 0.0, -1.0, np.inf][b[6] % 4]
+        try:
+            xs, ps = _spotcore.drift_rts(t, np.nan_to_num(x), r, np.resize(body, n) & 1, q)
+        except ValueError:
+            assert not (q >= 0 and np.isfinite(q) and np.isfinite(t).all() and ((r >= 0) | np.isinf(r)).all()
+                        and (np.diff(t) >= 0).all() and np.isfinite(np.nan_to_num(x)).all())
+        else:
+            assert xs.shape == (n,) and ps.shape == (n,)
+            if (np.abs(np.nan_to_num(x)) < 1e6).all() and (t < 1e6).all() and (r < 1e6).all():
+                assert np.isfinite(xs).all() and not np.isnan(ps).any()
     # The public function on a small table made of the same bytes.
     k = len(body) // 3
     if k:

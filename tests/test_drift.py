@@ -196,6 +196,57 @@ def test_core_is_deterministic_for_any_thread_count(grid10):
         _spotcore.drift_stencil(img, g, x, y, starts, ends + len(x), centres, g.bin, 1)
 
 
+def _rts_reference(t, m, r, q, breaks):
+    """The textbook random-walk Kalman filter and RTS smoother, one step at a time (Rauch, Tung & Striebel)."""
+    n = len(t)
+    xf, pf, xp, pp = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(n)
+    x, p = m[0], np.inf
+    for k in range(n):
+        if k:
+            p = p + (1e12 if (k - 1) in breaks else q * (t[k] - t[k - 1]))
+        xp[k], pp[k] = x, p
+        if r[k] < np.inf:
+            if p == np.inf:
+                x, p = m[k], r[k]
+            else:
+                g = p / (p + r[k])
+                x, p = x + g * (m[k] - x), (1 - g) * p
+        xf[k], pf[k] = x, p
+    xs, ps = xf.copy(), pf.copy()
+    for k in range(n - 2, -1, -1):
+        if pp[k + 1] in (np.inf, 0):
+            continue
+        a = pf[k] / pp[k + 1]
+        xs[k] = xf[k] + a * (xs[k + 1] - xp[k + 1])
+        ps[k] = pf[k] + a * a * (ps[k + 1] - pp[k + 1])
+    return xs, ps
+
+
+def test_core_smoother_matches_the_textbook_recursion():
+    rng = np.random.default_rng(3)
+    n = 400
+    t = np.cumsum(rng.uniform(5, 15, n))
+    truth = np.cumsum(rng.normal(0, 0.3, n))
+    r = rng.uniform(0.01, 0.2, n)
+    m = truth + rng.normal(0, np.sqrt(r))
+    r[rng.choice(n, 40, replace=False)] = np.inf     # segments without a measurement
+    r[:3] = np.inf
+    breaks = {57, 58, 300}
+    br = np.zeros(n, np.uint8)
+    br[list(breaks)] = 1
+    xs, ps = _spotcore.drift_rts(t, m, r, br, 0.01)
+    want_x, want_p = _rts_reference(t, m, r, 0.01, breaks)
+    np.testing.assert_allclose(xs, want_x, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(ps, want_p, rtol=1e-12, atol=1e-12)
+    # Smoothing helps: closer to the truth than the measurements where both exist.
+    ok = np.isfinite(r)
+    assert np.mean((xs - truth)[ok] ** 2) < np.mean((m - truth)[ok] ** 2)
+    with pytest.raises(ValueError, match="non-decreasing"):
+        _spotcore.drift_rts(t[::-1].copy(), m, r, br, 0.01)
+    with pytest.raises(ValueError, match="q must be"):
+        _spotcore.drift_rts(t, m, r, br, -1.0)
+
+
 def test_apply_drift_to_a_lazy_dask_table(grid10):
     dd = pytest.importorskip("dask.dataframe")
     _, drift = undrift(grid10.locs)

@@ -9,18 +9,40 @@
 #include <omp.h>
 #endif
 
+#include "simd.h"
 #include "spotcore/fit.h"
 
 namespace spotcore {
 namespace {
 
+// Bin and fractions of a point whose (fx, fy) (bin units) is inside the grid, i.e. > -1: the floor by
+// truncation of fx + 1 > 0 (no libm call on baseline x86-64).
+inline void bin_of(double fx, double fy, int64_t& i, int64_t& j, double& tx, double& ty) {
+    j = int64_t(fx + 1.0) - 1;
+    i = int64_t(fy + 1.0) - 1;
+    tx = fx - double(j);
+    ty = fy - double(i);
+}
+
+// The 3x3 bilinear values of one point from the 4x4 bins around it (row q at b + q * stride; the point lies
+// in the bin at row 1, column 1, fractions tx, ty): c[q] lane a = the value at offset (a - 1, q - 1) bins.
+SPOTCORE_INLINE void block3x3(const float* b, int64_t stride, float tx, float ty, f32x4 c[3]) {
+    const f32x4 wx0 = {1 - tx, 1 - tx, 1 - tx, 1 - tx}, wx1 = {tx, tx, tx, tx};
+    const f32x4 wy0 = {1 - ty, 1 - ty, 1 - ty, 1 - ty}, wy1 = {ty, ty, ty, ty};
+    f32x4 r[4];
+    for (int q = 0; q < 4; ++q) {
+        const f32x4 v = load4(b + q * stride);
+        r[q] = wx0 * v + wx1 * __builtin_shufflevector(v, v, 1, 2, 3, 3);
+    }
+    for (int q = 0; q < 3; ++q) c[q] = wy0 * r[q] + wy1 * r[q + 1];
+}
+
 // Bilinear value of the image at (x, y) px; 0 outside the grid (the border bins fade to 0 over one bin).
-inline double sample(const float* img, const DriftGrid& g, double x, double y) {
-    const double fx = (x - g.x0) / g.bin, fy = (y - g.y0) / g.bin;
+inline double sample_at(const float* img, const DriftGrid& g, double fx, double fy) {  // fx, fy in bins
     if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) return 0.0;  // NaN too
-    const double jf = std::floor(fx), if_ = std::floor(fy);
-    const int64_t j = int64_t(jf), i = int64_t(if_);
-    const double tx = fx - jf, ty = fy - if_;
+    int64_t i, j;
+    double tx, ty;
+    bin_of(fx, fy, i, j, tx, ty);
     const bool j0 = j >= 0, j1 = j + 1 < g.nx, i0 = i >= 0, i1 = i + 1 < g.ny;
     double v = 0.0;
     if (i0) {
@@ -36,43 +58,63 @@ inline double sample(const float* img, const DriftGrid& g, double x, double y) {
     return v;
 }
 
-inline bool inside(const DriftGrid& g, double x, double y) {
-    const double fx = (x - g.x0) / g.bin, fy = (y - g.y0) / g.bin;
-    return fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny);
+inline double sample(const float* img, const DriftGrid& g, double x, double y) {
+    return sample_at(img, g, (x - g.x0) / g.bin, (y - g.y0) / g.bin);
+}
+
+// Sum of sample() at points (u[p] + su, v[p] + sv), in bins: the interior without per-bin bounds checks.
+double shifted_score(const float* img, const DriftGrid& g, const double* u, const double* v, int64_t n, double su,
+                     double sv) {
+    const double nx1 = double(g.nx - 1), ny1 = double(g.ny - 1);
+    double t = 0.0;
+    for (int64_t p = 0; p < n; ++p) {
+        const double fx = u[p] + su, fy = v[p] + sv;
+        if (fx >= 0.0 && fy >= 0.0 && fx < nx1 && fy < ny1) {
+            const int64_t j = int64_t(fx), i = int64_t(fy);
+            const double tx = fx - double(j), ty = fy - double(i);
+            const float* r = img + i * g.nx + j;
+            t += (1 - ty) * ((1 - tx) * r[0] + tx * r[1]) + ty * ((1 - tx) * r[g.nx] + tx * r[g.nx + 1]);
+        } else {
+            t += sample_at(img, g, fx, fy);
+        }
+    }
+    return t;
 }
 
 // The 3x3 stencil of one point: v[3(a+1) + (b+1)] = image(px + a h, py + b h).
-inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double h, double* v) {
-    const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
-    const double jf = std::floor(fx), if_ = std::floor(fy);
-    const int64_t j = int64_t(jf), i = int64_t(if_);
-    if (h == g.bin && i >= 1 && j >= 1 && i + 2 < g.ny && j + 2 < g.nx) {
-        // A step of one bin keeps the fractional offsets: the nine values come from one 4x4 block.
-        const double tx = fx - jf, ty = fy - if_;
-        double row[4][3];
-        for (int r = 0; r < 4; ++r) {
-            const float* b = img + (i - 1 + r) * g.nx + (j - 1);
-            for (int a = 0; a < 3; ++a) row[r][a] = (1 - tx) * b[a] + tx * b[a + 1];
+// (fx, fy): the point in bins.
+inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double fx, double fy, double h,
+                          double* v) {
+    if (h == g.bin && fx >= 1.0 && fy >= 1.0) {
+        int64_t i, j;
+        double tx, ty;
+        bin_of(fx, fy, i, j, tx, ty);
+        if (i + 2 < g.ny && j + 2 < g.nx) {
+            // A step of one bin keeps the fractional offsets: the nine values come from one 4x4 block.
+            f32x4 c[3];
+            block3x3(img + (i - 1) * g.nx + (j - 1), g.nx, float(tx), float(ty), c);
+            for (int a = 0; a < 3; ++a)
+                for (int b = 0; b < 3; ++b) v[3 * a + b] = double(c[b][a]);
+            return;
         }
-        for (int a = 0; a < 3; ++a)
-            for (int b = 0; b < 3; ++b) v[3 * a + b] = (1 - ty) * row[b][a] + ty * row[b + 1][a];
-        return;
     }
     for (int a = -1; a <= 1; ++a)
         for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
 }
 
 // The 13 numbers of drift_stencil for one segment.
-void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
-             double cx, double cy, double h, double* out) {
+SPOTCORE_CLONES void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                             int64_t last, double cx, double cy, double h, double* out) {
     std::fill(out, out + 13, 0.0);
+    const double inv2h = 1.0 / (2 * h);
     for (int64_t p = first; p < last; ++p) {
         const double px = x[p] + cx, py = y[p] + cy;
-        if (!inside(g, px, py)) continue;
+        const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
+        if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) continue;
         double v[9];
-        point_stencil(img, g, px, py, h, v);
+        point_stencil(img, g, px, py, fx, fy, h, v);
         for (int k = 0; k < 9; ++k) out[k] += v[k];
-        const double gx = (v[7] - v[1]) / (2 * h), gy = (v[5] - v[3]) / (2 * h);
+        const double gx = (v[7] - v[1]) * inv2h, gy = (v[5] - v[3]) * inv2h;
         out[9] += gx * gx;
         out[10] += gx * gy;
         out[11] += gy * gy;
@@ -140,17 +182,169 @@ double median(std::vector<double> v) {
     return 0.5 * (hi + *std::max_element(v.begin(), v.begin() + h));
 }
 
+// ---- Sparse densities (DriftDensity): tile ty stores bin rows ty*T - 1 .. ty*T + T + 1, likewise columns.
+constexpr int64_t kT = kDriftTile, kSide = kDriftTileSide, kStride = kDriftTileStride;
+constexpr int64_t kTileFloats = kSide * kStride;
+static_assert((kT & (kT - 1)) == 0, "the tile side is a power of two (masks below)");
+
+// Bin (i, j) of a sparse density; 0 outside the grid and in tiles not stored.
+inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
+    if (i < 0 || j < 0 || i >= d.grid.ny || j >= d.grid.nx) return 0.0f;
+    const int64_t ty = i / kT, tx = j / kT;
+    const int32_t t = d.tile[size_t(ty * d.tiles_x + tx)];
+    if (t < 0) return 0.0f;
+    return d.data[size_t(t * kTileFloats + (i - ty * kT + 1) * kStride + (j - tx * kT + 1))];
+}
+
+
+// May throw std::bad_alloc. Bins are added to the core of their tile (each bin once, in point order; a tile is
+// stored from the first weight it receives), then every stored tile's border is copied from its neighbours'
+// cores.
+SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends, int64_t n_segments,
+                   int64_t first, int64_t every, const DriftGrid& g, DriftDensity& d, int64_t step = 1) {
+    d.grid = g;
+    d.tiles_x = (g.nx + kT - 1) / kT;
+    d.tiles_y = (g.ny + kT - 1) / kT;
+    const int64_t nt = d.tiles_x * d.tiles_y, tiles_x = d.tiles_x;
+    d.tile.assign(size_t(nt), -1);
+    int32_t* tile = d.tile.data();
+    d.data.clear();
+    int64_t points = 0;
+    for (int64_t k = first; k < n_segments; k += every) points += (ends[k] - starts[k] + step - 1) / step;
+    // Room for a tile per 16 points (address space only until written): no copies while the tiles come.
+    d.data.reserve(size_t(kTileFloats) * size_t(std::min(nt, std::max<int64_t>(points / 16, 16))));
+    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    // The core of tile (r, c) (bins r*T .. r*T + T - 1) is stored from row 1, column 1.
+    auto core = [&](uint64_t bi, uint64_t bj) -> float* {
+        const uint64_t r = bi / kT, c = bj / kT;
+        int32_t& t = tile[r * uint64_t(tiles_x) + c];
+        if (t < 0) {
+            t = int32_t(d.data.size() / size_t(kTileFloats));
+            d.data.resize(d.data.size() + size_t(kTileFloats), 0.0f);
+        }
+        return d.data.data() + size_t(t) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1);
+    };
+    for (int64_t k = first; k < n_segments; k += every)
+        for (int64_t p = starts[k]; p < ends[k]; p += step) {
+            const double fx = (x[p] - g.x0) * inv, fy = (y[p] - g.y0) * inv;
+            if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
+            int64_t i, j;
+            double tx, ty;
+            bin_of(fx, fy, i, j, tx, ty);
+            const float fx1 = float(tx), fy1 = float(ty), fx0 = 1 - fx1, fy0 = 1 - fy1;
+            const float w00 = fy0 * fx0, w01 = fy0 * fx1, w10 = fy1 * fx0, w11 = fy1 * fx1;
+            if (uint64_t(i) < uint64_t(g.ny - 1) && uint64_t(j) < uint64_t(g.nx - 1) && (i & (kT - 1)) != kT - 1 &&
+                (j & (kT - 1)) != kT - 1) {  // the 2x2 bins in one tile's core (most points)
+                float* b = core(uint64_t(i), uint64_t(j));
+                b[0] += w00;
+                b[1] += w01;
+                b[kStride] += w10;
+                b[kStride + 1] += w11;
+                continue;
+            }
+            if (i >= 0 && j >= 0) *core(uint64_t(i), uint64_t(j)) += w00;
+            if (i >= 0 && j + 1 < g.nx) *core(uint64_t(i), uint64_t(j + 1)) += w01;
+            if (i + 1 < g.ny && j >= 0) *core(uint64_t(i + 1), uint64_t(j)) += w10;
+            if (i + 1 < g.ny && j + 1 < g.nx) *core(uint64_t(i + 1), uint64_t(j + 1)) += w11;
+        }
+    // Borders: stored row q of tile (r, c) is bin row r*T - 1 + q (likewise columns); rows 0, T + 1, T + 2
+    // and columns 0, T + 1, T + 2 come from the neighbours' cores (0 outside the grid or where not stored).
+    float* data = d.data.data();
+    auto value = [&](int64_t bi, int64_t bj) -> float {
+        if (bi < 0 || bj < 0 || bi >= g.ny || bj >= g.nx) return 0.0f;
+        const int32_t u = tile[(bi / kT) * tiles_x + bj / kT];
+        return u < 0 ? 0.0f : data[size_t(u) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1)];
+    };
+    for (int64_t r = 0; r < d.tiles_y; ++r)
+        for (int64_t c = 0; c < tiles_x; ++c) {
+            const int32_t t = tile[r * tiles_x + c];
+            if (t < 0) continue;
+            float* dst = data + size_t(t) * size_t(kTileFloats);
+            const int64_t i0 = r * kT - 1, j0 = c * kT - 1;
+            for (int64_t q : {int64_t(0), kT + 1, kT + 2})
+                for (int64_t a = 0; a < kSide; ++a) dst[q * kStride + a] = value(i0 + q, j0 + a);
+            for (int64_t q = 1; q <= kT; ++q)
+                for (int64_t a : {int64_t(0), kT + 1, kT + 2}) dst[q * kStride + a] = value(i0 + q, j0 + a);
+        }
+}
+
+typedef double f64x2 __attribute__((vector_size(16)));
+SPOTCORE_INLINE f64x2 lo2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), f64x2); }
+SPOTCORE_INLINE f64x2 hi2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), f64x2); }
+
+// The 13 numbers of drift_stencil for one segment on a sparse density, step one bin. The bilinear weights in
+// float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then in double,
+// in point order. A point in a tile that is not stored reads its bins one by one (they can be in a
+// neighbour's core).
+SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t first, int64_t last, double cx,
+                    double cy, double* out, int64_t step = 1) {
+    const DriftGrid& g = d.grid;
+    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    const double ox = cx - g.x0, oy = cy - g.y0;
+    const uint64_t rows = uint64_t(d.tiles_y * kT), cols = uint64_t(d.tiles_x * kT), tiles_x = uint64_t(d.tiles_x);
+    const float* data = d.data.data();
+    const int32_t* tile = d.tile.data();
+    f64x2 acc[4][2] = {};  // acc[q][0]: lanes x offset -1, 0; acc[q][1]: +1, unused; y offset q - 1; q = 3: gradients
+    int64_t cnt = 0;
+    for (int64_t p0 = first; p0 < last; p0 += 16 * step) {
+        f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, 0), gradients times 2h
+        for (int64_t p = p0, p1 = std::min(last, p0 + 16 * step); p < p1; p += step) {
+            const double fx = (x[p] + ox) * inv, fy = (y[p] + oy) * inv;
+            if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
+            ++cnt;
+            int64_t i, j;
+            double txd, tyd;
+            bin_of(fx, fy, i, j, txd, tyd);
+            const float tx = float(txd), ty = float(tyd);
+            float slow[16];  // rows i - 1 .. i + 2, columns j - 1 .. j + 2
+            const float* blk = slow;
+            int64_t stride = 4;
+            const uint64_t ui = uint64_t(i), uj = uint64_t(j);  // i = -1: huge, not < rows
+            const int32_t t = ui < rows && uj < cols ? tile[(ui / kT) * tiles_x + uj / kT] : -1;
+            if (t >= 0) {
+                // Bin (i - 1, j - 1) is stored at row i mod T, column j mod T of the tile.
+                blk = data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
+                stride = kStride;
+            } else {
+                for (int q = 0; q < 4; ++q)
+                    for (int a = 0; a < 4; ++a) slow[4 * q + a] = bin_value(d, i - 1 + q, j - 1 + a);
+            }
+            f32x4 c[3];  // lanes: x offset -1, 0, +1 (3: unused); y offset q - 1
+            block3x3(blk, stride, tx, ty, c);
+            for (int q = 0; q < 3; ++q) part[q] += c[q];
+            const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
+            const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
+            part[3] += ga * gb;
+        }
+        for (int q = 0; q < 4; ++q) {
+            acc[q][0] += lo2(part[q]);
+            acc[q][1] += hi2(part[q]);
+        }
+    }
+    for (int q = 0; q < 3; ++q) {
+        out[q] = acc[q][0][0];
+        out[3 + q] = acc[q][0][1];
+        out[6 + q] = acc[q][1][0];
+    }
+    const double s = 1.0 / (4 * g.bin * g.bin);
+    out[9] = acc[3][0][0] * s;
+    out[10] = acc[3][0][1] * s;
+    out[11] = acc[3][1][0] * s;
+    out[12] = double(cnt);
+}
+
 // Round 2 of one segment: Newton steps from (0, 0) on the stencil of `img`; the variance from the last
 // stencil (sandwich H^-1 S H^-1). Leaves var at inf where the score is not concave; where the move exceeds
 // `travel` (another maximum, e.g. a neighbouring site of a periodic structure) stops on that circle, and
 // with `drop` leaves var at inf.
-void align_segment(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
-                   int64_t last, double h, int iterations, double travel, bool drop, double* c, double* var) {
+void align_segment(const DriftDensity& img, const double* x, const double* y, int64_t first, int64_t last,
+                   int64_t step, int iterations, double travel, bool drop, double* c, double* var) {
+    const double h = img.grid.bin;
     double cx = 0.0, cy = 0.0;
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
         double s[13];
-        stencil(img, g, x, y, first, last, cx, cy, h, s);
+        sparse_stencil(img, x, y, first, last, cx, cy, s, step);
         const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
         const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
         const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
@@ -192,7 +386,7 @@ void align_segment(const float* img, const DriftGrid& g, const double* x, const 
             }
             break;
         }
-        if (std::hypot(dx, dy) < 0.1 * h) break;
+        if (std::hypot(dx, dy) < 0.1 * h) break;  // 0.25: 4x the z drift error in tests/test_astig_drift.py
     }
     c[0] = cx;
     c[1] = cy;
@@ -245,9 +439,9 @@ Result drift_histogram(const double* x, const double* y, const double* w, int64_
         if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) continue;
         const double wk = w ? w[k] : 1.0;
         if (!std::isfinite(wk)) continue;
-        const double jf = std::floor(fx), if_ = std::floor(fy);
-        const int64_t j = int64_t(jf), i = int64_t(if_);
-        const double tx = fx - jf, ty = fy - if_;
+        int64_t i, j;
+        double tx, ty;
+        bin_of(fx, fy, i, j, tx, ty);
         if (i >= 0) {
             float* row = image + i * g.nx;
             if (j >= 0) row[j] += float(wk * (1 - ty) * (1 - tx));
@@ -281,6 +475,45 @@ Result drift_stencil(const float* image, const DriftGrid& g, const double* x, co
     return Result::success();
 }
 
+Result drift_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends,
+                     int64_t n_segments, int64_t first, int64_t every, const DriftGrid& grid, DriftDensity* out) {
+    Result r = check_drift_grid(grid);
+    if (!r.ok()) return r;
+    r = check_segments(x, y, starts, ends, n_segments);
+    if (!r.ok()) return r;
+    if (!out || first < 0 || every < 1) return Result::invalid("drift_density: out must not be null, first >= 0, every >= 1");
+    try {
+        build_density(x, y, starts, ends, n_segments, first, every, grid, *out);
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in drift_density"};
+    }
+    return Result::success();
+}
+
+Result drift_density_stencil(const DriftDensity& d, const double* x, const double* y, const int64_t* starts,
+                             const int64_t* ends, int64_t n_segments, const double* centres, int32_t threads,
+                             double* out) {
+    Result r = check_drift_grid(d.grid);
+    if (!r.ok()) return r;
+    if (d.tiles_x != (d.grid.nx + kT - 1) / kT || d.tiles_y != (d.grid.ny + kT - 1) / kT ||
+        d.tile.size() != size_t(d.tiles_x * d.tiles_y))
+        return Result::invalid("drift_density_stencil: the density's tiles do not match its grid");
+    for (int32_t t : d.tile)
+        if (t >= 0 && (size_t(t) + 1) * size_t(kTileFloats) > d.data.size())
+            return Result::invalid("drift_density_stencil: a tile index is past the density's data");
+    r = check_segments(x, y, starts, ends, n_segments);
+    if (!r.ok()) return r;
+    if (n_segments == 0) return Result::success();
+    if (!centres || !out) return Result::invalid("drift_density_stencil: centres and out must not be null");
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(thread_count(threads)) if (n_segments > 1)
+#endif
+    for (int64_t k = 0; k < n_segments; ++k)
+        sparse_stencil(d, x, y, starts[k], ends[k], centres[2 * k], centres[2 * k + 1], out + 13 * k);
+    (void)threads;
+    return Result::success();
+}
+
 Result drift_track(const float* image, const DriftGrid& g, const double* x, const double* y,
                    const int64_t* starts, const int64_t* ends, int64_t n_segments, const DriftTrackOptions& o,
                    double* shifts, double* score) {
@@ -294,47 +527,97 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
     if (!image || !shifts || !score) return Result::invalid("drift_track: image, shifts and score must not be null");
     const int64_t half = int64_t(std::floor(o.radius / o.coarse_step));
     double px = 0.0, py = 0.0, typical = 0.0;
-    for (int64_t k = 0; k < n_segments; ++k) {
-        const int64_t first = starts[k], last = ends[k], count = last - first;
-        if (count == 0) {
-            shifts[2 * k] = px;
-            shifts[2 * k + 1] = py;
-            score[k] = 0.0;
-            continue;
-        }
-        double cx = px, cy = py;
-        double start = 0.0;  // the score where the previous segment was: a jump shows here, before Newton
-        for (int64_t p = first; p < last; ++p) start += sample(image, g, x[p] + px, y[p] + py);
-        start /= double(count);
-        double s = refine(image, g, x, y, first, last, cx, cy, o.step, o.iterations) / double(count);
-        if (typical > 0 && std::min(start, s) < o.drop * typical && half > 0) {
-            // Search the square around the previous shift, then refine the best trial.
-            double best = -1.0, bx = px, by = py;
-            for (int64_t a = -half; a <= half; ++a)
-                for (int64_t b = -half; b <= half; ++b) {
-                    const double tx = px + double(a) * o.coarse_step, ty = py + double(b) * o.coarse_step;
-                    double t = 0.0;
-                    for (int64_t p = first; p < last; ++p) t += sample(image, g, x[p] + tx, y[p] + ty);
-                    if (t > best) {
-                        best = t;
-                        bx = tx;
-                        by = ty;
-                    }
-                }
-            double s2 = refine(image, g, x, y, first, last, bx, by, o.step, o.iterations) / double(count);
-            if (s2 > 1.05 * s) {  // better by more than noise: a noisy dip alone must not move the track
-                s = s2;
-                cx = bx;
-                cy = by;
+    try {
+        std::vector<double> u, v;
+        for (int64_t k = 0; k < n_segments; ++k) {
+            const int64_t first = starts[k], last = ends[k], count = last - first;
+            if (count == 0) {
+                shifts[2 * k] = px;
+                shifts[2 * k + 1] = py;
+                score[k] = 0.0;
+                continue;
             }
+            double cx = px, cy = py;
+            double start = 0.0;  // the score where the previous segment was: a jump shows here, before Newton
+            for (int64_t p = first; p < last; ++p) start += sample(image, g, x[p] + px, y[p] + py);
+            start /= double(count);
+            double s = refine(image, g, x, y, first, last, cx, cy, o.step, o.iterations) / double(count);
+            if (typical > 0 && std::min(start, s) < o.drop * typical && half > 0) {
+                // Search the square around the previous shift, then refine the best trial.
+                u.resize(size_t(count));  // the points in bins, once per search (its trials only add a shift)
+                v.resize(size_t(count));
+                for (int64_t p = first; p < last; ++p) {
+                    u[size_t(p - first)] = (x[p] - g.x0) / g.bin;
+                    v[size_t(p - first)] = (y[p] - g.y0) / g.bin;
+                }
+                double best = -1.0, bx = px, by = py;
+                for (int64_t a = -half; a <= half; ++a)
+                    for (int64_t b = -half; b <= half; ++b) {
+                        const double tx = px + double(a) * o.coarse_step, ty = py + double(b) * o.coarse_step;
+                        const double t = shifted_score(image, g, u.data(), v.data(), count, tx / g.bin, ty / g.bin);
+                        if (t > best) {
+                            best = t;
+                            bx = tx;
+                            by = ty;
+                        }
+                    }
+                double s2 = refine(image, g, x, y, first, last, bx, by, o.step, o.iterations) / double(count);
+                if (s2 > 1.05 * s) {  // better by more than noise: a noisy dip alone must not move the track
+                    s = s2;
+                    cx = bx;
+                    cy = by;
+                }
+            }
+            // Running typical score: fast to follow slow changes of density, a jump moves it little.
+            typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
+            px = cx;
+            py = cy;
+            shifts[2 * k] = cx;
+            shifts[2 * k + 1] = cy;
+            score[k] = s;
         }
-        // Running typical score: fast to follow slow changes of density, a jump moves it little.
-        typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
-        px = cx;
-        py = cy;
-        shifts[2 * k] = cx;
-        shifts[2 * k + 1] = cy;
-        score[k] = s;
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in drift_track"};
+    }
+    return Result::success();
+}
+
+Result drift_rts(const double* t, const double* m, const double* r, const uint8_t* breaks, int64_t n, double q,
+                 double* xs, double* ps) {
+    if (n < 1 || !t || !m || !r || !breaks || !xs || !ps) return Result::invalid("drift_rts: n >= 1 and no null arrays");
+    if (!(q >= 0) || !std::isfinite(q)) return Result::invalid("drift_rts: q must be finite and >= 0");
+    for (int64_t k = 0; k < n; ++k)
+        if (!std::isfinite(t[k]) || !std::isfinite(m[k]) || !(r[k] >= 0) || (k && t[k] < t[k - 1]))
+            return Result::invalid("drift_rts: t must be finite and non-decreasing, m finite, r >= 0 or inf");
+    try {
+        std::vector<double> xp(static_cast<size_t>(n)), pp(static_cast<size_t>(n));  // predictions; xs, ps hold the filtered values first
+        double x = m[0], p = INFINITY;
+        for (int64_t k = 0; k < n; ++k) {
+            if (k) p += breaks[k - 1] ? 1e12 : q * (t[k] - t[k - 1]);
+            xp[size_t(k)] = x;
+            pp[size_t(k)] = p;
+            if (r[k] < INFINITY) {
+                if (p == INFINITY) {
+                    x = m[k];
+                    p = r[k];
+                } else {
+                    const double g = p + r[k] > 0 ? p / (p + r[k]) : 0.0;  // both exact: keep the state
+                    x = x + g * (m[k] - x);
+                    p = (1 - g) * p;
+                }
+            }
+            xs[k] = x;
+            ps[k] = p;
+        }
+        for (int64_t k = n - 2; k >= 0; --k) {
+            const double pn = pp[size_t(k + 1)];
+            if (pn == INFINITY || pn == 0) continue;
+            const double a = ps[k] / pn;  // ps[k] is still the filtered variance here
+            xs[k] = xs[k] + a * (xs[k + 1] - xp[size_t(k + 1)]);
+            ps[k] = ps[k] + a * a * (ps[k + 1] - pn);
+        }
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in drift_rts"};
     }
     return Result::success();
 }
@@ -362,6 +645,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
     if (!r.ok()) return r;
     if (o.iterations < 0 || o.iterations > 1000) return Result::invalid("drift_aim: iterations must be 0..1000");
     if (o.passes < 1 || o.passes > 8) return Result::invalid("drift_aim: passes must be 1..8");
+    if (o.coarse_stride < 1) return Result::invalid("drift_aim: coarse_stride must be >= 1");
     if (!(o.travel > 0)) return Result::invalid("drift_aim: travel must be > 0");
     if (!(o.bin2 > 0) || !std::isfinite(o.bin2) || !(o.margin2 >= 0) || !std::isfinite(o.margin2) || o.max_bins < 1)
         return Result::invalid("drift_aim: bin2 must be > 0, margin2 >= 0 and max_bins >= 1");
@@ -421,6 +705,11 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         }
         // Points are in frame order: one walk over the knots (the arithmetic of interp(), without its search).
         for (int64_t p = 0, k = 0, m = int64_t(tl.size()); p < n; ++p) {
+            if (p && frame[p] == frame[p - 1]) {  // a frame's points share its value
+                d1[2 * p] = d1[2 * p - 2];
+                d1[2 * p + 1] = d1[2 * p - 1];
+                continue;
+            }
             const double f = double(frame[p]);
             while (k < m && !(tl[size_t(k)] > f)) ++k;  // k: the first knot after f
             if (f <= tl.front() || k == 0) {
@@ -467,8 +756,14 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                     x0[size_t(p)] = x[p] - d1[2 * p];
                     y0[size_t(p)] = y[p] - d1[2 * p + 1];
                 }
+                // The reference: every stride-th corrected point (as 1a's segments; still ~10x 1a's reference).
+                std::vector<double> xr, yr;
+                for (int64_t p = 0; p < n; p += stride) {
+                    xr.push_back(x0[size_t(p)]);
+                    yr.push_back(y0[size_t(p)]);
+                }
                 std::fill(img.begin(), img.end(), 0.0f);
-                drift_histogram(x0.data(), y0.data(), nullptr, n, grid1, img.data());
+                drift_histogram(xr.data(), yr.data(), nullptr, int64_t(xr.size()), grid1, img.data());
                 for (const auto& span : spans) {
                     std::vector<int64_t> ks_s, ks_e;
                     std::vector<double> ts;
@@ -517,6 +812,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         if (!(wx < 1e9 && wy < 1e9))  // bins computed below must fit int64
             return Result::invalid("drift_aim: the points span more than 1e9 px");
         std::vector<double> total(size_t(2 * n_segments), 0.0);  // the sum of the passes' moves
+        const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
         for (int pass = o.passes - 1; pass >= 0; --pass) {
             DriftGrid& grid2 = result->grid2;
             grid2.x0 = lo_x - o.margin2;
@@ -526,34 +822,32 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             grid2.ny = int64_t(std::ceil(wy / grid2.bin)) + 1;
             r = check_drift_grid(grid2);
             if (!r.ok()) return r;
+            // Coarse passes only bring segments into the basin of the fine one: every coarse_stride-th point.
+            const int64_t step = pass == 0 ? 1 : o.coarse_stride;
             // The two folds' densities, one per thread (each a single pass in point order: deterministic).
-            const size_t bins = size_t(grid2.nx * grid2.ny);
-            result->image0.resize(bins);  // allocated here: bad_alloc must not leave a parallel region
-            result->image1.resize(bins);
+            bool out_of_memory = false;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, thread_count(o.threads)))
+#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, threads)) reduction(|| : out_of_memory)
 #endif
             for (int f = 0; f < 2; ++f) {
-                std::vector<float>& im = f ? result->image1 : result->image0;
-                std::fill(im.begin(), im.end(), 0.0f);
-                for (int64_t k = f; k < n_segments; k += 2)
-                    drift_histogram(xc.data() + starts[k], yc.data() + starts[k], nullptr, ends[k] - starts[k],
-                                    grid2, im.data());
+                try {  // bad_alloc must not leave a parallel region
+                    build_density(xc.data(), yc.data(), starts, ends, n_segments, f, 2, grid2, result->density[f], step);
+                } catch (const std::bad_alloc&) {
+                    out_of_memory = true;
+                }
             }
-            float* image0 = result->image0.data();
-            float* image1 = result->image1.data();
-            const double h = grid2.bin;
+            if (out_of_memory) throw std::bad_alloc();
             const bool last = pass == 0;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 4) num_threads(thread_count(o.threads))
+#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
 #endif
             for (int64_t k = 0; k < n_segments; ++k) {
                 double c[2] = {0.0, 0.0};
                 double* v = var + 2 * k;
                 v[0] = v[1] = INFINITY;
                 if (ends[k] > starts[k]) {
-                    align_segment(k % 2 ? image0 : image1, grid2, xc.data(), yc.data(), starts[k], ends[k], h,
-                                  o.iterations, o.travel, last, c, v);
+                    align_segment(result->density[1 - k % 2], xc.data(), yc.data(), starts[k], ends[k], step, o.iterations,
+                                  o.travel, last, c, v);
                     for (int64_t p = starts[k]; p < ends[k]; ++p) {  // segment k's points only: no race
                         xc[size_t(p)] += c[0];
                         yc[size_t(p)] += c[1];

@@ -141,6 +141,72 @@ static void test_histogram_mass() {
     CHECK(std::fabs(img[2 * 10 + 2] - 1.0) < 1e-6);  // (1, 1) is bin (2, 2)
 }
 
+// The sparse density holds the dense histogram's bins, and its one-bin stencil the dense stencil's values
+// (float weights: to 1e-5 relative), with points at the grid's edges, outside it and in empty tiles.
+static void test_sparse_density_matches_dense() {
+    std::mt19937_64 rng(5);
+    std::uniform_real_distribution<double> u(-1.5, 43.5), c(0.0, 1.0);
+    DriftGrid g;
+    g.x0 = 0.3;
+    g.y0 = -0.2;
+    g.bin = 0.25;
+    g.nx = 169;  // not a multiple of the tile: partial tiles at the far edges
+    g.ny = 163;
+    std::vector<double> x, y;
+    for (int k = 0; k < 4000; ++k) {  // clusters (most tiles empty) and uniform points over and beyond the grid
+        const bool cluster = k % 50 != 0;
+        x.push_back(cluster ? 10.0 + (k % 3) * 12.0 + c(rng) : u(rng));
+        y.push_back(cluster ? 5.0 + (k % 5) * 7.0 + c(rng) : u(rng));
+    }
+    const int64_t n = int64_t(x.size()), segs = 20;
+    std::vector<int64_t> starts(segs), ends(segs);
+    for (int64_t k = 0; k < segs; ++k) starts[k] = k * n / segs, ends[k] = (k + 1) * n / segs;
+    std::vector<float> dense(size_t(g.nx * g.ny), 0.0f);
+    for (int64_t k = 1; k < segs; k += 2)
+        CHECK(drift_histogram(x.data() + starts[k], y.data() + starts[k], nullptr, ends[k] - starts[k], g,
+                              dense.data()).ok());
+    DriftDensity d;
+    CHECK(drift_density(x.data(), y.data(), starts.data(), ends.data(), segs, 1, 2, g, &d).ok());
+    int64_t stored = 0;
+    for (int32_t t : d.tile) stored += t >= 0;
+    CHECK(stored > 0 && stored < d.tiles_x * d.tiles_y);  // sparse
+    // Stored bins (core and border copies) equal the dense bins; the cores of tiles not stored are zero.
+    double worst = 0;
+    for (int64_t ty = 0; ty < d.tiles_y; ++ty)
+        for (int64_t tx = 0; tx < d.tiles_x; ++tx) {
+            const int32_t t = d.tile[size_t(ty * d.tiles_x + tx)];
+            for (int64_t r = 0; r < kDriftTileSide; ++r)
+                for (int64_t q = 0; q < kDriftTileSide; ++q) {
+                    const int64_t i = ty * kDriftTile - 1 + r, j = tx * kDriftTile - 1 + q;
+                    const float want = i >= 0 && j >= 0 && i < g.ny && j < g.nx ? dense[size_t(i * g.nx + j)] : 0.0f;
+                    const bool core = r >= 1 && q >= 1 && r <= kDriftTile && q <= kDriftTile;
+                    if (t < 0 && !core) continue;
+                    const float got = t >= 0 ? d.data[size_t(t) * kDriftTileSide * kDriftTileStride +
+                                                      size_t(r * kDriftTileStride + q)] : 0.0f;
+                    worst = std::max(worst, double(std::fabs(got - want)));
+                }
+        }
+    CHECK(worst < 1e-5);
+    std::vector<double> centres(2 * segs), a(13 * segs), b(13 * segs);
+    for (int64_t k = 0; k < segs; ++k) centres[2 * k] = 0.37 * double(k % 3) - 0.4, centres[2 * k + 1] = -0.21 * double(k % 4);
+    CHECK(drift_stencil(dense.data(), g, x.data(), y.data(), starts.data(), ends.data(), segs, centres.data(), g.bin, 1,
+                        a.data()).ok());
+    CHECK(drift_density_stencil(d, x.data(), y.data(), starts.data(), ends.data(), segs, centres.data(), 1, b.data())
+              .ok());
+    for (size_t k = 0; k < a.size(); ++k) {  // gx*gy sums cancel: their scale is that of gx^2 + gy^2
+        const size_t base = k - k % 13;
+        const double scale = k % 13 == 10 ? std::fabs(a[base + 9]) + std::fabs(a[base + 11]) : std::fabs(a[k]);
+        CHECK(std::fabs(a[k] - b[k]) <= 1e-5 * (scale + 1.0));
+    }
+    std::vector<double> b3(13 * segs);
+    CHECK(drift_density_stencil(d, x.data(), y.data(), starts.data(), ends.data(), segs, centres.data(), 3, b3.data())
+              .ok());
+    CHECK(std::memcmp(b.data(), b3.data(), b.size() * sizeof(double)) == 0);
+    d.tile[0] = int32_t(d.data.size());  // a corrupt tile index is refused, not read
+    CHECK(drift_density_stencil(d, x.data(), y.data(), starts.data(), ends.data(), segs, centres.data(), 1, b.data())
+              .status == Status::invalid_argument);
+}
+
 static void test_bad_input() {
     DriftGrid g;
     std::vector<float> img(4, 0.0f);
@@ -219,6 +285,7 @@ static void test_aim_whole_loop() {
     o.bin2 = 0.025 / std::sqrt(1.0 / 3.0);
     o.margin2 = 0.7;
     o.travel = 0.1;
+    o.parallel_points = 0;  // threads on this small table too: the bytes must not depend on them
     std::vector<double> shift[2], var[2], d1[2];
     for (int run = 0; run < 2; ++run) {
         o.threads = run ? 3 : 1;
@@ -229,7 +296,7 @@ static void test_aim_whole_loop() {
         CHECK(drift_aim(x.data(), y.data(), frame.data(), n, 2000, g1, ls.data(), le.data(), lg.data(), nl, 3,
                         ss.data(), se.data(), sg.data(), st.data(), ns, o, shift[run].data(), var[run].data(),
                         d1[run].data(), &res).ok());
-        CHECK(res.image0.size() == size_t(res.grid2.nx * res.grid2.ny) && res.image1.size() == res.image0.size());
+        CHECK(res.density[0].grid.nx == res.grid2.nx && res.density[1].grid.ny == res.grid2.ny);
     }
     CHECK(std::memcmp(shift[0].data(), shift[1].data(), shift[0].size() * sizeof(double)) == 0);
     CHECK(std::memcmp(var[0].data(), var[1].data(), var[0].size() * sizeof(double)) == 0);
@@ -281,6 +348,7 @@ int main() {
     test_track_recovers_shifts_and_jump();
     test_stencil_threads_and_peak();
     test_histogram_mass();
+    test_sparse_density_matches_dense();
     test_bad_input();
     if (failures) {
         std::fprintf(stderr, "%d check(s) failed\n", failures);

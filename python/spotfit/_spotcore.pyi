@@ -285,3 +285,17 @@ def drift_track(
     options: DriftTrackOptions,
 ) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """AIM round 1: (segments, 2) shifts onto the reference image, and the score per point of each."""
+
+def drift_rts(
+    t: npt.ArrayLike, m: npt.ArrayLike, r: npt.ArrayLike, breaks: npt.ArrayLike, q: float
+) -> Tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Random-walk RTS smoother: (smoothed means, variances); breaks[k] != 0 uncouples k and k + 1."""
+
+class DriftDensity:
+    """A sparse density image of AIM round 2 (16x16-bin tiles where points are)."""
+    @property
+    def grid(self) -> DriftGrid: ...
+    def stencil(
+        self, x: npt.ArrayLike, y: npt.ArrayLike, starts: _Index, ends: _Index, centres: npt.ArrayLike, threads: int
+    ) -> npt.NDArray[np.float64]:
+        """drift_stencil on this density with a step of one bin: (segments, 13)."""

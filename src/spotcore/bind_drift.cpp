@@ -52,12 +52,6 @@ const float* checked_image(const FloatImage& image, const spotcore::DriftGrid& g
     return image.data();
 }
 
-// A vector's buffer as a 2D numpy array without a copy (the array owns the moved vector).
-py::array_t<float> image_array(std::vector<float>&& v, const spotcore::DriftGrid& g) {
-    auto* owner = new std::vector<float>(std::move(v));
-    py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<float>*>(p); });
-    return py::array_t<float>({py::ssize_t(g.ny), py::ssize_t(g.nx)}, owner->data(), free_when_done);
-}
 
 }  // namespace
 
@@ -87,8 +81,10 @@ void bind_drift(py::module_& m) {
         .def_readwrite("max_bins", &spotcore::DriftAimOptions::max_bins)
         .def_readwrite("passes", &spotcore::DriftAimOptions::passes)
         .def_readwrite("iterations", &spotcore::DriftAimOptions::iterations)
+        .def_readwrite("coarse_stride", &spotcore::DriftAimOptions::coarse_stride)
         .def_readwrite("travel", &spotcore::DriftAimOptions::travel)
-        .def_readwrite("threads", &spotcore::DriftAimOptions::threads);
+        .def_readwrite("threads", &spotcore::DriftAimOptions::threads)
+        .def_readwrite("parallel_points", &spotcore::DriftAimOptions::parallel_points);
     m.attr("max_drift_bins") = py::int_(spotcore::kMaxDriftBins);
 
     m.def(
@@ -171,6 +167,53 @@ void bind_drift(py::module_& m) {
         "time order, and the score per point of each.");
 
     m.def(
+        "drift_rts",
+        [](py::object t, py::object m_, py::object r, py::object breaks, double q) {
+            const char* fn = "drift_rts";
+            const DoubleArray ta = vector1d(t, fn, "t"), ma = vector1d(m_, fn, "m"), ra = vector1d(r, fn, "r");
+            using ByteArray = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+            const ByteArray ba = ByteArray::ensure(breaks);
+            const py::ssize_t n = ta.size();
+            if (!ba || ba.ndim() != 1 || ma.size() != n || ra.size() != n || ba.size() != n)
+                throw py::value_error("drift_rts: t, m, r and breaks must be 1D arrays of one length");
+            py::array_t<double> xs(n), ps(n);
+            spotcore::Result res;
+            {
+                py::gil_scoped_release release;
+                res = spotcore::drift_rts(ta.data(), ma.data(), ra.data(), ba.data(), int64_t(n), q,
+                                          xs.mutable_data(), ps.mutable_data());
+            }
+            raise_if_failed(res);
+            return py::make_tuple(xs, ps);
+        },
+        py::arg("t"), py::arg("m"), py::arg("r"), py::arg("breaks"), py::arg("q"),
+        "Random-walk RTS smoother: (smoothed means, variances); breaks[k] != 0 uncouples k and k + 1.");
+
+    py::class_<spotcore::DriftDensity>(m, "DriftDensity",
+                                       "A sparse density image of round 2 of AIM (spotcore::DriftDensity).")
+        .def_property_readonly("grid", [](const spotcore::DriftDensity& d) { return d.grid; })
+        .def(
+            "stencil",
+            [](const spotcore::DriftDensity& d, py::object x, py::object y, py::object starts, py::object ends,
+               py::object centres, int32_t threads) {
+                const Points p = points(x, y, starts, ends, "DriftDensity.stencil");
+                const DoubleArray c = DoubleArray::ensure(centres);
+                if (!c || c.ndim() != 2 || c.shape(0) != p.n_segments || c.shape(1) != 2)
+                    throw py::value_error("DriftDensity.stencil: centres must have shape (segments, 2)");
+                py::array_t<double> out({py::ssize_t(p.n_segments), py::ssize_t(13)});
+                spotcore::Result res;
+                {
+                    py::gil_scoped_release release;
+                    res = spotcore::drift_density_stencil(d, p.x.data(), p.y.data(), p.starts.data(), p.ends.data(),
+                                                          p.n_segments, c.data(), threads, out.mutable_data());
+                }
+                raise_if_failed(res);
+                return out;
+            },
+            py::arg("x"), py::arg("y"), py::arg("starts"), py::arg("ends"), py::arg("centres"), py::arg("threads"),
+            "drift_stencil on this density with a step of one bin: (segments, 13).");
+
+    m.def(
         "drift_aim",
         [](py::object x, py::object y, py::object frame, int64_t ref_end, spotcore::DriftGrid grid1,
            py::object long_starts, py::object long_ends, py::object long_edges, int64_t stride, py::object starts,
@@ -201,14 +244,14 @@ void bind_drift(py::module_& m) {
             }
             raise_if_failed(r);
             const spotcore::DriftGrid g = res.grid2;
-            py::list images;
-            images.append(image_array(std::move(res.image0), g));
-            images.append(image_array(std::move(res.image1), g));
-            return py::make_tuple(shift, var, d1, g, images);
+            py::list densities;
+            densities.append(py::cast(std::move(res.density[0])));
+            densities.append(py::cast(std::move(res.density[1])));
+            return py::make_tuple(shift, var, d1, g, densities);
         },
         py::arg("x"), py::arg("y"), py::arg("frame"), py::arg("ref_end"), py::arg("grid1"), py::arg("long_starts"),
         py::arg("long_ends"), py::arg("long_edges"), py::arg("stride"), py::arg("starts"), py::arg("ends"),
         py::arg("edges"), py::arg("t"), py::arg("options"),
         "Both rounds of AIM (spotcore::drift_aim): (shift (segments, 2), var (segments, 2), d1 (n, 2), grid2, "
-        "[image0, image1]).");
+        "[density0, density1]) (DriftDensity: each fold's, sparse).");
 }

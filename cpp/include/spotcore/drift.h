@@ -43,6 +43,30 @@ Result drift_stencil(const float* image, const DriftGrid& grid, const double* x,
                      const int64_t* starts, const int64_t* ends, int64_t n_segments, const double* centres,
                      double step, int32_t threads, double* out);
 
+// A density image stored sparsely: tiles of kDriftTile x kDriftTile bins, each with a border of one bin before
+// and two after (so the 4x4 bins that one bilinear 3x3 stencil reads lie in one tile), only where a bin of the
+// tile or its border holds density. Round 2 of AIM works on these: a structure covers a few % of the field,
+// so the tiles of its densities stay in cache where the dense image (tens of MB) does not.
+constexpr int64_t kDriftTile = 16;
+constexpr int64_t kDriftTileSide = kDriftTile + 3;  // rows of a stored tile: bins -1 .. kDriftTile + 1
+constexpr int64_t kDriftTileStride = 20;            // floats per stored row (one spare: 4-wide loads)
+struct DriftDensity {
+    DriftGrid grid;
+    int64_t tiles_x = 0, tiles_y = 0;
+    std::vector<int32_t> tile;  // tiles_y * tiles_x: index of the stored tile, -1 where all its bins are 0
+    std::vector<float> data;    // stored tiles, kDriftTileSide * kDriftTileStride floats each
+};
+
+// The cloud-in-cell histogram (as drift_histogram) of the points of segments k = first, first + every, ... <
+// n_segments (points [starts[k], ends[k])) into `out`, sparse; out's buffers are reused. Deterministic.
+Result drift_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends,
+                     int64_t n_segments, int64_t first, int64_t every, const DriftGrid& grid, DriftDensity* out);
+
+// drift_stencil on a sparse density, with the step of one bin (grid.bin): out[13k ..] as drift_stencil's.
+Result drift_density_stencil(const DriftDensity& density, const double* x, const double* y, const int64_t* starts,
+                             const int64_t* ends, int64_t n_segments, const double* centres, int32_t threads,
+                             double* out);
+
 struct DriftTrackOptions {
     double radius = 1.5;       // half side of the square searched when the score drops, px
     double coarse_step = 0.1;  // grid step of that search, px
@@ -63,12 +87,20 @@ Result drift_track(const float* image, const DriftGrid& grid, const double* x, c
                    const int64_t* starts, const int64_t* ends, int64_t n_segments,
                    const DriftTrackOptions& options, double* shifts, double* score);
 
+// Random-walk state-space smoother (Rauch, Tung & Striebel 1965, AIAA J. 3:1445) of measurements m[k] with
+// variance r[k] (inf: no measurement) at times t[k] (non-decreasing), process variance q per unit of time;
+// where breaks[k] is non-zero, k and k + 1 are not coupled (process variance 1e12 between them). The state
+// starts at m[0] with infinite variance. Writes the smoothed means xs[k] and variances ps[k]. n >= 1.
+Result drift_rts(const double* t, const double* m, const double* r, const uint8_t* breaks, int64_t n, double q,
+                 double* xs, double* ps);
+
 // The whole AIM loop of spotfit.undrift (both rounds), one call. Points x, y, frame (n) are sorted by frame.
 //   Round 1a: the long segments (point ranges long_starts/ends, frame bounds long_edges[k]..long_edges[k+1])
 //     are tracked (drift_track) with every `stride`-th point against the reference (points [0, ref_end),
 //     histogram on grid1); the per-point drift d1 is the linear interpolation of their shifts in time.
 //   Round 1b: where neighbouring long segments differ by more than max(6 robust SD, coarse_step) on an axis
-//     (a jump), the short segments there are tracked again against the whole table corrected by 1a.
+//     (a jump), the short segments there are tracked again against every `stride`-th point of the whole table
+//     corrected by 1a.
 //   Round 2: every short segment (starts/ends, frame bounds edges) is aligned by Newton steps on the 3x3
 //     stencil against the density (grid2) of the other fold (segment k is in fold k % 2): never against
 //     itself; in `passes` passes from coarse bins to bin2, each pass's densities from the previous pass's
@@ -79,8 +111,9 @@ Result drift_track(const float* image, const DriftGrid& grid, const double* x, c
 // exceed max_bins (as the Python layer's other grids).
 // Outputs: shift[2k..2k+1] = segment k's mean round-1 drift minus its round-2 shift (px), var[2k..2k+1] its
 // sandwich variance (inf: not measured), d1[2p..2p+1] the round-1 drift of each point, grid2 and the two
-// fold densities on it (float32, ny*nx each). threads: OpenMP threads of round 2 (0 = default); the result
-// does not depend on it (segments are independent, each summed in point order).
+// fold densities on it (sparse, the last pass's). threads: OpenMP threads of round 2 (0 = default), used from
+// parallel_points points on (fewer run on one thread); the result does not depend on it (segments are
+// independent, each summed in point order).
 struct DriftAimOptions {
     double radius = 2.0;        // round 1: half side of the square searched at a jump, px
     double coarse_step = 0.2;   // round 1: kernel width = grid step of that search, px
@@ -91,12 +124,16 @@ struct DriftAimOptions {
     int64_t max_bins = int64_t(1) << 23;
     int32_t passes = 3;         // round 2: coarse-to-fine passes, bins bin2 * 2^(passes-1) ... bin2
     int32_t iterations = 8;     // round 2: Newton steps per segment and pass (each <= one bin)
+    int64_t coarse_stride = 1;  // round 2: the coarse passes use every coarse_stride-th point of each segment
     double travel = 0.2;        // round 2: largest move from the round-1 position, px
     int32_t threads = 0;
+    // Below ~1M points a pass is ~10 ms of work: waking a second thread (twice a pass) costs about as much on
+    // a busy machine (measured: 1 thread 0.076 s, 2 threads 0.12 s on 289k points at load 6).
+    int64_t parallel_points = int64_t(1) << 20;
 };
 struct DriftAimResult {
     DriftGrid grid2;
-    std::vector<float> image0, image1;  // fold 0's and fold 1's density on grid2
+    DriftDensity density[2];  // fold 0's and fold 1's density on grid2 (the last pass's)
 };
 Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t n, int64_t ref_end,
                  const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,
