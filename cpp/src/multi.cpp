@@ -433,9 +433,11 @@ Result fit_emitters(const float* region, const float* offset, int32_t S, const F
         e.crlb_y = float(std::sqrt(var[3 * k + 1]));
         e.crlb_photons = float(std::sqrt(var[3 * k + 2]));
         const bool inside = e.x >= -0.5f && e.x <= S - 0.5f && e.y >= -0.5f && e.y <= S - 0.5f;
-        if (!pd || !std::isfinite(e.crlb_x) || !std::isfinite(e.crlb_y))
+        // Pixels near FLT_MAX fit to photons or a background beyond float: non-physical, never "converged".
+        const bool finite = std::isfinite(e.photons) && std::isfinite(out.background);
+        if (!pd || !std::isfinite(e.crlb_x) || !std::isfinite(e.crlb_y) || !std::isfinite(e.crlb_photons))
             e.status = FitStatus::singular;
-        else if (!inside || e.photons <= float(kMinPhotons))
+        else if (!inside || !finite || !(e.photons > float(kMinPhotons)))
             e.status = FitStatus::out_of_box;
         else if (!converged)
             e.status = FitStatus::max_iterations;
