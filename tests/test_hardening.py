@@ -441,3 +441,18 @@ def test_tiff_with_a_float_data_offset_is_a_movie_error():
     with pytest.raises(spotfit.io.MovieError, match="data offset"):
         spotfit.localize(path, spotfit.LocalizeOptions(box=3, chunk_frames=2, threads=1),
                          camera=spotfit.Camera())
+
+
+def test_multi_emitter_fit_near_float_max_is_not_converged_with_inf():
+    """Pixels near FLT_MAX fitted to photons beyond float, reported as converged with photons = inf (CI fuzz
+    finding of fuzz/fuzz_multi.py; = fuzz/findings/multi-converged-inf-photons-51b.bin)."""
+    from spotfit import _spotcore
+    region = np.full((5, 5), 8.457e37, np.float32)
+    region[2, 0], region[4, 0], region[4, 1] = 2.6e-35, 5.8e-11, 4.45e37
+    multi = _spotcore.MultiOptions()
+    multi.max_emitters = 1
+    fit = _spotcore.FitOptions()
+    fit.box, fit.psf_sigma, fit.max_iterations = 5, 1.3, 10
+    res = _spotcore.fit_region(region, None, fit, multi, np.array([[2, 2, 500]], np.float32))
+    converged = res["status"] == int(_spotcore.FitStatus.converged)
+    assert np.isfinite(res["emitters"][converged]).all(), res
