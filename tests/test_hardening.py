@@ -456,3 +456,14 @@ def test_multi_emitter_fit_near_float_max_is_not_converged_with_inf():
     res = _spotcore.fit_region(region, None, fit, multi, np.array([[2, 2, 500]], np.float32))
     converged = res["status"] == int(_spotcore.FitStatus.converged)
     assert np.isfinite(res["emitters"][converged]).all(), res
+
+
+def test_tiff_with_an_ifd_inside_its_header_fails_fast():
+    """A 517-byte fuzz input (CI run of 2026-12-05) whose first IFD's next-IFD offset is 2, inside the header:
+    tifffile parsed the header bytes as a 42-tag IFD, whose chain then looped back to it, and TiffFile.series
+    spun on it (the libFuzzer timeout); the walk used to stop there and leave it to tifffile. Now every entry
+    point raises MovieError at once."""
+    path = Path(__file__).resolve().parent / "data" / "ifd_in_header_517b.tif"  # = fuzz/findings/hang-...
+    results = _open_damaged_tiffs([path])
+    for (_, call), outcome in results.items():
+        assert outcome.startswith("MovieError") and "inside the file header" in outcome, (call, outcome)

@@ -256,7 +256,8 @@ def _scan_ifds(path: Path) -> int:
     its next-IFD offset) occupies bytes of its own, so after this check tifffile parses at most
     ``size / 12`` tags and ``size / 6`` pages.  The walk covers the main chain and the IFDs listed in
     SubIFDs tags (which tifffile also parses).  Damage that tifffile reports itself (an offset past the
-    end, more than 4096 tags, a header that is not TIFF) ends the walk and is left to tifffile.
+    end, more than 4096 tags, a header that is not TIFF) ends the walk and is left to tifffile An IFD
+    offset inside the 8- or 16-byte header is refused: tifffile would parse the header as tags.
 
     Returns
     -------
@@ -266,7 +267,7 @@ def _scan_ifds(path: Path) -> int:
     Raises
     ------
     MovieError
-        If an IFD is reached twice (a loop) or two IFDs overlap.
+        If an IFD is reached twice (a loop), two IFDs overlap, or an IFD starts inside the header.
     """
     import bisect
     import mmap
@@ -299,7 +300,10 @@ def _scan_ifds(path: Path) -> int:
                     raise MovieError(f"{str(path)!r} is a damaged TIFF file: {what} leads to the "
                                      f"IFD at byte {off} a second time (a loop in its IFD "
                                      "structure)")
-                if off < header or off + nsize > size:
+                if off < header:   # tifffile parses it (header bytes as tags): found by fuzzing
+                    raise MovieError(f"{str(path)!r} is a damaged TIFF file: {what} leads to an "
+                                     f"IFD at byte {off}, inside the file header")
+                if off + nsize > size:
                     return None
                 n = struct.unpack_from(nfmt, buf, off)[0]
                 end = off + nsize + n * tagsize + osize
