@@ -191,11 +191,6 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
                                 f"object with size and estimate_boxes()), got {type(estimator).__name__}")
     elif estimator is not None:
         keywords["estimator"] = estimator
-    if keywords.get("model", getattr(options, "model", None)) == "astigmatic" and "box" not in keywords \
-            and (options is None or options.box == LocalizeOptions().box):
-        cal = keywords.get("calibration", getattr(options, "calibration", None))
-        if cal is not None:   # the default box holds the most defocused PSF of the calibrated range
-            keywords["box"] = LocalizeOptions(model="astigmatic", calibration=cal).calibration.default_box()
     opts = LocalizeOptions.from_keywords(options, **keywords)
     n_frames, frame_shape = _movie_shape(movie)
     if camera is None and getattr(movie, "camera_assumed", False):
@@ -215,7 +210,7 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
                          "or a centroid regressor")
     if n_frames == 0 or 0 in frame_shape:
         raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
-    box = opts.box if regressor is None else int(regressor.size)
+    box = opts.fit_box if regressor is None else int(regressor.size)
     if box > max(frame_shape):
         raise ValueError(f"box {box} is larger than the frame {frame_shape[0]}x{frame_shape[1]}")
     camera.check_frame_shape(frame_shape)
@@ -282,7 +277,7 @@ def warn_if_noise_model_wrong(locs: pd.DataFrame, opts: LocalizeOptions, camera:
     ok = (locs["status"] == "converged").to_numpy() & np.isfinite(locs["chi2"].to_numpy())
     if ok.sum() < _NOISE_MIN_FITS:
         return
-    dof = opts.box * opts.box - len(MODEL_PARAMETERS[opts.model])
+    dof = opts.fit_box * opts.fit_box - len(MODEL_PARAMETERS[opts.model])
     excess = 2.0 if camera.em_gain > 1 else 1.0          # EMCCD excess noise factor (as the chi2 rule)
     median = float(np.median(locs["chi2"].to_numpy()[ok])) / excess
     ratio = median / (dof - 2.0 / 3.0)                   # median of chi2(k) ~ k - 2/3
@@ -334,7 +329,7 @@ def _classify_chunk(chunk, first, camera, opts, classifier):
         good, p_good = good[keep], p_good[keep]
         variance = None if variance is None else variance[keep]
     rec = _spotcore.fit_boxes(boxes, variance, opts.fit_options())
-    half = opts.box // 2
+    half = opts.fit_box // 2
     rec["frame"], rec["peak_row"], rec["peak_col"] = frame, peak_row, peak_col
     rec["x"] += (peak_col - half).astype(np.float32)
     rec["y"] += (peak_row - half).astype(np.float32)

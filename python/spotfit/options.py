@@ -31,7 +31,9 @@ class LocalizeOptions:
 
     psf_sigma: float = _option(1.3, "PSF standard deviation: start value of the fit, fixed with "
                                "model=fixed_sigma", "px")
-    box: int = _option(7, "odd side of the square fit box; border spots get a clipped box", "px")
+    box: Optional[int] = _option(None, "odd side of the square fit box; border spots get a clipped box (default "
+                                 "7; 9 with max_emitters > 1; model=astigmatic: the calibration's default_box())",
+                                 "px")
     threshold: float = _option(1.5, "detection threshold on the wavelet plane W2: a multiple of std(W1) "
                                "(threshold_mode=std) or photons (absolute)")
     threshold_mode: str = _option("std", f"how threshold is read: {' or '.join(THRESHOLD_MODES)}")
@@ -59,7 +61,8 @@ class LocalizeOptions:
     def __post_init__(self):
         set_ = object.__setattr__.__get__(self)
         set_("psf_sigma", validate.positive("psf_sigma", self.psf_sigma))
-        set_("box", validate.odd_box(self.box))
+        if self.box is not None:
+            set_("box", validate.odd_box(self.box))
         set_("threshold", validate.positive("threshold", self.threshold))  # <= 0 would make every pixel a spot
         validate.choice("threshold_mode", self.threshold_mode, THRESHOLD_MODES)
         set_("min_distance", validate.positive("min_distance", self.min_distance, allow_zero=True))
@@ -87,6 +90,17 @@ class LocalizeOptions:
             raise ValueError("model='astigmatic' needs calibration= (spotfit.calibrate_astigmatism, "
                              "AstigmaticCalibration.load or .from_picasso)")
 
+    @property
+    def fit_box(self) -> int:
+        """The box side used: ``box``, or for ``box=None`` the default for these settings. Several emitters
+        need more pixels for the likelihood-ratio test (close pairs: docs/crowded.md); an astigmatic PSF
+        needs room for its most defocused width."""
+        if self.box is not None:
+            return self.box
+        if self.model == "astigmatic" and self.calibration is not None:
+            return self.calibration.default_box()
+        return 9 if self.max_emitters > 1 else 7
+
     def replace(self, **changes) -> "LocalizeOptions":
         """A copy with some settings changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -112,6 +126,7 @@ class LocalizeOptions:
             skip.add("max_emitters")                 # single-emitter: the parameters as before
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
                if f.metadata["result"] and f.name not in skip}
+        out["box"] = self.fit_box
         if "calibration" in out:
             out["calibration"] = self.calibration.as_dict()
         return out
@@ -125,7 +140,7 @@ class LocalizeOptions:
         core.detect.threshold = self.threshold
         core.detect.min_distance = self.min_distance
         core.detect.border = self.border
-        core.fit = self.fit_options(self.box if box is None else box)
+        core.fit = self.fit_options(box)
         core.mask_neighbours = self.mask_neighbours if mask_neighbours is None else bool(mask_neighbours)
         if screen_size:
             core.screen.size = int(screen_size)
@@ -138,7 +153,7 @@ class LocalizeOptions:
         fit = _spotcore.FitOptions()
         fit.model = MODELS[self.model]
         fit.estimator = ESTIMATORS[self.estimator]
-        fit.box = self.box if box is None else int(box)
+        fit.box = self.fit_box if box is None else int(box)
         fit.psf_sigma = self.psf_sigma
         fit.max_iterations = self.max_iterations
         fit.tolerance = self.tolerance

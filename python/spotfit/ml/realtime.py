@@ -65,7 +65,7 @@ class Localizer:
                                        **({"estimator": estimator} if self.regressor is None else {}))
         self.threshold, self.min_distance, self.border = self.options.threshold, self.options.min_distance, \
             self.options.border
-        self.psf_sigma, self.box = self.options.psf_sigma, self.options.box
+        self.psf_sigma, self.box = self.options.psf_sigma, self.options.fit_box
         self.frames_processed = 0
         self.first_frame = int(first_frame)
         self.last_latency = float("nan")
