@@ -30,7 +30,7 @@ struct Emitter {
 struct EmitterFit {
     float x, y, photons;
     float crlb_x, crlb_y, crlb_photons;
-    FitStatus status;
+    FitStatus status;   // unreliable: crlb_x or crlb_y over 0.3 psf_sigma (not told apart from its neighbours)
 };
 
 struct RegionFit {
