@@ -54,9 +54,10 @@ def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
         v = locs[c].to_numpy()
         if v.dtype.kind != "f":
             v = pd.to_numeric(locs[c], errors="coerce").to_numpy(np.float64)
-        bad = int((~np.isfinite(v)).sum())
-        if bad:
-            raise ValueError(f"locs.{c} has {bad} NaN or infinite values: drop those rows first")
+        if not np.isfinite(np.add.reduce(v)):   # NaN and inf reach the sum: one pass, no mask (~3x faster)
+            bad = int((~np.isfinite(v)).sum())
+            if bad:
+                raise ValueError(f"locs.{c} has {bad} NaN or infinite values: drop those rows first")
     if (frame[1:] < frame[:-1]).any():
         raise ValueError("locs must be sorted by frame (locs.sort_values('frame', kind='stable'))")
     if need_two_frames and frame[0] == frame[-1]:
@@ -68,13 +69,21 @@ def _precision(locs) -> float:
     cols = [c for c in ("uncertainty_x", "uncertainty_y") if c in locs.columns]
     if cols:
         step = max(1, len(locs) // 100000)   # a median: a sample does
-        u = np.concatenate([locs[c].to_numpy()[::step].astype(np.float64) for c in cols])
-        u = u[np.isfinite(u) & (u > 0)]
+        u = np.concatenate([locs[c].to_numpy()[::step] for c in cols]).astype(np.float64, copy=False)
+        u = u[(u > 0) & (u < np.inf)]
         if len(u):
-            return float(np.clip(np.median(u), 0.005, 2.0))
+            return float(np.clip(_median(u), 0.005, 2.0))
     warnings.warn(f"locs has no uncertainty_x/uncertainty_y: assuming a precision of {FALLBACK_PRECISION} px",
                   FallbackWarning, stacklevel=3)
     return FALLBACK_PRECISION
+
+
+def _median(u):
+    """np.median of a 1-D float array, overwriting it: a partition at one index (numpy's SIMD select) and the
+    largest value below it; np.median partitions at two indices, which takes numpy's slow path (7x)."""
+    h = len(u) // 2
+    u.partition(h)
+    return float(u[h]) if len(u) % 2 else float((u[:h].max() + u[h]) / 2)
 
 
 def _positive(name, value, default):
@@ -588,7 +597,6 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
 
 
 def _apply_frame(part: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
-    out = part.copy(deep=False)   # the corrected columns are new arrays; the others are shared, not written
     f = part["frame"].to_numpy().astype(np.int64, copy=False)
     df = drift["frame"].to_numpy().astype(np.int64, copy=False)
     if df[0] == 0 and df[-1] == len(df) - 1 and (len(df) < 2 or (np.diff(df) == 1).all()):
@@ -597,10 +605,11 @@ def _apply_frame(part: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
         row = np.full(int(max(df.max(), f.max(initial=0))) + 1, -1, np.int64)
         row[df] = np.arange(len(df))
         rows = row[f]
-    rows = rows.astype(np.int32) if len(df) < 2 ** 31 else rows   # int32 indices: a take 2-3x faster
+    out = part.copy(deep=False)   # the corrected columns are new arrays; the others are shared, not written
     for c in [c for c in ("x", "y", "z") if c in part.columns and c in drift.columns]:
-        col = np.take(drift[c].to_numpy(np.float64), rows)
-        out[c] = np.subtract(part[c].to_numpy(np.float64), col, out=col)
+        col = drift[c].to_numpy(np.float64)[rows]   # indexing, not np.take: ~7x faster (numpy 2.4)
+        # As a Series: pandas copies a bare array set as a column and then splits the table's block (~2 ms).
+        out[c] = pd.Series(np.subtract(part[c].to_numpy(np.float64), col, out=col), index=out.index, copy=False)
     return out
 
 
