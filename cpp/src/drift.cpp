@@ -1,7 +1,9 @@
 #include "spotcore/drift.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -200,8 +202,11 @@ inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
 // May throw std::bad_alloc. Bins are added to the core of their tile (each bin once, in point order; a tile is
 // stored from the first weight it receives), then every stored tile's border is copied from its neighbours'
 // cores.
-SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends, int64_t n_segments,
-                   int64_t first, int64_t every, const DriftGrid& g, DriftDensity& d, int64_t step = 1) {
+// Point p is (x[p * ps], y[p * ps]) (ps = 2: interleaved); segment k's points are moved by offsets[2k], [2k + 1]
+// (none when null).
+SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps, const int64_t* starts,
+                                   const int64_t* ends, int64_t n_segments, int64_t first, int64_t every,
+                                   const double* offsets, const DriftGrid& g, DriftDensity& d, int64_t step = 1) {
     d.grid = g;
     d.tiles_x = (g.nx + kT - 1) / kT;
     d.tiles_y = (g.ny + kT - 1) / kT;
@@ -224,9 +229,10 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64
         }
         return d.data.data() + size_t(t) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1);
     };
-    for (int64_t k = first; k < n_segments; k += every)
+    for (int64_t k = first; k < n_segments; k += every) {
+        const double ox = (offsets ? offsets[2 * k] : 0.0) - g.x0, oy = (offsets ? offsets[2 * k + 1] : 0.0) - g.y0;
         for (int64_t p = starts[k]; p < ends[k]; p += step) {
-            const double fx = (x[p] - g.x0) * inv, fy = (y[p] - g.y0) * inv;
+            const double fx = (x[p * ps] + ox) * inv, fy = (y[p * ps] + oy) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
             int64_t i, j;
             double tx, ty;
@@ -247,6 +253,7 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64
             if (i + 1 < g.ny && j >= 0) *core(uint64_t(i + 1), uint64_t(j)) += w10;
             if (i + 1 < g.ny && j + 1 < g.nx) *core(uint64_t(i + 1), uint64_t(j + 1)) += w11;
         }
+    }
     // Borders: stored row q of tile (r, c) is bin row r*T - 1 + q (likewise columns); rows 0, T + 1, T + 2
     // and columns 0, T + 1, T + 2 come from the neighbours' cores (0 outside the grid or where not stored).
     float* data = d.data.data();
@@ -276,8 +283,8 @@ SPOTCORE_INLINE f64x2 hi2(f32x4 v) { return __builtin_convertvector(__builtin_sh
 // float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then in double,
 // in point order. A point in a tile that is not stored reads its bins one by one (they can be in a
 // neighbour's core).
-SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t first, int64_t last, double cx,
-                    double cy, double* out, int64_t step = 1) {
+SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t ps, int64_t first,
+                                    int64_t last, double cx, double cy, double* out, int64_t step = 1) {
     const DriftGrid& g = d.grid;
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
     const double ox = cx - g.x0, oy = cy - g.y0;
@@ -289,7 +296,7 @@ SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, cons
     for (int64_t p0 = first; p0 < last; p0 += 16 * step) {
         f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, 0), gradients times 2h
         for (int64_t p = p0, p1 = std::min(last, p0 + 16 * step); p < p1; p += step) {
-            const double fx = (x[p] + ox) * inv, fy = (y[p] + oy) * inv;
+            const double fx = (x[p * ps] + ox) * inv, fy = (y[p * ps] + oy) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
             ++cnt;
             int64_t i, j;
@@ -333,18 +340,19 @@ SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, cons
     out[12] = double(cnt);
 }
 
-// Round 2 of one segment: Newton steps from (0, 0) on the stencil of `img`; the variance from the last
-// stencil (sandwich H^-1 S H^-1). Leaves var at inf where the score is not concave; where the move exceeds
-// `travel` (another maximum, e.g. a neighbouring site of a periodic structure) stops on that circle, and
-// with `drop` leaves var at inf.
-void align_segment(const DriftDensity& img, const double* x, const double* y, int64_t first, int64_t last,
-                   int64_t step, int iterations, double travel, bool drop, double* c, double* var) {
+// Round 2 of one segment: Newton steps from c (its points (x, y) moved by c; interleaved) on the stencil of
+// `img`, c updated; the variance from the last stencil (sandwich H^-1 S H^-1). Leaves var at inf where the
+// score is not concave; where the move from the start exceeds `travel` (another maximum, e.g. a neighbouring
+// site of a periodic structure) stops on that circle, and with `drop` leaves var at inf.
+void align_segment(const DriftDensity& img, const double* xy, int64_t first, int64_t last, int64_t step,
+                   int iterations, double travel, bool drop, double* c, double* var) {
     const double h = img.grid.bin;
-    double cx = 0.0, cy = 0.0;
+    const double sx = c[0], sy = c[1];
+    double cx = sx, cy = sy;
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
         double s[13];
-        sparse_stencil(img, x, y, first, last, cx, cy, s, step);
+        sparse_stencil(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
         const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
         const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
         const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
@@ -376,13 +384,13 @@ void align_segment(const DriftDensity& img, const double* x, const double* y, in
         }
         cx += dx;
         cy += dy;
-        const double dist = std::hypot(cx, cy);
+        const double dist = std::hypot(cx - sx, cy - sy);
         if (dist > travel) {  // left the basin it started in: not this segment's own maximum
             if (drop) {
                 var[0] = var[1] = INFINITY;
             } else {  // a coarse pass: stop on the edge, the next pass goes on from there
-                cx *= travel / dist;
-                cy *= travel / dist;
+                cx = sx + (cx - sx) * (travel / dist);
+                cy = sy + (cy - sy) * (travel / dist);
             }
             break;
         }
@@ -483,7 +491,7 @@ Result drift_density(const double* x, const double* y, const int64_t* starts, co
     if (!r.ok()) return r;
     if (!out || first < 0 || every < 1) return Result::invalid("drift_density: out must not be null, first >= 0, every >= 1");
     try {
-        build_density(x, y, starts, ends, n_segments, first, every, grid, *out);
+        build_density(x, y, 1, starts, ends, n_segments, first, every, nullptr, grid, *out);
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in drift_density"};
     }
@@ -509,14 +517,16 @@ Result drift_density_stencil(const DriftDensity& d, const double* x, const doubl
 #pragma omp parallel for schedule(static) num_threads(thread_count(threads)) if (n_segments > 1)
 #endif
     for (int64_t k = 0; k < n_segments; ++k)
-        sparse_stencil(d, x, y, starts[k], ends[k], centres[2 * k], centres[2 * k + 1], out + 13 * k);
+        sparse_stencil(d, x, y, 1, starts[k], ends[k], centres[2 * k], centres[2 * k + 1], out + 13 * k);
     (void)threads;
     return Result::success();
 }
 
-Result drift_track(const float* image, const DriftGrid& g, const double* x, const double* y,
-                   const int64_t* starts, const int64_t* ends, int64_t n_segments, const DriftTrackOptions& o,
-                   double* shifts, double* score) {
+// drift_track; segments before learn_from do not set the typical score (drift_aim: those inside the
+// reference's frames, which score high on their own points: the first after them would look like a jump).
+static Result track_segments(const float* image, const DriftGrid& g, const double* x, const double* y,
+                             const int64_t* starts, const int64_t* ends, int64_t n_segments,
+                             const DriftTrackOptions& o, int64_t learn_from, double* shifts, double* score) {
     Result r = check_drift_grid(g);
     if (!r.ok()) return r;
     r = check_drift_track_options(o);
@@ -569,7 +579,7 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
                 }
             }
             // Running typical score: fast to follow slow changes of density, a jump moves it little.
-            typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
+            if (k >= learn_from) typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
             px = cx;
             py = cy;
             shifts[2 * k] = cx;
@@ -580,6 +590,12 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
         return {Status::out_of_memory, "out of memory in drift_track"};
     }
     return Result::success();
+}
+
+Result drift_track(const float* image, const DriftGrid& g, const double* x, const double* y,
+                   const int64_t* starts, const int64_t* ends, int64_t n_segments, const DriftTrackOptions& o,
+                   double* shifts, double* score) {
+    return track_segments(image, g, x, y, starts, ends, n_segments, o, 0, shifts, score);
 }
 
 Result drift_rts(const double* t, const double* m, const double* r, const uint8_t* breaks, int64_t n, double q,
@@ -695,8 +711,13 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         }
         if (good_long.empty()) return Result::invalid("drift_aim: no point in the long segments");
         std::vector<double> sh(size_t(2 * n_long)), sc(static_cast<size_t>(n_long));
-        r = drift_track(img.data(), grid1, xs.data(), ys.data(), ss.data(), se.data(), n_long, to, sh.data(),
-                        sc.data());
+        // Tracked up to the last good one: a short last segment would be tracked for nothing (and its low score
+        // starts a search of the whole square: ~5 % of a call on the benchmark table).
+        int64_t learn_from = 0;  // the first long segment after the reference's points
+        while (learn_from < n_long && long_starts[learn_from] < ref_end) ++learn_from;
+        if (learn_from >= good_long.back()) learn_from = 0;
+        r = track_segments(img.data(), grid1, xs.data(), ys.data(), ss.data(), se.data(), good_long.back() + 1, to,
+                           learn_from, sh.data(), sc.data());
         if (!r.ok()) return r;
         std::vector<double> vx, vy;  // the drift (minus the shift) of the good long segments
         for (int64_t k : good_long) {
@@ -796,22 +817,24 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         // can be off by more than the fine kernel (its reference spans the first frames, its long segments
         // are interpolated), and a reference blurred by those errors pulls the fine Newton steps nowhere; so
         // passes with bins of bin2 * 2^(passes-1) ... bin2, each starting from the previous pass's result.
-        std::vector<double> xc(static_cast<size_t>(n)), yc(static_cast<size_t>(n));
-        for (int64_t p = 0; p < n; ++p) {
-            xc[size_t(p)] = x[p] - d1[2 * p];
-            yc[size_t(p)] = y[p] - d1[2 * p + 1];
+        // The round-1-corrected points, interleaved: one stream for the densities and the stencils. They are
+        // not moved between passes: segment k's points are read moved by its shift so far, at[2k..2k+1].
+        std::unique_ptr<double[]> xy(new double[size_t(2 * n)]);
+        for (int64_t p = 0; p < 2 * n; p += 2) {
+            xy[size_t(p)] = x[p / 2] - d1[p];
+            xy[size_t(p + 1)] = y[p / 2] - d1[p + 1];
         }
-        double lo_x = xc[0], hi_x = xc[0], lo_y = yc[0], hi_y = yc[0];
-        for (int64_t p = 1; p < n; ++p) {
-            lo_x = std::min(lo_x, xc[size_t(p)]);
-            hi_x = std::max(hi_x, xc[size_t(p)]);
-            lo_y = std::min(lo_y, yc[size_t(p)]);
-            hi_y = std::max(hi_y, yc[size_t(p)]);
+        double lo_x = xy[0], hi_x = xy[0], lo_y = xy[1], hi_y = xy[1];
+        for (int64_t p = 2; p < 2 * n; p += 2) {
+            lo_x = std::min(lo_x, xy[size_t(p)]);
+            hi_x = std::max(hi_x, xy[size_t(p)]);
+            lo_y = std::min(lo_y, xy[size_t(p + 1)]);
+            hi_y = std::max(hi_y, xy[size_t(p + 1)]);
         }
         const double wx = hi_x - lo_x + 2 * o.margin2, wy = hi_y - lo_y + 2 * o.margin2;
         if (!(wx < 1e9 && wy < 1e9))  // bins computed below must fit int64
             return Result::invalid("drift_aim: the points span more than 1e9 px");
-        std::vector<double> total(size_t(2 * n_segments), 0.0);  // the sum of the passes' moves
+        std::vector<double> at(size_t(2 * n_segments), 0.0);
         const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
         for (int pass = o.passes - 1; pass >= 0; --pass) {
             DriftGrid& grid2 = result->grid2;
@@ -824,38 +847,50 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             if (!r.ok()) return r;
             // Coarse passes only bring segments into the basin of the fine one: every coarse_stride-th point.
             const int64_t step = pass == 0 ? 1 : o.coarse_stride;
-            // The two folds' densities, one per thread (each a single pass in point order: deterministic).
-            bool out_of_memory = false;
+            const bool last = pass == 0;
+            std::atomic<bool> out_of_memory{false};
+            std::atomic<int64_t> next[2];  // per density f: the next of the segments aligned on it (k % 2 == 1 - f)
+            next[0] = next[1] = 0;
+            constexpr int64_t kChunk = 4;
 #ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, threads)) reduction(|| : out_of_memory)
+#pragma omp parallel num_threads(threads)
 #endif
-            for (int f = 0; f < 2; ++f) {
-                try {  // bad_alloc must not leave a parallel region
-                    build_density(xc.data(), yc.data(), starts, ends, n_segments, f, 2, grid2, result->density[f], step);
-                } catch (const std::bad_alloc&) {
-                    out_of_memory = true;
+            {
+#ifdef _OPENMP
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+                const int t = 0, nt = 1;
+#endif
+                // Thread f builds fold f's density (each a single pass in point order: deterministic), then
+                // aligns the segments of the other fold on it: the density stays in that core's cache. Then it
+                // helps with the other density's segments. Each segment is aligned alone: the result does not
+                // depend on the threads.
+                for (int f = t; f < 2; f += nt) {
+                    try {  // bad_alloc must not leave a parallel region
+                        build_density(xy.get(), xy.get() + 1, 2, starts, ends, n_segments, f, 2, at.data(), grid2,
+                                      result->density[f], step);
+                    } catch (const std::bad_alloc&) {
+                        out_of_memory = true;
+                    }
+                }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+                for (int g = 0; g < 2 && !out_of_memory; ++g) {
+                    const int f = (t + g) % 2;
+                    const int64_t parity = 1 - f, count = (n_segments - parity + 1) / 2;
+                    for (int64_t i0; (i0 = next[f].fetch_add(kChunk)) < count;)
+                        for (int64_t i = i0; i < std::min(count, i0 + kChunk); ++i) {
+                            const int64_t k = 2 * i + parity;
+                            double* v = var + 2 * k;
+                            v[0] = v[1] = INFINITY;
+                            if (ends[k] > starts[k])
+                                align_segment(result->density[f], xy.get(), starts[k], ends[k], step, o.iterations,
+                                              o.travel, last, at.data() + 2 * k, v);
+                        }
                 }
             }
             if (out_of_memory) throw std::bad_alloc();
-            const bool last = pass == 0;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
-#endif
-            for (int64_t k = 0; k < n_segments; ++k) {
-                double c[2] = {0.0, 0.0};
-                double* v = var + 2 * k;
-                v[0] = v[1] = INFINITY;
-                if (ends[k] > starts[k]) {
-                    align_segment(result->density[1 - k % 2], xc.data(), yc.data(), starts[k], ends[k], step, o.iterations,
-                                  o.travel, last, c, v);
-                    for (int64_t p = starts[k]; p < ends[k]; ++p) {  // segment k's points only: no race
-                        xc[size_t(p)] += c[0];
-                        yc[size_t(p)] += c[1];
-                    }
-                }
-                total[size_t(2 * k)] += c[0];
-                total[size_t(2 * k + 1)] += c[1];
-            }
         }
         for (int64_t k = 0; k < n_segments; ++k) {
             double mx = 0.0, my = 0.0;
@@ -864,8 +899,8 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                 my += d1[2 * p + 1];
             }
             const double cnt = double(std::max<int64_t>(ends[k] - starts[k], 1));
-            shift[2 * k] = mx / cnt - total[size_t(2 * k)];
-            shift[2 * k + 1] = my / cnt - total[size_t(2 * k + 1)];
+            shift[2 * k] = mx / cnt - at[size_t(2 * k)];
+            shift[2 * k + 1] = my / cnt - at[size_t(2 * k + 1)];
         }
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in drift_aim"};
