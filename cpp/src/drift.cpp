@@ -5,6 +5,7 @@
 #include <cmath>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef _OPENMP
@@ -83,38 +84,18 @@ double shifted_score(const float* img, const DriftGrid& g, const double* u, cons
     return t;
 }
 
-// The 3x3 stencil of one point: v[3(a+1) + (b+1)] = image(px + a h, py + b h).
-// (fx, fy): the point in bins.
-inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double fx, double fy, double h,
-                          double* v) {
-    if (h == g.bin && fx >= 1.0 && fy >= 1.0) {
-        int64_t i, j;
-        double tx, ty;
-        bin_of(fx, fy, i, j, tx, ty);
-        if (i + 2 < g.ny && j + 2 < g.nx) {
-            // A step of one bin keeps the fractional offsets: the nine values come from one 4x4 block.
-            f32x4 c[3];
-            block3x3(img + (i - 1) * g.nx + (j - 1), g.nx, float(tx), float(ty), c);
-            for (int a = 0; a < 3; ++a)
-                for (int b = 0; b < 3; ++b) v[3 * a + b] = double(c[b][a]);
-            return;
-        }
-    }
-    for (int a = -1; a <= 1; ++a)
-        for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
-}
-
-// The 13 numbers of drift_stencil for one segment.
-SPOTCORE_CLONES void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
-                             int64_t last, double cx, double cy, double h, double* out) {
+// The 13 numbers of drift_stencil for one segment, any step h: nine bilinear samples per point, in double.
+void generic_stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                     int64_t last, double cx, double cy, double h, double* out) {
     std::fill(out, out + 13, 0.0);
     const double inv2h = 1.0 / (2 * h);
     for (int64_t p = first; p < last; ++p) {
         const double px = x[p] + cx, py = y[p] + cy;
         const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
         if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) continue;
-        double v[9];
-        point_stencil(img, g, px, py, fx, fy, h, v);
+        double v[9];  // v[3(a+1) + (b+1)] = image(px + a h, py + b h)
+        for (int a = -1; a <= 1; ++a)
+            for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
         for (int k = 0; k < 9; ++k) out[k] += v[k];
         const double gx = (v[7] - v[1]) * inv2h, gy = (v[5] - v[3]) * inv2h;
         out[9] += gx * gx;
@@ -123,6 +104,9 @@ SPOTCORE_CLONES void stencil(const float* img, const DriftGrid& g, const double*
         out[12] += 1.0;
     }
 }
+
+void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
+             double cx, double cy, double h, double* out);  // below: one bin is the shared fast kernel
 
 // One Newton step from a stencil (finite differences); at most one step long. Returns the move.
 void newton_move(const double* s, double h, double& dx, double& dy) {
@@ -279,18 +263,52 @@ typedef double f64x2 __attribute__((vector_size(16)));
 SPOTCORE_INLINE f64x2 lo2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), f64x2); }
 SPOTCORE_INLINE f64x2 hi2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), f64x2); }
 
-// The 13 numbers of drift_stencil for one segment on a sparse density, step one bin. The bilinear weights in
-// float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then in double,
-// in point order. A point in a tile that is not stored reads its bins one by one (they can be in a
-// neighbour's core).
-SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t ps, int64_t first,
-                                    int64_t last, double cx, double cy, double* out, int64_t step = 1) {
-    const DriftGrid& g = d.grid;
-    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
-    const double ox = cx - g.x0, oy = cy - g.y0;
-    const uint64_t rows = uint64_t(d.tiles_y * kT), cols = uint64_t(d.tiles_x * kT), tiles_x = uint64_t(d.tiles_x);
+// Where the 4x4 bins around a point in bin (i, j) lie (rows i - 1 .. i + 2, columns j - 1 .. j + 2): a pointer
+// into the image and its row stride, or `slow` filled bin by bin (0 outside the grid or where not stored).
+struct DenseBins {
+    const float* img;
+    int64_t nx, ny;
+    SPOTCORE_INLINE const float* block(int64_t i, int64_t j, float* slow, int64_t& stride) const {
+        if (i >= 1 && j >= 1 && i + 2 < ny && j + 2 < nx) {
+            stride = nx;
+            return img + (i - 1) * nx + (j - 1);
+        }
+        for (int q = 0; q < 4; ++q)
+            for (int a = 0; a < 4; ++a) {
+                const int64_t bi = i - 1 + q, bj = j - 1 + a;
+                slow[4 * q + a] = bi >= 0 && bj >= 0 && bi < ny && bj < nx ? img[bi * nx + bj] : 0.0f;
+            }
+        stride = 4;
+        return slow;
+    }
+};
+struct SparseBins {
+    const DriftDensity& d;  // its slow path only
     const float* data = d.data.data();
     const int32_t* tile = d.tile.data();
+    const uint64_t rows = uint64_t(d.tiles_y * kT), cols = uint64_t(d.tiles_x * kT), tiles_x = uint64_t(d.tiles_x);
+    SPOTCORE_INLINE const float* block(int64_t i, int64_t j, float* slow, int64_t& stride) const {
+        const uint64_t ui = uint64_t(i), uj = uint64_t(j);  // i = -1: huge, not < rows
+        const int32_t t = ui < rows && uj < cols ? tile[(ui / kT) * tiles_x + uj / kT] : -1;
+        if (t >= 0) {  // bin (i - 1, j - 1) is stored at row i mod T, column j mod T of the tile
+            stride = kStride;
+            return data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
+        }
+        for (int q = 0; q < 4; ++q)  // a tile not stored: its bins can be in a neighbour's core
+            for (int a = 0; a < 4; ++a) slow[4 * q + a] = bin_value(d, i - 1 + q, j - 1 + a);
+        stride = 4;
+        return slow;
+    }
+};
+
+// The 13 numbers of drift_stencil for one segment, step one bin; point p is (x[p ps], y[p ps]). The bilinear
+// weights in float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then
+// in double, in point order.
+template <class Bins>
+SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const double* x, const double* y, int64_t ps,
+                                  int64_t first, int64_t last, double cx, double cy, double* out, int64_t step) {
+    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    const double ox = cx - g.x0, oy = cy - g.y0;
     f64x2 acc[4][2] = {};  // acc[q][0]: lanes x offset -1, 0; acc[q][1]: +1, unused; y offset q - 1; q = 3: gradients
     int64_t cnt = 0;
     for (int64_t p0 = first; p0 < last; p0 += 16 * step) {
@@ -302,22 +320,11 @@ SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, cons
             int64_t i, j;
             double txd, tyd;
             bin_of(fx, fy, i, j, txd, tyd);
-            const float tx = float(txd), ty = float(tyd);
-            float slow[16];  // rows i - 1 .. i + 2, columns j - 1 .. j + 2
-            const float* blk = slow;
-            int64_t stride = 4;
-            const uint64_t ui = uint64_t(i), uj = uint64_t(j);  // i = -1: huge, not < rows
-            const int32_t t = ui < rows && uj < cols ? tile[(ui / kT) * tiles_x + uj / kT] : -1;
-            if (t >= 0) {
-                // Bin (i - 1, j - 1) is stored at row i mod T, column j mod T of the tile.
-                blk = data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
-                stride = kStride;
-            } else {
-                for (int q = 0; q < 4; ++q)
-                    for (int a = 0; a < 4; ++a) slow[4 * q + a] = bin_value(d, i - 1 + q, j - 1 + a);
-            }
+            float slow[16];
+            int64_t stride;
+            const float* blk = bins.block(i, j, slow, stride);
             f32x4 c[3];  // lanes: x offset -1, 0, +1 (3: unused); y offset q - 1
-            block3x3(blk, stride, tx, ty, c);
+            block3x3(blk, stride, float(txd), float(tyd), c);
             for (int q = 0; q < 3; ++q) part[q] += c[q];
             const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
             const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
@@ -338,6 +345,24 @@ SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, cons
     out[10] = acc[3][0][1] * s;
     out[11] = acc[3][1][0] * s;
     out[12] = double(cnt);
+}
+
+SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t ps, int64_t first,
+                                    int64_t last, double cx, double cy, double* out, int64_t step = 1) {
+    stencil_sums(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
+}
+
+SPOTCORE_CLONES void dense_stencil(const float* img, const DriftGrid& g, const double* x, const double* y,
+                                   int64_t first, int64_t last, double cx, double cy, double* out) {
+    stencil_sums(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
+}
+
+void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
+             double cx, double cy, double h, double* out) {
+    if (h == g.bin)
+        dense_stencil(img, g, x, y, first, last, cx, cy, out);
+    else
+        generic_stencil(img, g, x, y, first, last, cx, cy, h, out);
 }
 
 // Round 2 of one segment: Newton steps from c (its points (x, y) moved by c; interleaved) on the stencil of
@@ -672,9 +697,15 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
     for (int64_t k = 0; k < n_segments; ++k)
         if (starts[k] < 0 || ends[k] < starts[k] || ends[k] > n || (k && starts[k] < ends[k - 1]))
             return Result::invalid("drift_aim: segment " + std::to_string(k) + " has bad bounds");
+    // The per-point loops run on the threads of round 2 (each point's value alone: the same for any count).
+    const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
+    bool bad = false;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(|| : bad)
+#endif
     for (int64_t p = 0; p < n; ++p)
-        if (!std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]))
-            return Result::invalid("drift_aim: points must be finite and sorted by frame");
+        bad = bad || !std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]);
+    if (bad) return Result::invalid("drift_aim: points must be finite and sorted by frame");
     try {
         // ---- Round 1a: every stride-th point of the long segments against the first ref_end points.
         std::vector<float> img(size_t(grid1.nx * grid1.ny), 0.0f);
@@ -724,9 +755,17 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             vx.push_back(-sh[size_t(2 * k)]);
             vy.push_back(-sh[size_t(2 * k + 1)]);
         }
-        // Points are in frame order: one walk over the knots (the arithmetic of interp(), without its search).
-        for (int64_t p = 0, k = 0, m = int64_t(tl.size()); p < n; ++p) {
-            if (p && frame[p] == frame[p - 1]) {  // a frame's points share its value
+        // Points are in frame order: one walk over the knots per block of points (the arithmetic of interp(),
+        // its search once a block).
+        constexpr int64_t kBlock = int64_t(1) << 14;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+        for (int64_t b = 0; b < n; b += kBlock)
+        for (int64_t p = b, m = int64_t(tl.size()),
+                     k = int64_t(std::upper_bound(tl.begin(), tl.end(), double(frame[b])) - tl.begin());
+             p < std::min(n, b + kBlock); ++p) {
+            if (p > b && frame[p] == frame[p - 1]) {  // a frame's points share its value
                 d1[2 * p] = d1[2 * p - 2];
                 d1[2 * p + 1] = d1[2 * p - 1];
                 continue;
@@ -820,22 +859,25 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         // The round-1-corrected points, interleaved: one stream for the densities and the stencils. They are
         // not moved between passes: segment k's points are read moved by its shift so far, at[2k..2k+1].
         std::unique_ptr<double[]> xy(new double[size_t(2 * n)]);
-        for (int64_t p = 0; p < 2 * n; p += 2) {
-            xy[size_t(p)] = x[p / 2] - d1[p];
-            xy[size_t(p + 1)] = y[p / 2] - d1[p + 1];
-        }
-        double lo_x = xy[0], hi_x = xy[0], lo_y = xy[1], hi_y = xy[1];
-        for (int64_t p = 2; p < 2 * n; p += 2) {
-            lo_x = std::min(lo_x, xy[size_t(p)]);
-            hi_x = std::max(hi_x, xy[size_t(p)]);
-            lo_y = std::min(lo_y, xy[size_t(p + 1)]);
-            hi_y = std::max(hi_y, xy[size_t(p + 1)]);
+        double lo_x = INFINITY, hi_x = -INFINITY, lo_y = INFINITY, hi_y = -INFINITY;  // min, max: exact in any order
+        double* xyp = xy.get();
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(min : lo_x, lo_y) reduction(max : hi_x, hi_y)
+#endif
+        for (int64_t p = 0; p < n; ++p) {
+            const double u = x[p] - d1[2 * p], v = y[p] - d1[2 * p + 1];
+            xyp[2 * p] = u;
+            xyp[2 * p + 1] = v;
+            lo_x = std::min(lo_x, u);
+            hi_x = std::max(hi_x, u);
+            lo_y = std::min(lo_y, v);
+            hi_y = std::max(hi_y, v);
         }
         const double wx = hi_x - lo_x + 2 * o.margin2, wy = hi_y - lo_y + 2 * o.margin2;
         if (!(wx < 1e9 && wy < 1e9))  // bins computed below must fit int64
             return Result::invalid("drift_aim: the points span more than 1e9 px");
-        std::vector<double> at(size_t(2 * n_segments), 0.0);
-        const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
+        // at: the shifts so far, read by this pass's densities; moved: this pass's result (the next pass's at).
+        std::vector<double> at(size_t(2 * n_segments), 0.0), moved(at.size());
         for (int pass = o.passes - 1; pass >= 0; --pass) {
             DriftGrid& grid2 = result->grid2;
             grid2.x0 = lo_x - o.margin2;
@@ -849,8 +891,12 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             const int64_t step = pass == 0 ? 1 : o.coarse_stride;
             const bool last = pass == 0;
             std::atomic<bool> out_of_memory{false};
+            std::atomic<bool> built[2];
             std::atomic<int64_t> next[2];  // per density f: the next of the segments aligned on it (k % 2 == 1 - f)
-            next[0] = next[1] = 0;
+            for (int f = 0; f < 2; ++f) {
+                built[f] = false;
+                next[f] = 0;
+            }
             constexpr int64_t kChunk = 4;
 #ifdef _OPENMP
 #pragma omp parallel num_threads(threads)
@@ -861,37 +907,45 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
 #else
                 const int t = 0, nt = 1;
 #endif
-                // Thread f builds fold f's density (each a single pass in point order: deterministic), then
-                // aligns the segments of the other fold on it: the density stays in that core's cache. Then it
-                // helps with the other density's segments. Each segment is aligned alone: the result does not
-                // depend on the threads.
-                for (int f = t; f < 2; f += nt) {
-                    try {  // bad_alloc must not leave a parallel region
-                        build_density(xy.get(), xy.get() + 1, 2, starts, ends, n_segments, f, 2, at.data(), grid2,
-                                      result->density[f], step);
-                    } catch (const std::bad_alloc&) {
-                        out_of_memory = true;
-                    }
-                }
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-                for (int g = 0; g < 2 && !out_of_memory; ++g) {
+                // Fold f's density is built by thread f % nt (a single pass in point order: deterministic), which
+                // then aligns the other fold's segments on it: the density stays in that core's cache. Then it
+                // helps with the other density's segments. No barrier: on a busy machine a thread that is not
+                // running holds no one up. Each segment is aligned alone: the result does not depend on threads.
+                for (int g = 0; g < 2; ++g) {
                     const int f = (t + g) % 2;
+                    if (t == f % nt) {
+                        try {  // bad_alloc must not leave a parallel region
+                            build_density(xy.get(), xy.get() + 1, 2, starts, ends, n_segments, f, 2, at.data(),
+                                          grid2, result->density[f], step);
+                        } catch (const std::bad_alloc&) {
+                            out_of_memory = true;
+                        }
+                        built[f].store(true, std::memory_order_release);
+                    } else {
+                        while (!built[f].load(std::memory_order_acquire)) std::this_thread::yield();
+                    }
+                    if (out_of_memory) break;
                     const int64_t parity = 1 - f, count = (n_segments - parity + 1) / 2;
                     for (int64_t i0; (i0 = next[f].fetch_add(kChunk)) < count;)
                         for (int64_t i = i0; i < std::min(count, i0 + kChunk); ++i) {
                             const int64_t k = 2 * i + parity;
                             double* v = var + 2 * k;
                             v[0] = v[1] = INFINITY;
+                            double c[2] = {at[size_t(2 * k)], at[size_t(2 * k + 1)]};
                             if (ends[k] > starts[k])
                                 align_segment(result->density[f], xy.get(), starts[k], ends[k], step, o.iterations,
-                                              o.travel, last, at.data() + 2 * k, v);
+                                              o.travel, last, c, v);
+                            moved[size_t(2 * k)] = c[0];
+                            moved[size_t(2 * k + 1)] = c[1];
                         }
                 }
             }
             if (out_of_memory) throw std::bad_alloc();
+            at.swap(moved);
         }
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
         for (int64_t k = 0; k < n_segments; ++k) {
             double mx = 0.0, my = 0.0;
             for (int64_t p = starts[k]; p < ends[k]; ++p) {
