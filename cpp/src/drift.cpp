@@ -547,11 +547,9 @@ Result drift_density_stencil(const DriftDensity& d, const double* x, const doubl
     return Result::success();
 }
 
-// drift_track; segments before learn_from do not set the typical score (drift_aim: those inside the
-// reference's frames, which score high on their own points: the first after them would look like a jump).
-static Result track_segments(const float* image, const DriftGrid& g, const double* x, const double* y,
-                             const int64_t* starts, const int64_t* ends, int64_t n_segments,
-                             const DriftTrackOptions& o, int64_t learn_from, double* shifts, double* score) {
+Result drift_track(const float* image, const DriftGrid& g, const double* x, const double* y,
+                   const int64_t* starts, const int64_t* ends, int64_t n_segments, const DriftTrackOptions& o,
+                   double* shifts, double* score) {
     Result r = check_drift_grid(g);
     if (!r.ok()) return r;
     r = check_drift_track_options(o);
@@ -604,7 +602,7 @@ static Result track_segments(const float* image, const DriftGrid& g, const doubl
                 }
             }
             // Running typical score: fast to follow slow changes of density, a jump moves it little.
-            if (k >= learn_from) typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
+            typical = typical > 0 ? 0.9 * typical + 0.1 * std::min(s, 2 * typical) : s;
             px = cx;
             py = cy;
             shifts[2 * k] = cx;
@@ -615,12 +613,6 @@ static Result track_segments(const float* image, const DriftGrid& g, const doubl
         return {Status::out_of_memory, "out of memory in drift_track"};
     }
     return Result::success();
-}
-
-Result drift_track(const float* image, const DriftGrid& g, const double* x, const double* y,
-                   const int64_t* starts, const int64_t* ends, int64_t n_segments, const DriftTrackOptions& o,
-                   double* shifts, double* score) {
-    return track_segments(image, g, x, y, starts, ends, n_segments, o, 0, shifts, score);
 }
 
 Result drift_rts(const double* t, const double* m, const double* r, const uint8_t* breaks, int64_t n, double q,
@@ -744,11 +736,8 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         std::vector<double> sh(size_t(2 * n_long)), sc(static_cast<size_t>(n_long));
         // Tracked up to the last good one: a short last segment would be tracked for nothing (and its low score
         // starts a search of the whole square: ~5 % of a call on the benchmark table).
-        int64_t learn_from = 0;  // the first long segment after the reference's points
-        while (learn_from < n_long && long_starts[learn_from] < ref_end) ++learn_from;
-        if (learn_from >= good_long.back()) learn_from = 0;
-        r = track_segments(img.data(), grid1, xs.data(), ys.data(), ss.data(), se.data(), good_long.back() + 1, to,
-                           learn_from, sh.data(), sc.data());
+        r = drift_track(img.data(), grid1, xs.data(), ys.data(), ss.data(), se.data(), good_long.back() + 1, to,
+                        sh.data(), sc.data());
         if (!r.ok()) return r;
         std::vector<double> vx, vy;  // the drift (minus the shift) of the good long segments
         for (int64_t k : good_long) {
