@@ -127,9 +127,9 @@ struct DriftAimOptions {
     int64_t coarse_stride = 1;  // round 2: the coarse passes use every coarse_stride-th point of each segment
     double travel = 0.2;        // round 2: largest move from the round-1 position, px
     int32_t threads = 0;
-    // Below ~1M points a pass is ~10 ms of work: waking a second thread (twice a pass) costs about as much on
-    // a busy machine (measured: 1 thread 0.076 s, 2 threads 0.12 s on 289k points at load 6).
-    int64_t parallel_points = int64_t(1) << 20;
+    // Threads from 65,536 points on: below, a call is a few ms. On a quiet machine two threads are faster from
+    // ~100k points (289k: 0.041 s -> 0.030 s a call); on a busy one (load 6 on 2 cores) they are slower.
+    int64_t parallel_points = int64_t(1) << 16;
 };
 struct DriftAimResult {
     DriftGrid grid2;
