@@ -686,12 +686,12 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                  const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,
                  const int64_t* long_edges, int64_t n_long, int64_t stride, const int64_t* starts,
                  const int64_t* ends, const int64_t* edges, const double* t, int64_t n_segments,
-                 const DriftAimOptions& o, double* shift, double* var, double* d1, DriftAimResult* result) {
+                 const DriftAimOptions& o, double* shift, double* var, double* xc, DriftAimResult* result) {
     Result r = check_drift_grid(grid1);
     if (!r.ok()) return r;
     if (n < 1 || n_long < 1 || n_segments < 1) return Result::invalid("drift_aim: n, n_long, n_segments must be >= 1");
     if (!x || !y || !frame || !long_starts || !long_ends || !long_edges || !starts || !ends || !edges || !t ||
-        !shift || !var || !d1 || !result)
+        !shift || !var || !xc || !result)
         return Result::invalid("drift_aim: null input or output");
     if (ref_end < 1 || ref_end > n) return Result::invalid("drift_aim: ref_end must be in 1..n");
     if (stride < 1) return Result::invalid("drift_aim: stride must be >= 1");
@@ -726,6 +726,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         bad = bad || !std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]);
     if (bad) return Result::invalid("drift_aim: points must be finite and sorted by frame");
     try {
+        double* d1 = xc;  // xc holds the round-1 drift of each point until round 2 makes it x - d1
         // ---- Round 1a: every stride-th point of the long segments against the first ref_end points.
         std::vector<float> img(size_t(grid1.nx * grid1.ny), 0.0f);
         drift_histogram(x, y, nullptr, ref_end, grid1, img.data());
@@ -872,18 +873,32 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         // can be off by more than the fine kernel (its reference spans the first frames, its long segments
         // are interpolated), and a reference blurred by those errors pulls the fine Newton steps nowhere; so
         // passes with bins of bin2 * 2^(passes-1) ... bin2, each starting from the previous pass's result.
-        // The round-1-corrected points, interleaved: one stream for the densities and the stencils. They are
-        // not moved between passes: segment k's points are read moved by its shift so far, at[2k..2k+1].
-        std::unique_ptr<double[]> xy(new double[size_t(2 * n)]);
+        // Each segment's mean round-1 drift (the output is it minus round 2's shift).
+        std::vector<double> mean1(size_t(2 * n_segments));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+        for (int64_t k = 0; k < n_segments; ++k) {
+            double mx = 0.0, my = 0.0;
+            for (int64_t p = starts[k]; p < ends[k]; ++p) {
+                mx += d1[2 * p];
+                my += d1[2 * p + 1];
+            }
+            const double cnt = double(std::max<int64_t>(ends[k] - starts[k], 1));
+            mean1[size_t(2 * k)] = mx / cnt;
+            mean1[size_t(2 * k + 1)] = my / cnt;
+        }
+        // The round-1-corrected points, interleaved (in place of d1: the output xc): one stream for the
+        // densities and the stencils. They are not moved between passes: segment k's points are read moved by
+        // its shift so far, at[2k..2k+1].
         double lo_x = INFINITY, hi_x = -INFINITY, lo_y = INFINITY, hi_y = -INFINITY;  // min, max: exact in any order
-        double* xyp = xy.get();
 #ifdef _OPENMP
 #pragma omp parallel for schedule(static) num_threads(threads) reduction(min : lo_x, lo_y) reduction(max : hi_x, hi_y)
 #endif
         for (int64_t p = 0; p < n; ++p) {
             const double u = x[p] - d1[2 * p], v = y[p] - d1[2 * p + 1];
-            xyp[2 * p] = u;
-            xyp[2 * p + 1] = v;
+            xc[2 * p] = u;
+            xc[2 * p + 1] = v;
             lo_x = std::min(lo_x, u);
             hi_x = std::max(hi_x, u);
             lo_y = std::min(lo_y, v);
@@ -894,6 +909,13 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             return Result::invalid("drift_aim: the points span more than 1e9 px");
         // at: the shifts so far, read by this pass's densities; moved: this pass's result (the next pass's at).
         std::vector<double> at(size_t(2 * n_segments), 0.0), moved(at.size());
+        {  // Room for the fine pass's tiles from the first pass on: the coarse passes reuse its pages (no page
+           // faults of their own; ~1,000 a call on the benchmark table).
+            const double bin0 = std::max(o.bin2, std::sqrt(wx * wy / double(o.max_bins)));
+            const int64_t tiles = ((int64_t(std::ceil(wx / bin0)) + kT) / kT) * ((int64_t(std::ceil(wy / bin0)) + kT) / kT);
+            for (DriftDensity& d : result->density)
+                d.data.reserve(size_t(kTileFloats) * size_t(std::min(tiles, std::max<int64_t>(n / 32, 16))));
+        }
         for (int pass = o.passes - 1; pass >= 0; --pass) {
             DriftGrid& grid2 = result->grid2;
             grid2.x0 = lo_x - o.margin2;
@@ -931,7 +953,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                     const int f = (t + g) % 2;
                     if (t == f % nt) {
                         try {  // bad_alloc must not leave a parallel region
-                            build_density(xy.get(), xy.get() + 1, 2, starts, ends, n_segments, f, 2, at.data(),
+                            build_density(xc, xc + 1, 2, starts, ends, n_segments, f, 2, at.data(),
                                           grid2, result->density[f], step);
                         } catch (const std::bad_alloc&) {
                             out_of_memory = true;
@@ -949,7 +971,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                             v[0] = v[1] = INFINITY;
                             double c[2] = {at[size_t(2 * k)], at[size_t(2 * k + 1)]};
                             if (ends[k] > starts[k])
-                                align_segment(result->density[f], xy.get(), starts[k], ends[k], step, o.iterations,
+                                align_segment(result->density[f], xc, starts[k], ends[k], step, o.iterations,
                                               o.travel, last, c, v);
                             moved[size_t(2 * k)] = c[0];
                             moved[size_t(2 * k + 1)] = c[1];
@@ -959,19 +981,7 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             if (out_of_memory) throw std::bad_alloc();
             at.swap(moved);
         }
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads)
-#endif
-        for (int64_t k = 0; k < n_segments; ++k) {
-            double mx = 0.0, my = 0.0;
-            for (int64_t p = starts[k]; p < ends[k]; ++p) {
-                mx += d1[2 * p];
-                my += d1[2 * p + 1];
-            }
-            const double cnt = double(std::max<int64_t>(ends[k] - starts[k], 1));
-            shift[2 * k] = mx / cnt - at[size_t(2 * k)];
-            shift[2 * k + 1] = my / cnt - at[size_t(2 * k + 1)];
-        }
+        for (int64_t k = 0; k < 2 * n_segments; ++k) shift[k] = mean1[size_t(k)] - at[size_t(k)];
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in drift_aim"};
     }

@@ -263,7 +263,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     counts = seg.count[seg.count > 0]
     opt.coarse_stride = int(np.clip(np.median(counts) // 150, 1, 2)) if len(counts) else 1
     # One core call for both rounds (spotcore::drift_aim; segments in parallel in round 2).
-    m, var, d1, grid2, images = _spotcore.drift_aim(x, y, frame, ref_end, grid1, coarse.starts, coarse.ends,
+    m, var, xyc, grid2, images = _spotcore.drift_aim(x, y, frame, ref_end, grid1, coarse.starts, coarse.ends,
                                                     coarse.edges, stride, seg.starts, seg.ends, seg.edges,
                                                     seg.t, opt)
     bar.update(2)
@@ -287,8 +287,9 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
             jumps = merged
             good = good & np.isfinite(var).all(axis=1)
             xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
-    if jumps:
-        xc, yc = x - d1[:, 0], y - d1[:, 1]
+    if jumps:   # the points corrected by round 1, and that drift
+        xc, yc = np.ascontiguousarray(xyc[:, 0]), np.ascontiguousarray(xyc[:, 1])
+        d1 = np.stack([x - xc, y - yc], axis=1)
     jump_frames = [_place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid2, fold, h, threads)
                    for j in jumps]
     if jumps:
