@@ -716,15 +716,13 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
     for (int64_t k = 0; k < n_segments; ++k)
         if (starts[k] < 0 || ends[k] < starts[k] || ends[k] > n || (k && starts[k] < ends[k - 1]))
             return Result::invalid("drift_aim: segment " + std::to_string(k) + " has bad bounds");
-    // The per-point loops run on the threads of round 2 (each point's value alone: the same for any count).
-    const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
-    bool bad = false;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) reduction(|| : bad)
-#endif
     for (int64_t p = 0; p < n; ++p)
-        bad = bad || !std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]);
-    if (bad) return Result::invalid("drift_aim: points must be finite and sorted by frame");
+        if (!std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]))
+            return Result::invalid("drift_aim: points must be finite and sorted by frame");
+    // The per-point loops after round 1 run on the threads of round 2 (each point's value alone: the same for
+    // any count). None before round 1: OpenMP's idle threads spin for a while after a parallel region, and
+    // round 1 (one thread, a few ms) would share its core with one on a busy machine.
+    const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
     try {
         double* d1 = xc;  // xc holds the round-1 drift of each point until round 2 makes it x - d1
         // ---- Round 1a: every stride-th point of the long segments against the first ref_end points.
