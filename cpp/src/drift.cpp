@@ -826,16 +826,13 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                     spans.emplace_back(lo, hi);
             }
             if (!spans.empty()) {
-                std::vector<double> x0(static_cast<size_t>(n)), y0(static_cast<size_t>(n));
-                for (int64_t p = 0; p < n; ++p) {
-                    x0[size_t(p)] = x[p] - d1[2 * p];
-                    y0[size_t(p)] = y[p] - d1[2 * p + 1];
-                }
+                // The points corrected by 1a, filled span by span below (untouched pages cost nothing).
+                std::unique_ptr<double[]> x0(new double[size_t(n)]), y0(new double[size_t(n)]);
                 // The reference: every stride-th corrected point (as 1a's segments; still ~10x 1a's reference).
                 std::vector<double> xr, yr;
                 for (int64_t p = 0; p < n; p += stride) {
-                    xr.push_back(x0[size_t(p)]);
-                    yr.push_back(y0[size_t(p)]);
+                    xr.push_back(x[p] - d1[2 * p]);
+                    yr.push_back(y[p] - d1[2 * p + 1]);
                 }
                 std::fill(img.begin(), img.end(), 0.0f);
                 drift_histogram(xr.data(), yr.data(), nullptr, int64_t(xr.size()), grid1, img.data());
@@ -849,8 +846,12 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                             ts.push_back(t[k]);
                         }
                     if (ks_s.size() < 2) continue;
+                    for (int64_t p = ks_s.front(); p < ks_e.back(); ++p) {  // spans are disjoint: 1a's d1 here
+                        x0[size_t(p)] = x[p] - d1[2 * p];
+                        y0[size_t(p)] = y[p] - d1[2 * p + 1];
+                    }
                     std::vector<double> s2(2 * ks_s.size()), c2(ks_s.size());
-                    r = drift_track(img.data(), grid1, x0.data(), y0.data(), ks_s.data(), ks_e.data(),
+                    r = drift_track(img.data(), grid1, x0.get(), y0.get(), ks_s.data(), ks_e.data(),
                                     int64_t(ks_s.size()), to, s2.data(), c2.data());
                     if (!r.ok()) return r;
                     std::vector<double> ux(ks_s.size()), uy(ks_s.size());

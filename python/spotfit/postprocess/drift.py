@@ -287,11 +287,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
             jumps = merged
             good = good & np.isfinite(var).all(axis=1)
             xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
-    if jumps:   # the points corrected by round 1, and that drift
-        xc, yc = np.ascontiguousarray(xyc[:, 0]), np.ascontiguousarray(xyc[:, 1])
-        d1 = np.stack([x - xc, y - yc], axis=1)
-    jump_frames = [_place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid2, fold, h, threads)
-                   for j in jumps]
+    jump_frames = [_place_jump(seg, good, j, xs, frame, x, y, xyc, images, fold) for j in jumps]
     if jumps:
         # A segment that holds a jump measured a mixture of both sides: smooth again without it.
         mixed = [k for f in jump_frames for k in np.flatnonzero((seg.edges[:-1] < f) & (seg.edges[1:] > f))]
@@ -305,15 +301,19 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     return _per_frame(seg.t, xs, ps, n_frames, chains), dict(segment=length, jumps=jump_frames, seg=seg, fold=fold)
 
 
-def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, threads):
+def _place_jump(seg, good, j, xs, frame, x, y, xyc, images, fold):
     """The first frame after a jump between good segments j and the next: the split of the frames of both
-    that scores best with the drift before the jump on its left and after it on its right."""
+    that scores best with the drift before the jump on its left and after it on its right. ``xyc``: the points
+    corrected by round 1 (only those of these frames are read)."""
     idx = np.flatnonzero(good)
     k = int(idx[idx > j][0])
     lo, hi = int(seg.edges[j]), int(seg.edges[k + 1])
     fr = np.arange(lo, hi)
-    starts = np.searchsorted(frame, fr).astype(np.int64)
-    ends = np.searchsorted(frame, fr, side="right").astype(np.int64)
+    p0, p1 = np.searchsorted(frame, [lo, hi])
+    xc, yc = np.ascontiguousarray(xyc[p0:p1, 0]), np.ascontiguousarray(xyc[p0:p1, 1])
+    d1 = np.stack([x[p0:p1] - xc, y[p0:p1] - yc], axis=1)   # round 1's drift
+    starts = np.searchsorted(frame, fr).astype(np.int64) - p0
+    ends = np.searchsorted(frame, fr, side="right").astype(np.int64) - p0
     seg_of = np.searchsorted(seg.edges, fr, side="right") - 1
     scores = []
     for side in (j, k):
@@ -323,7 +323,9 @@ def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, thre
             if not len(sel):
                 continue
             # Centre: the shift from the round-1-corrected points to this side's drift.
-            dd = np.array([d1[starts[i], :] if ends[i] > starts[i] else xs[side] for i in sel])
+            has = ends[sel] > starts[sel]
+            dd = np.tile(xs[side], (len(sel), 1))
+            dd[has] = d1[starts[sel][has]]
             centres = np.ascontiguousarray(dd - xs[side])
             st = images[1 - f].stencil(xc, yc, starts[sel], ends[sel], centres, 1)   # ~100 points a frame
             tot[sel] = st[:, 4]
