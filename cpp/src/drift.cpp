@@ -83,6 +83,11 @@ void search_scores(const float* img, const DriftGrid& g, const double* u, const 
             const int64_t j = int64_t(fx);
             const double tx = fx - double(j);
             const double lo = v[p] + sv[0], hi = v[p] + sv[side - 1];
+            if (!(hi >= 0.0 && lo < ny1)) {  // no trial's row inside the grid (NaN too)
+                for (int64_t b = 0; b < side; ++b) o[b] += sample_at(img, g, fx, v[p] + sv[b]);
+                continue;
+            }
+            // The rows of the trials inside the grid (lo < ny1, hi >= 0 here: the conversions fit).
             const int64_t i0 = lo >= 0.0 ? int64_t(lo) : 0, i1 = hi < ny1 ? int64_t(hi) : g.ny - 2;
             rows.resize(size_t(std::max<int64_t>(i1 - i0 + 2, 0)));
             for (int64_t i = i0; i <= i1 + 1 && i1 >= i0; ++i) {
