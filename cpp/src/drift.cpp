@@ -1,8 +1,11 @@
 #include "spotcore/drift.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #ifdef _OPENMP
@@ -62,57 +65,60 @@ inline double sample(const float* img, const DriftGrid& g, double x, double y) {
     return sample_at(img, g, (x - g.x0) / g.bin, (y - g.y0) / g.bin);
 }
 
-// Sum of sample() at points (u[p] + su, v[p] + sv), in bins: the interior without per-bin bounds checks.
-double shifted_score(const float* img, const DriftGrid& g, const double* u, const double* v, int64_t n, double su,
-                     double sv) {
+// The sums of sample() at points (u[p] + su[a], v[p] + sv[b]) (in bins) of every trial of a search, a, b < side,
+// sv increasing: out[a * side + b]. Each sum term by term and in point order as one loop per trial would make it;
+// a point's x interpolation of a row is shared by the trials of one su (~3x fewer instructions).
+void search_scores(const float* img, const DriftGrid& g, const double* u, const double* v, int64_t n,
+                   const double* su, const double* sv, int64_t side, double* out, std::vector<double>& rows) {
     const double nx1 = double(g.nx - 1), ny1 = double(g.ny - 1);
-    double t = 0.0;
-    for (int64_t p = 0; p < n; ++p) {
-        const double fx = u[p] + su, fy = v[p] + sv;
-        if (fx >= 0.0 && fy >= 0.0 && fx < nx1 && fy < ny1) {
-            const int64_t j = int64_t(fx), i = int64_t(fy);
-            const double tx = fx - double(j), ty = fy - double(i);
-            const float* r = img + i * g.nx + j;
-            t += (1 - ty) * ((1 - tx) * r[0] + tx * r[1]) + ty * ((1 - tx) * r[g.nx] + tx * r[g.nx + 1]);
-        } else {
-            t += sample_at(img, g, fx, fy);
+    std::fill(out, out + side * side, 0.0);
+    for (int64_t p = 0; p < n; ++p)
+        for (int64_t a = 0; a < side; ++a) {
+            double* o = out + a * side;
+            const double fx = u[p] + su[a];
+            if (!(fx >= 0.0 && fx < nx1)) {
+                for (int64_t b = 0; b < side; ++b) o[b] += sample_at(img, g, fx, v[p] + sv[b]);
+                continue;
+            }
+            const int64_t j = int64_t(fx);
+            const double tx = fx - double(j);
+            const double lo = v[p] + sv[0], hi = v[p] + sv[side - 1];
+            if (!(hi >= 0.0 && lo < ny1)) {  // no trial's row inside the grid (NaN too)
+                for (int64_t b = 0; b < side; ++b) o[b] += sample_at(img, g, fx, v[p] + sv[b]);
+                continue;
+            }
+            // The rows of the trials inside the grid (lo < ny1, hi >= 0 here: the conversions fit).
+            const int64_t i0 = lo >= 0.0 ? int64_t(lo) : 0, i1 = hi < ny1 ? int64_t(hi) : g.ny - 2;
+            rows.resize(size_t(std::max<int64_t>(i1 - i0 + 2, 0)));
+            for (int64_t i = i0; i <= i1 + 1 && i1 >= i0; ++i) {
+                const float* r = img + i * g.nx + j;
+                rows[size_t(i - i0)] = (1 - tx) * r[0] + tx * r[1];
+            }
+            for (int64_t b = 0; b < side; ++b) {
+                const double fy = v[p] + sv[b];
+                if (fy >= 0.0 && fy < ny1) {
+                    const int64_t i = int64_t(fy);
+                    const double ty = fy - double(i);
+                    o[b] += (1 - ty) * rows[size_t(i - i0)] + ty * rows[size_t(i - i0 + 1)];
+                } else {
+                    o[b] += sample_at(img, g, fx, fy);
+                }
+            }
         }
-    }
-    return t;
 }
 
-// The 3x3 stencil of one point: v[3(a+1) + (b+1)] = image(px + a h, py + b h).
-// (fx, fy): the point in bins.
-inline void point_stencil(const float* img, const DriftGrid& g, double px, double py, double fx, double fy, double h,
-                          double* v) {
-    if (h == g.bin && fx >= 1.0 && fy >= 1.0) {
-        int64_t i, j;
-        double tx, ty;
-        bin_of(fx, fy, i, j, tx, ty);
-        if (i + 2 < g.ny && j + 2 < g.nx) {
-            // A step of one bin keeps the fractional offsets: the nine values come from one 4x4 block.
-            f32x4 c[3];
-            block3x3(img + (i - 1) * g.nx + (j - 1), g.nx, float(tx), float(ty), c);
-            for (int a = 0; a < 3; ++a)
-                for (int b = 0; b < 3; ++b) v[3 * a + b] = double(c[b][a]);
-            return;
-        }
-    }
-    for (int a = -1; a <= 1; ++a)
-        for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
-}
-
-// The 13 numbers of drift_stencil for one segment.
-SPOTCORE_CLONES void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
-                             int64_t last, double cx, double cy, double h, double* out) {
+// The 13 numbers of drift_stencil for one segment, any step h: nine bilinear samples per point, in double.
+void generic_stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                     int64_t last, double cx, double cy, double h, double* out) {
     std::fill(out, out + 13, 0.0);
     const double inv2h = 1.0 / (2 * h);
     for (int64_t p = first; p < last; ++p) {
         const double px = x[p] + cx, py = y[p] + cy;
         const double fx = (px - g.x0) / g.bin, fy = (py - g.y0) / g.bin;
         if (!(fx > -1.0 && fy > -1.0 && fx < double(g.nx) && fy < double(g.ny))) continue;
-        double v[9];
-        point_stencil(img, g, px, py, fx, fy, h, v);
+        double v[9];  // v[3(a+1) + (b+1)] = image(px + a h, py + b h)
+        for (int a = -1; a <= 1; ++a)
+            for (int b = -1; b <= 1; ++b) v[3 * (a + 1) + (b + 1)] = sample(img, g, px + a * h, py + b * h);
         for (int k = 0; k < 9; ++k) out[k] += v[k];
         const double gx = (v[7] - v[1]) * inv2h, gy = (v[5] - v[3]) * inv2h;
         out[9] += gx * gx;
@@ -121,6 +127,9 @@ SPOTCORE_CLONES void stencil(const float* img, const DriftGrid& g, const double*
         out[12] += 1.0;
     }
 }
+
+void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
+             double cx, double cy, double h, double* out);  // below: one bin is the shared fast kernel
 
 // One Newton step from a stencil (finite differences); at most one step long. Returns the move.
 void newton_move(const double* s, double h, double& dx, double& dy) {
@@ -200,8 +209,11 @@ inline float bin_value(const DriftDensity& d, int64_t i, int64_t j) {
 // May throw std::bad_alloc. Bins are added to the core of their tile (each bin once, in point order; a tile is
 // stored from the first weight it receives), then every stored tile's border is copied from its neighbours'
 // cores.
-SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64_t* starts, const int64_t* ends, int64_t n_segments,
-                   int64_t first, int64_t every, const DriftGrid& g, DriftDensity& d, int64_t step = 1) {
+// Point p is (x[p * ps], y[p * ps]) (ps = 2: interleaved); segment k's points are moved by offsets[2k], [2k + 1]
+// (none when null).
+SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps, const int64_t* starts,
+                                   const int64_t* ends, int64_t n_segments, int64_t first, int64_t every,
+                                   const double* offsets, const DriftGrid& g, DriftDensity& d, int64_t step = 1) {
     d.grid = g;
     d.tiles_x = (g.nx + kT - 1) / kT;
     d.tiles_y = (g.ny + kT - 1) / kT;
@@ -224,9 +236,10 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64
         }
         return d.data.data() + size_t(t) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1);
     };
-    for (int64_t k = first; k < n_segments; k += every)
+    for (int64_t k = first; k < n_segments; k += every) {
+        const double ox = (offsets ? offsets[2 * k] : 0.0) - g.x0, oy = (offsets ? offsets[2 * k + 1] : 0.0) - g.y0;
         for (int64_t p = starts[k]; p < ends[k]; p += step) {
-            const double fx = (x[p] - g.x0) * inv, fy = (y[p] - g.y0) * inv;
+            const double fx = (x[p * ps] + ox) * inv, fy = (y[p * ps] + oy) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
             int64_t i, j;
             double tx, ty;
@@ -247,6 +260,7 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, const int64
             if (i + 1 < g.ny && j >= 0) *core(uint64_t(i + 1), uint64_t(j)) += w10;
             if (i + 1 < g.ny && j + 1 < g.nx) *core(uint64_t(i + 1), uint64_t(j + 1)) += w11;
         }
+    }
     // Borders: stored row q of tile (r, c) is bin row r*T - 1 + q (likewise columns); rows 0, T + 1, T + 2
     // and columns 0, T + 1, T + 2 come from the neighbours' cores (0 outside the grid or where not stored).
     float* data = d.data.data();
@@ -272,45 +286,68 @@ typedef double f64x2 __attribute__((vector_size(16)));
 SPOTCORE_INLINE f64x2 lo2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1), f64x2); }
 SPOTCORE_INLINE f64x2 hi2(f32x4 v) { return __builtin_convertvector(__builtin_shufflevector(v, v, 2, 3), f64x2); }
 
-// The 13 numbers of drift_stencil for one segment on a sparse density, step one bin. The bilinear weights in
-// float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then in double,
-// in point order. A point in a tile that is not stored reads its bins one by one (they can be in a
-// neighbour's core).
-SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t first, int64_t last, double cx,
-                    double cy, double* out, int64_t step = 1) {
-    const DriftGrid& g = d.grid;
-    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
-    const double ox = cx - g.x0, oy = cy - g.y0;
-    const uint64_t rows = uint64_t(d.tiles_y * kT), cols = uint64_t(d.tiles_x * kT), tiles_x = uint64_t(d.tiles_x);
+// Where the 4x4 bins around a point in bin (i, j) lie (rows i - 1 .. i + 2, columns j - 1 .. j + 2): a pointer
+// into the image and its row stride, or `slow` filled bin by bin (0 outside the grid or where not stored).
+struct DenseBins {
+    const float* img;
+    int64_t nx, ny;
+    SPOTCORE_INLINE const float* block(int64_t i, int64_t j, float* slow, int64_t& stride) const {
+        if (i >= 1 && j >= 1 && i + 2 < ny && j + 2 < nx) {
+            stride = nx;
+            return img + (i - 1) * nx + (j - 1);
+        }
+        for (int q = 0; q < 4; ++q)
+            for (int a = 0; a < 4; ++a) {
+                const int64_t bi = i - 1 + q, bj = j - 1 + a;
+                slow[4 * q + a] = bi >= 0 && bj >= 0 && bi < ny && bj < nx ? img[bi * nx + bj] : 0.0f;
+            }
+        stride = 4;
+        return slow;
+    }
+};
+struct SparseBins {
+    const DriftDensity& d;  // its slow path only
     const float* data = d.data.data();
     const int32_t* tile = d.tile.data();
+    const uint64_t rows = uint64_t(d.tiles_y * kT), cols = uint64_t(d.tiles_x * kT), tiles_x = uint64_t(d.tiles_x);
+    SPOTCORE_INLINE const float* block(int64_t i, int64_t j, float* slow, int64_t& stride) const {
+        const uint64_t ui = uint64_t(i), uj = uint64_t(j);  // i = -1: huge, not < rows
+        const int32_t t = ui < rows && uj < cols ? tile[(ui / kT) * tiles_x + uj / kT] : -1;
+        if (t >= 0) {  // bin (i - 1, j - 1) is stored at row i mod T, column j mod T of the tile
+            stride = kStride;
+            return data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
+        }
+        for (int q = 0; q < 4; ++q)  // a tile not stored: its bins can be in a neighbour's core
+            for (int a = 0; a < 4; ++a) slow[4 * q + a] = bin_value(d, i - 1 + q, j - 1 + a);
+        stride = 4;
+        return slow;
+    }
+};
+
+// The 13 numbers of drift_stencil for one segment, step one bin; point p is (x[p ps], y[p ps]). The bilinear
+// weights in float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then
+// in double, in point order.
+template <class Bins>
+SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const double* x, const double* y, int64_t ps,
+                                  int64_t first, int64_t last, double cx, double cy, double* out, int64_t step) {
+    const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    const double ox = cx - g.x0, oy = cy - g.y0;
     f64x2 acc[4][2] = {};  // acc[q][0]: lanes x offset -1, 0; acc[q][1]: +1, unused; y offset q - 1; q = 3: gradients
     int64_t cnt = 0;
     for (int64_t p0 = first; p0 < last; p0 += 16 * step) {
         f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, 0), gradients times 2h
         for (int64_t p = p0, p1 = std::min(last, p0 + 16 * step); p < p1; p += step) {
-            const double fx = (x[p] + ox) * inv, fy = (y[p] + oy) * inv;
+            const double fx = (x[p * ps] + ox) * inv, fy = (y[p * ps] + oy) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
             ++cnt;
             int64_t i, j;
             double txd, tyd;
             bin_of(fx, fy, i, j, txd, tyd);
-            const float tx = float(txd), ty = float(tyd);
-            float slow[16];  // rows i - 1 .. i + 2, columns j - 1 .. j + 2
-            const float* blk = slow;
-            int64_t stride = 4;
-            const uint64_t ui = uint64_t(i), uj = uint64_t(j);  // i = -1: huge, not < rows
-            const int32_t t = ui < rows && uj < cols ? tile[(ui / kT) * tiles_x + uj / kT] : -1;
-            if (t >= 0) {
-                // Bin (i - 1, j - 1) is stored at row i mod T, column j mod T of the tile.
-                blk = data + size_t(t) * size_t(kTileFloats) + size_t((ui % kT) * kStride + uj % kT);
-                stride = kStride;
-            } else {
-                for (int q = 0; q < 4; ++q)
-                    for (int a = 0; a < 4; ++a) slow[4 * q + a] = bin_value(d, i - 1 + q, j - 1 + a);
-            }
+            float slow[16];
+            int64_t stride;
+            const float* blk = bins.block(i, j, slow, stride);
             f32x4 c[3];  // lanes: x offset -1, 0, +1 (3: unused); y offset q - 1
-            block3x3(blk, stride, tx, ty, c);
+            block3x3(blk, stride, float(txd), float(tyd), c);
             for (int q = 0; q < 3; ++q) part[q] += c[q];
             const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
             const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
@@ -333,18 +370,37 @@ SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, cons
     out[12] = double(cnt);
 }
 
-// Round 2 of one segment: Newton steps from (0, 0) on the stencil of `img`; the variance from the last
-// stencil (sandwich H^-1 S H^-1). Leaves var at inf where the score is not concave; where the move exceeds
-// `travel` (another maximum, e.g. a neighbouring site of a periodic structure) stops on that circle, and
-// with `drop` leaves var at inf.
-void align_segment(const DriftDensity& img, const double* x, const double* y, int64_t first, int64_t last,
-                   int64_t step, int iterations, double travel, bool drop, double* c, double* var) {
+SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t ps, int64_t first,
+                                    int64_t last, double cx, double cy, double* out, int64_t step = 1) {
+    stencil_sums(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
+}
+
+SPOTCORE_CLONES void dense_stencil(const float* img, const DriftGrid& g, const double* x, const double* y,
+                                   int64_t first, int64_t last, double cx, double cy, double* out) {
+    stencil_sums(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
+}
+
+void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
+             double cx, double cy, double h, double* out) {
+    if (h == g.bin)
+        dense_stencil(img, g, x, y, first, last, cx, cy, out);
+    else
+        generic_stencil(img, g, x, y, first, last, cx, cy, h, out);
+}
+
+// Round 2 of one segment: Newton steps from c (its points (x, y) moved by c; interleaved) on the stencil of
+// `img`, c updated; the variance from the last stencil (sandwich H^-1 S H^-1). Leaves var at inf where the
+// score is not concave; where the move from the start exceeds `travel` (another maximum, e.g. a neighbouring
+// site of a periodic structure) stops on that circle, and with `drop` leaves var at inf.
+void align_segment(const DriftDensity& img, const double* xy, int64_t first, int64_t last, int64_t step,
+                   int iterations, double travel, bool drop, double* c, double* var) {
     const double h = img.grid.bin;
-    double cx = 0.0, cy = 0.0;
+    const double sx = c[0], sy = c[1];
+    double cx = sx, cy = sy;
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
         double s[13];
-        sparse_stencil(img, x, y, first, last, cx, cy, s, step);
+        sparse_stencil(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
         const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
         const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
         const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
@@ -376,13 +432,13 @@ void align_segment(const DriftDensity& img, const double* x, const double* y, in
         }
         cx += dx;
         cy += dy;
-        const double dist = std::hypot(cx, cy);
+        const double dist = std::hypot(cx - sx, cy - sy);
         if (dist > travel) {  // left the basin it started in: not this segment's own maximum
             if (drop) {
                 var[0] = var[1] = INFINITY;
             } else {  // a coarse pass: stop on the edge, the next pass goes on from there
-                cx *= travel / dist;
-                cy *= travel / dist;
+                cx = sx + (cx - sx) * (travel / dist);
+                cy = sy + (cy - sy) * (travel / dist);
             }
             break;
         }
@@ -483,7 +539,7 @@ Result drift_density(const double* x, const double* y, const int64_t* starts, co
     if (!r.ok()) return r;
     if (!out || first < 0 || every < 1) return Result::invalid("drift_density: out must not be null, first >= 0, every >= 1");
     try {
-        build_density(x, y, starts, ends, n_segments, first, every, grid, *out);
+        build_density(x, y, 1, starts, ends, n_segments, first, every, nullptr, grid, *out);
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in drift_density"};
     }
@@ -509,7 +565,7 @@ Result drift_density_stencil(const DriftDensity& d, const double* x, const doubl
 #pragma omp parallel for schedule(static) num_threads(thread_count(threads)) if (n_segments > 1)
 #endif
     for (int64_t k = 0; k < n_segments; ++k)
-        sparse_stencil(d, x, y, starts[k], ends[k], centres[2 * k], centres[2 * k + 1], out + 13 * k);
+        sparse_stencil(d, x, y, 1, starts[k], ends[k], centres[2 * k], centres[2 * k + 1], out + 13 * k);
     (void)threads;
     return Result::success();
 }
@@ -528,7 +584,7 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
     const int64_t half = int64_t(std::floor(o.radius / o.coarse_step));
     double px = 0.0, py = 0.0, typical = 0.0;
     try {
-        std::vector<double> u, v;
+        std::vector<double> u, v, su, sv, trials, rows;
         for (int64_t k = 0; k < n_segments; ++k) {
             const int64_t first = starts[k], last = ends[k], count = last - first;
             if (count == 0) {
@@ -550,11 +606,20 @@ Result drift_track(const float* image, const DriftGrid& g, const double* x, cons
                     u[size_t(p - first)] = (x[p] - g.x0) / g.bin;
                     v[size_t(p - first)] = (y[p] - g.y0) / g.bin;
                 }
+                const int64_t side = 2 * half + 1;
+                su.resize(size_t(side));
+                sv.resize(size_t(side));
+                trials.resize(size_t(side * side));
+                for (int64_t a = -half; a <= half; ++a) {
+                    su[size_t(a + half)] = (px + double(a) * o.coarse_step) / g.bin;
+                    sv[size_t(a + half)] = (py + double(a) * o.coarse_step) / g.bin;
+                }
+                search_scores(image, g, u.data(), v.data(), count, su.data(), sv.data(), side, trials.data(), rows);
                 double best = -1.0, bx = px, by = py;
                 for (int64_t a = -half; a <= half; ++a)
                     for (int64_t b = -half; b <= half; ++b) {
                         const double tx = px + double(a) * o.coarse_step, ty = py + double(b) * o.coarse_step;
-                        const double t = shifted_score(image, g, u.data(), v.data(), count, tx / g.bin, ty / g.bin);
+                        const double t = trials[size_t((a + half) * side + b + half)];
                         if (t > best) {
                             best = t;
                             bx = tx;
@@ -626,12 +691,12 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                  const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,
                  const int64_t* long_edges, int64_t n_long, int64_t stride, const int64_t* starts,
                  const int64_t* ends, const int64_t* edges, const double* t, int64_t n_segments,
-                 const DriftAimOptions& o, double* shift, double* var, double* d1, DriftAimResult* result) {
+                 const DriftAimOptions& o, double* shift, double* var, double* xc, DriftAimResult* result) {
     Result r = check_drift_grid(grid1);
     if (!r.ok()) return r;
     if (n < 1 || n_long < 1 || n_segments < 1) return Result::invalid("drift_aim: n, n_long, n_segments must be >= 1");
     if (!x || !y || !frame || !long_starts || !long_ends || !long_edges || !starts || !ends || !edges || !t ||
-        !shift || !var || !d1 || !result)
+        !shift || !var || !xc || !result)
         return Result::invalid("drift_aim: null input or output");
     if (ref_end < 1 || ref_end > n) return Result::invalid("drift_aim: ref_end must be in 1..n");
     if (stride < 1) return Result::invalid("drift_aim: stride must be >= 1");
@@ -659,7 +724,12 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
     for (int64_t p = 0; p < n; ++p)
         if (!std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]))
             return Result::invalid("drift_aim: points must be finite and sorted by frame");
+    // The per-point loops after round 1 run on the threads of round 2 (each point's value alone: the same for
+    // any count). None before round 1: OpenMP's idle threads spin for a while after a parallel region, and
+    // round 1 (one thread, a few ms) would share its core with one on a busy machine.
+    const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
     try {
+        double* d1 = xc;  // xc holds the round-1 drift of each point until round 2 makes it x - d1
         // ---- Round 1a: every stride-th point of the long segments against the first ref_end points.
         std::vector<float> img(size_t(grid1.nx * grid1.ny), 0.0f);
         drift_histogram(x, y, nullptr, ref_end, grid1, img.data());
@@ -695,17 +765,27 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         }
         if (good_long.empty()) return Result::invalid("drift_aim: no point in the long segments");
         std::vector<double> sh(size_t(2 * n_long)), sc(static_cast<size_t>(n_long));
-        r = drift_track(img.data(), grid1, xs.data(), ys.data(), ss.data(), se.data(), n_long, to, sh.data(),
-                        sc.data());
+        // Tracked up to the last good one: a short last segment would be tracked for nothing (and its low score
+        // starts a search of the whole square: ~5 % of a call on the benchmark table).
+        r = drift_track(img.data(), grid1, xs.data(), ys.data(), ss.data(), se.data(), good_long.back() + 1, to,
+                        sh.data(), sc.data());
         if (!r.ok()) return r;
         std::vector<double> vx, vy;  // the drift (minus the shift) of the good long segments
         for (int64_t k : good_long) {
             vx.push_back(-sh[size_t(2 * k)]);
             vy.push_back(-sh[size_t(2 * k + 1)]);
         }
-        // Points are in frame order: one walk over the knots (the arithmetic of interp(), without its search).
-        for (int64_t p = 0, k = 0, m = int64_t(tl.size()); p < n; ++p) {
-            if (p && frame[p] == frame[p - 1]) {  // a frame's points share its value
+        // Points are in frame order: one walk over the knots per block of points (the arithmetic of interp(),
+        // its search once a block).
+        constexpr int64_t kBlock = int64_t(1) << 14;
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+        for (int64_t b = 0; b < n; b += kBlock)
+        for (int64_t p = b, m = int64_t(tl.size()),
+                     k = int64_t(std::upper_bound(tl.begin(), tl.end(), double(frame[b])) - tl.begin());
+             p < std::min(n, b + kBlock); ++p) {
+            if (p > b && frame[p] == frame[p - 1]) {  // a frame's points share its value
                 d1[2 * p] = d1[2 * p - 2];
                 d1[2 * p + 1] = d1[2 * p - 1];
                 continue;
@@ -751,16 +831,13 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                     spans.emplace_back(lo, hi);
             }
             if (!spans.empty()) {
-                std::vector<double> x0(static_cast<size_t>(n)), y0(static_cast<size_t>(n));
-                for (int64_t p = 0; p < n; ++p) {
-                    x0[size_t(p)] = x[p] - d1[2 * p];
-                    y0[size_t(p)] = y[p] - d1[2 * p + 1];
-                }
+                // The points corrected by 1a, filled span by span below (untouched pages cost nothing).
+                std::unique_ptr<double[]> x0(new double[size_t(n)]), y0(new double[size_t(n)]);
                 // The reference: every stride-th corrected point (as 1a's segments; still ~10x 1a's reference).
                 std::vector<double> xr, yr;
                 for (int64_t p = 0; p < n; p += stride) {
-                    xr.push_back(x0[size_t(p)]);
-                    yr.push_back(y0[size_t(p)]);
+                    xr.push_back(x[p] - d1[2 * p]);
+                    yr.push_back(y[p] - d1[2 * p + 1]);
                 }
                 std::fill(img.begin(), img.end(), 0.0f);
                 drift_histogram(xr.data(), yr.data(), nullptr, int64_t(xr.size()), grid1, img.data());
@@ -774,8 +851,12 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                             ts.push_back(t[k]);
                         }
                     if (ks_s.size() < 2) continue;
+                    for (int64_t p = ks_s.front(); p < ks_e.back(); ++p) {  // spans are disjoint: 1a's d1 here
+                        x0[size_t(p)] = x[p] - d1[2 * p];
+                        y0[size_t(p)] = y[p] - d1[2 * p + 1];
+                    }
                     std::vector<double> s2(2 * ks_s.size()), c2(ks_s.size());
-                    r = drift_track(img.data(), grid1, x0.data(), y0.data(), ks_s.data(), ks_e.data(),
+                    r = drift_track(img.data(), grid1, x0.get(), y0.get(), ks_s.data(), ks_e.data(),
                                     int64_t(ks_s.size()), to, s2.data(), c2.data());
                     if (!r.ok()) return r;
                     std::vector<double> ux(ks_s.size()), uy(ks_s.size());
@@ -796,23 +877,49 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
         // can be off by more than the fine kernel (its reference spans the first frames, its long segments
         // are interpolated), and a reference blurred by those errors pulls the fine Newton steps nowhere; so
         // passes with bins of bin2 * 2^(passes-1) ... bin2, each starting from the previous pass's result.
-        std::vector<double> xc(static_cast<size_t>(n)), yc(static_cast<size_t>(n));
-        for (int64_t p = 0; p < n; ++p) {
-            xc[size_t(p)] = x[p] - d1[2 * p];
-            yc[size_t(p)] = y[p] - d1[2 * p + 1];
+        // Each segment's mean round-1 drift (the output is it minus round 2's shift).
+        std::vector<double> mean1(size_t(2 * n_segments));
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads)
+#endif
+        for (int64_t k = 0; k < n_segments; ++k) {
+            double mx = 0.0, my = 0.0;
+            for (int64_t p = starts[k]; p < ends[k]; ++p) {
+                mx += d1[2 * p];
+                my += d1[2 * p + 1];
+            }
+            const double cnt = double(std::max<int64_t>(ends[k] - starts[k], 1));
+            mean1[size_t(2 * k)] = mx / cnt;
+            mean1[size_t(2 * k + 1)] = my / cnt;
         }
-        double lo_x = xc[0], hi_x = xc[0], lo_y = yc[0], hi_y = yc[0];
-        for (int64_t p = 1; p < n; ++p) {
-            lo_x = std::min(lo_x, xc[size_t(p)]);
-            hi_x = std::max(hi_x, xc[size_t(p)]);
-            lo_y = std::min(lo_y, yc[size_t(p)]);
-            hi_y = std::max(hi_y, yc[size_t(p)]);
+        // The round-1-corrected points, interleaved (in place of d1: the output xc): one stream for the
+        // densities and the stencils. They are not moved between passes: segment k's points are read moved by
+        // its shift so far, at[2k..2k+1].
+        double lo_x = INFINITY, hi_x = -INFINITY, lo_y = INFINITY, hi_y = -INFINITY;  // min, max: exact in any order
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) reduction(min : lo_x, lo_y) reduction(max : hi_x, hi_y)
+#endif
+        for (int64_t p = 0; p < n; ++p) {
+            const double u = x[p] - d1[2 * p], v = y[p] - d1[2 * p + 1];
+            xc[2 * p] = u;
+            xc[2 * p + 1] = v;
+            lo_x = std::min(lo_x, u);
+            hi_x = std::max(hi_x, u);
+            lo_y = std::min(lo_y, v);
+            hi_y = std::max(hi_y, v);
         }
         const double wx = hi_x - lo_x + 2 * o.margin2, wy = hi_y - lo_y + 2 * o.margin2;
         if (!(wx < 1e9 && wy < 1e9))  // bins computed below must fit int64
             return Result::invalid("drift_aim: the points span more than 1e9 px");
-        std::vector<double> total(size_t(2 * n_segments), 0.0);  // the sum of the passes' moves
-        const int threads = n >= o.parallel_points ? thread_count(o.threads) : 1;
+        // at: the shifts so far, read by this pass's densities; moved: this pass's result (the next pass's at).
+        std::vector<double> at(size_t(2 * n_segments), 0.0), moved(at.size());
+        {  // Room for the fine pass's tiles from the first pass on: the coarse passes reuse its pages (no page
+           // faults of their own; ~1,000 a call on the benchmark table).
+            const double bin0 = std::max(o.bin2, std::sqrt(wx * wy / double(o.max_bins)));
+            const int64_t tiles = ((int64_t(std::ceil(wx / bin0)) + kT) / kT) * ((int64_t(std::ceil(wy / bin0)) + kT) / kT);
+            for (DriftDensity& d : result->density)
+                d.data.reserve(size_t(kTileFloats) * size_t(std::min(tiles, std::max<int64_t>(n / 32, 16))));
+        }
         for (int pass = o.passes - 1; pass >= 0; --pass) {
             DriftGrid& grid2 = result->grid2;
             grid2.x0 = lo_x - o.margin2;
@@ -824,49 +931,61 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
             if (!r.ok()) return r;
             // Coarse passes only bring segments into the basin of the fine one: every coarse_stride-th point.
             const int64_t step = pass == 0 ? 1 : o.coarse_stride;
-            // The two folds' densities, one per thread (each a single pass in point order: deterministic).
-            bool out_of_memory = false;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(static, 1) num_threads(std::min(2, threads)) reduction(|| : out_of_memory)
-#endif
+            const bool last = pass == 0;
+            std::atomic<bool> out_of_memory{false};
+            std::atomic<bool> built[2];
+            std::atomic<int64_t> next[2];  // per density f: the next of the segments aligned on it (k % 2 == 1 - f)
             for (int f = 0; f < 2; ++f) {
-                try {  // bad_alloc must not leave a parallel region
-                    build_density(xc.data(), yc.data(), starts, ends, n_segments, f, 2, grid2, result->density[f], step);
-                } catch (const std::bad_alloc&) {
-                    out_of_memory = true;
+                built[f] = false;
+                next[f] = 0;
+            }
+            constexpr int64_t kChunk = 4;
+#ifdef _OPENMP
+#pragma omp parallel num_threads(threads)
+#endif
+            {
+#ifdef _OPENMP
+                const int t = omp_get_thread_num(), nt = omp_get_num_threads();
+#else
+                const int t = 0, nt = 1;
+#endif
+                // Fold f's density is built by thread f % nt (a single pass in point order: deterministic), which
+                // then aligns the other fold's segments on it: the density stays in that core's cache. Then it
+                // helps with the other density's segments. No barrier: on a busy machine a thread that is not
+                // running holds no one up. Each segment is aligned alone: the result does not depend on threads.
+                for (int g = 0; g < 2; ++g) {
+                    const int f = (t + g) % 2;
+                    if (t == f % nt) {
+                        try {  // bad_alloc must not leave a parallel region
+                            build_density(xc, xc + 1, 2, starts, ends, n_segments, f, 2, at.data(),
+                                          grid2, result->density[f], step);
+                        } catch (const std::bad_alloc&) {
+                            out_of_memory = true;
+                        }
+                        built[f].store(true, std::memory_order_release);
+                    } else {
+                        while (!built[f].load(std::memory_order_acquire)) std::this_thread::yield();
+                    }
+                    if (out_of_memory) break;
+                    const int64_t parity = 1 - f, count = (n_segments - parity + 1) / 2;
+                    for (int64_t i0; (i0 = next[f].fetch_add(kChunk)) < count;)
+                        for (int64_t i = i0; i < std::min(count, i0 + kChunk); ++i) {
+                            const int64_t k = 2 * i + parity;
+                            double* v = var + 2 * k;
+                            v[0] = v[1] = INFINITY;
+                            double c[2] = {at[size_t(2 * k)], at[size_t(2 * k + 1)]};
+                            if (ends[k] > starts[k])
+                                align_segment(result->density[f], xc, starts[k], ends[k], step, o.iterations,
+                                              o.travel, last, c, v);
+                            moved[size_t(2 * k)] = c[0];
+                            moved[size_t(2 * k + 1)] = c[1];
+                        }
                 }
             }
             if (out_of_memory) throw std::bad_alloc();
-            const bool last = pass == 0;
-#ifdef _OPENMP
-#pragma omp parallel for schedule(dynamic, 4) num_threads(threads)
-#endif
-            for (int64_t k = 0; k < n_segments; ++k) {
-                double c[2] = {0.0, 0.0};
-                double* v = var + 2 * k;
-                v[0] = v[1] = INFINITY;
-                if (ends[k] > starts[k]) {
-                    align_segment(result->density[1 - k % 2], xc.data(), yc.data(), starts[k], ends[k], step, o.iterations,
-                                  o.travel, last, c, v);
-                    for (int64_t p = starts[k]; p < ends[k]; ++p) {  // segment k's points only: no race
-                        xc[size_t(p)] += c[0];
-                        yc[size_t(p)] += c[1];
-                    }
-                }
-                total[size_t(2 * k)] += c[0];
-                total[size_t(2 * k + 1)] += c[1];
-            }
+            at.swap(moved);
         }
-        for (int64_t k = 0; k < n_segments; ++k) {
-            double mx = 0.0, my = 0.0;
-            for (int64_t p = starts[k]; p < ends[k]; ++p) {
-                mx += d1[2 * p];
-                my += d1[2 * p + 1];
-            }
-            const double cnt = double(std::max<int64_t>(ends[k] - starts[k], 1));
-            shift[2 * k] = mx / cnt - total[size_t(2 * k)];
-            shift[2 * k + 1] = my / cnt - total[size_t(2 * k + 1)];
-        }
+        for (int64_t k = 0; k < 2 * n_segments; ++k) shift[k] = mean1[size_t(k)] - at[size_t(k)];
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in drift_aim"};
     }

@@ -286,21 +286,21 @@ static void test_aim_whole_loop() {
     o.margin2 = 0.7;
     o.travel = 0.1;
     o.parallel_points = 0;  // threads on this small table too: the bytes must not depend on them
-    std::vector<double> shift[2], var[2], d1[2];
+    std::vector<double> shift[2], var[2], xc[2];
     for (int run = 0; run < 2; ++run) {
         o.threads = run ? 3 : 1;
         shift[run].assign(2 * ns, 0.0);
         var[run].assign(2 * ns, 0.0);
-        d1[run].assign(2 * n, 0.0);
+        xc[run].assign(2 * n, 0.0);
         DriftAimResult res;
         CHECK(drift_aim(x.data(), y.data(), frame.data(), n, 2000, g1, ls.data(), le.data(), lg.data(), nl, 3,
                         ss.data(), se.data(), sg.data(), st.data(), ns, o, shift[run].data(), var[run].data(),
-                        d1[run].data(), &res).ok());
+                        xc[run].data(), &res).ok());
         CHECK(res.density[0].grid.nx == res.grid2.nx && res.density[1].grid.ny == res.grid2.ny);
     }
     CHECK(std::memcmp(shift[0].data(), shift[1].data(), shift[0].size() * sizeof(double)) == 0);
     CHECK(std::memcmp(var[0].data(), var[1].data(), var[0].size() * sizeof(double)) == 0);
-    CHECK(std::memcmp(d1[0].data(), d1[1].data(), d1[0].size() * sizeof(double)) == 0);
+    CHECK(std::memcmp(xc[0].data(), xc[1].data(), xc[0].size() * sizeof(double)) == 0);
     // Truth per segment: its mean drift; the offset is fixed by the first segment's (the reference frames).
     std::vector<double> ex, ey;
     int measured = 0;
@@ -336,11 +336,11 @@ static void test_aim_whole_loop() {
     DriftAimResult res;
     CHECK(drift_aim(x.data(), y.data(), frame.data(), n, 2000, g1, ls.data(), le.data(), lg.data(), nl, 3,
                     ss.data(), bad.data(), sg.data(), st.data(), ns, o, shift[0].data(), var[0].data(),
-                    d1[0].data(), &res).status == Status::invalid_argument);
+                    xc[0].data(), &res).status == Status::invalid_argument);
     std::swap(frame[0], frame[n - 1]);
     CHECK(drift_aim(x.data(), y.data(), frame.data(), n, 2000, g1, ls.data(), le.data(), lg.data(), nl, 3,
                     ss.data(), se.data(), sg.data(), st.data(), ns, o, shift[0].data(), var[0].data(),
-                    d1[0].data(), &res).status == Status::invalid_argument);
+                    xc[0].data(), &res).status == Status::invalid_argument);
 }
 
 int main() {

@@ -232,7 +232,7 @@ void bind_drift(py::module_& m) {
             if (ea.size() != ns || ga.size() != ns + 1 || ta.size() != ns)
                 throw py::value_error("drift_aim: ends and t must have the length of starts, edges one more");
             raise_if_failed(spotcore::check_drift_grid(grid1));
-            py::array_t<double> shift({ns, py::ssize_t(2)}), var({ns, py::ssize_t(2)}), d1({n, py::ssize_t(2)});
+            py::array_t<double> shift({ns, py::ssize_t(2)}), var({ns, py::ssize_t(2)}), xc({n, py::ssize_t(2)});
             spotcore::DriftAimResult res;
             spotcore::Result r;
             {
@@ -240,18 +240,19 @@ void bind_drift(py::module_& m) {
                 r = spotcore::drift_aim(xa.data(), ya.data(), fa.data(), int64_t(n), ref_end, grid1, ls.data(),
                                         le.data(), lg.data(), int64_t(nl), stride, sa.data(), ea.data(), ga.data(),
                                         ta.data(), int64_t(ns), options, shift.mutable_data(), var.mutable_data(),
-                                        d1.mutable_data(), &res);
+                                        xc.mutable_data(), &res);
             }
             raise_if_failed(r);
             const spotcore::DriftGrid g = res.grid2;
             py::list densities;
             densities.append(py::cast(std::move(res.density[0])));
             densities.append(py::cast(std::move(res.density[1])));
-            return py::make_tuple(shift, var, d1, g, densities);
+            return py::make_tuple(shift, var, xc, g, densities);
         },
         py::arg("x"), py::arg("y"), py::arg("frame"), py::arg("ref_end"), py::arg("grid1"), py::arg("long_starts"),
         py::arg("long_ends"), py::arg("long_edges"), py::arg("stride"), py::arg("starts"), py::arg("ends"),
         py::arg("edges"), py::arg("t"), py::arg("options"),
-        "Both rounds of AIM (spotcore::drift_aim): (shift (segments, 2), var (segments, 2), d1 (n, 2), grid2, "
+        "Both rounds of AIM (spotcore::drift_aim): (shift (segments, 2), var (segments, 2), xc (n, 2): the points "
+        "corrected by round 1, grid2, "
         "[density0, density1]) (DriftDensity: each fold's, sparse).");
 }

@@ -110,7 +110,8 @@ Result drift_rts(const double* t, const double* m, const double* r, const uint8_
 // Round 2's grid: bins of bin2 px over the corrected points' extent plus margin2, coarser when that would
 // exceed max_bins (as the Python layer's other grids).
 // Outputs: shift[2k..2k+1] = segment k's mean round-1 drift minus its round-2 shift (px), var[2k..2k+1] its
-// sandwich variance (inf: not measured), d1[2p..2p+1] the round-1 drift of each point, grid2 and the two
+// sandwich variance (inf: not measured), xc[2p..2p+1] each point corrected by round 1 (x - d1; its buffer is
+// round 2's points: no copy of its own), grid2 and the two
 // fold densities on it (sparse, the last pass's). threads: OpenMP threads of round 2 (0 = default), used from
 // parallel_points points on (fewer run on one thread); the result does not depend on it (segments are
 // independent, each summed in point order).
@@ -127,9 +128,9 @@ struct DriftAimOptions {
     int64_t coarse_stride = 1;  // round 2: the coarse passes use every coarse_stride-th point of each segment
     double travel = 0.2;        // round 2: largest move from the round-1 position, px
     int32_t threads = 0;
-    // Below ~1M points a pass is ~10 ms of work: waking a second thread (twice a pass) costs about as much on
-    // a busy machine (measured: 1 thread 0.076 s, 2 threads 0.12 s on 289k points at load 6).
-    int64_t parallel_points = int64_t(1) << 20;
+    // Threads from 65,536 points on: below, a call is a few ms. On a quiet machine two threads are faster from
+    // ~100k points (289k: 0.041 s -> 0.030 s a call); on a busy one (load 6 on 2 cores) they are slower.
+    int64_t parallel_points = int64_t(1) << 16;
 };
 struct DriftAimResult {
     DriftGrid grid2;
@@ -139,6 +140,6 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
                  const DriftGrid& grid1, const int64_t* long_starts, const int64_t* long_ends,
                  const int64_t* long_edges, int64_t n_long, int64_t stride, const int64_t* starts,
                  const int64_t* ends, const int64_t* edges, const double* t, int64_t n_segments,
-                 const DriftAimOptions& options, double* shift, double* var, double* d1, DriftAimResult* result);
+                 const DriftAimOptions& options, double* shift, double* var, double* xc, DriftAimResult* result);
 
 }  // namespace spotcore

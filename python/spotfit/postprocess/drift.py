@@ -54,9 +54,10 @@ def _check_locs(locs, need_two_frames: bool = True) -> pd.DataFrame:
         v = locs[c].to_numpy()
         if v.dtype.kind != "f":
             v = pd.to_numeric(locs[c], errors="coerce").to_numpy(np.float64)
-        bad = int((~np.isfinite(v)).sum())
-        if bad:
-            raise ValueError(f"locs.{c} has {bad} NaN or infinite values: drop those rows first")
+        if not np.isfinite(np.add.reduce(v)):   # NaN and inf reach the sum: one pass, no mask (~3x faster)
+            bad = int((~np.isfinite(v)).sum())
+            if bad:
+                raise ValueError(f"locs.{c} has {bad} NaN or infinite values: drop those rows first")
     if (frame[1:] < frame[:-1]).any():
         raise ValueError("locs must be sorted by frame (locs.sort_values('frame', kind='stable'))")
     if need_two_frames and frame[0] == frame[-1]:
@@ -68,13 +69,21 @@ def _precision(locs) -> float:
     cols = [c for c in ("uncertainty_x", "uncertainty_y") if c in locs.columns]
     if cols:
         step = max(1, len(locs) // 100000)   # a median: a sample does
-        u = np.concatenate([locs[c].to_numpy()[::step].astype(np.float64) for c in cols])
-        u = u[np.isfinite(u) & (u > 0)]
+        u = np.concatenate([locs[c].to_numpy()[::step] for c in cols]).astype(np.float64, copy=False)
+        u = u[(u > 0) & (u < np.inf)]
         if len(u):
-            return float(np.clip(np.median(u), 0.005, 2.0))
+            return float(np.clip(_median(u), 0.005, 2.0))
     warnings.warn(f"locs has no uncertainty_x/uncertainty_y: assuming a precision of {FALLBACK_PRECISION} px",
                   FallbackWarning, stacklevel=3)
     return FALLBACK_PRECISION
+
+
+def _median(u):
+    """np.median of a 1-D float array, overwriting it: a partition at one index (numpy's SIMD select) and the
+    largest value below it; np.median partitions at two indices, which takes numpy's slow path (7x)."""
+    h = len(u) // 2
+    u.partition(h)
+    return float(u[h]) if len(u) % 2 else float((u[:h].max() + u[h]) / 2)
 
 
 def _positive(name, value, default):
@@ -254,7 +263,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     counts = seg.count[seg.count > 0]
     opt.coarse_stride = int(np.clip(np.median(counts) // 150, 1, 2)) if len(counts) else 1
     # One core call for both rounds (spotcore::drift_aim; segments in parallel in round 2).
-    m, var, d1, grid2, images = _spotcore.drift_aim(x, y, frame, ref_end, grid1, coarse.starts, coarse.ends,
+    m, var, xyc, grid2, images = _spotcore.drift_aim(x, y, frame, ref_end, grid1, coarse.starts, coarse.ends,
                                                     coarse.edges, stride, seg.starts, seg.ends, seg.edges,
                                                     seg.t, opt)
     bar.update(2)
@@ -278,10 +287,7 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
             jumps = merged
             good = good & np.isfinite(var).all(axis=1)
             xs, ps, _ = _smooth(seg.t, m, var, length, known=jumps)
-    if jumps:
-        xc, yc = x - d1[:, 0], y - d1[:, 1]
-    jump_frames = [_place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid2, fold, h, threads)
-                   for j in jumps]
+    jump_frames = [_place_jump(seg, good, j, xs, frame, x, y, xyc, images, fold) for j in jumps]
     if jumps:
         # A segment that holds a jump measured a mixture of both sides: smooth again without it.
         mixed = [k for f in jump_frames for k in np.flatnonzero((seg.edges[:-1] < f) & (seg.edges[1:] > f))]
@@ -295,15 +301,19 @@ def _aim(frame, x, y, n_frames, sigma, segment, max_jump, threads, bar):
     return _per_frame(seg.t, xs, ps, n_frames, chains), dict(segment=length, jumps=jump_frames, seg=seg, fold=fold)
 
 
-def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, threads):
+def _place_jump(seg, good, j, xs, frame, x, y, xyc, images, fold):
     """The first frame after a jump between good segments j and the next: the split of the frames of both
-    that scores best with the drift before the jump on its left and after it on its right."""
+    that scores best with the drift before the jump on its left and after it on its right. ``xyc``: the points
+    corrected by round 1 (only those of these frames are read)."""
     idx = np.flatnonzero(good)
     k = int(idx[idx > j][0])
     lo, hi = int(seg.edges[j]), int(seg.edges[k + 1])
     fr = np.arange(lo, hi)
-    starts = np.searchsorted(frame, fr).astype(np.int64)
-    ends = np.searchsorted(frame, fr, side="right").astype(np.int64)
+    p0, p1 = np.searchsorted(frame, [lo, hi])
+    xc, yc = np.ascontiguousarray(xyc[p0:p1, 0]), np.ascontiguousarray(xyc[p0:p1, 1])
+    d1 = np.stack([x[p0:p1] - xc, y[p0:p1] - yc], axis=1)   # round 1's drift
+    starts = np.searchsorted(frame, fr).astype(np.int64) - p0
+    ends = np.searchsorted(frame, fr, side="right").astype(np.int64) - p0
     seg_of = np.searchsorted(seg.edges, fr, side="right") - 1
     scores = []
     for side in (j, k):
@@ -313,7 +323,9 @@ def _place_jump(seg, good, j, xs, frame, xc, yc, d1, images, grid, fold, h, thre
             if not len(sel):
                 continue
             # Centre: the shift from the round-1-corrected points to this side's drift.
-            dd = np.array([d1[starts[i], :] if ends[i] > starts[i] else xs[side] for i in sel])
+            has = ends[sel] > starts[sel]
+            dd = np.tile(xs[side], (len(sel), 1))
+            dd[has] = d1[starts[sel][has]]
             centres = np.ascontiguousarray(dd - xs[side])
             st = images[1 - f].stencil(xc, yc, starts[sel], ends[sel], centres, 1)   # ~100 points a frame
             tot[sel] = st[:, 4]
@@ -588,7 +600,6 @@ def undrift(locs: pd.DataFrame, *, method: str = "aim", segment: Optional[int] =
 
 
 def _apply_frame(part: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
-    out = part.copy(deep=False)   # the corrected columns are new arrays; the others are shared, not written
     f = part["frame"].to_numpy().astype(np.int64, copy=False)
     df = drift["frame"].to_numpy().astype(np.int64, copy=False)
     if df[0] == 0 and df[-1] == len(df) - 1 and (len(df) < 2 or (np.diff(df) == 1).all()):
@@ -597,10 +608,11 @@ def _apply_frame(part: pd.DataFrame, drift: pd.DataFrame) -> pd.DataFrame:
         row = np.full(int(max(df.max(), f.max(initial=0))) + 1, -1, np.int64)
         row[df] = np.arange(len(df))
         rows = row[f]
-    rows = rows.astype(np.int32) if len(df) < 2 ** 31 else rows   # int32 indices: a take 2-3x faster
+    out = part.copy(deep=False)   # the corrected columns are new arrays; the others are shared, not written
     for c in [c for c in ("x", "y", "z") if c in part.columns and c in drift.columns]:
-        col = np.take(drift[c].to_numpy(np.float64), rows)
-        out[c] = np.subtract(part[c].to_numpy(np.float64), col, out=col)
+        col = drift[c].to_numpy(np.float64)[rows]   # indexing, not np.take: ~7x faster (numpy 2.4)
+        # As a Series: pandas copies a bare array set as a column and then splits the table's block (~2 ms).
+        out[c] = pd.Series(np.subtract(part[c].to_numpy(np.float64), col, out=col), index=out.index, copy=False)
     return out
 
 
