@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "spotcore/spotcore.h"
@@ -29,6 +30,12 @@ struct Table {
 };
 
 // The rule of link, by scanning every open event for every localization.
+// Equal elements (LinkEvents' columns have their own allocator).
+template <typename A, typename B>
+static bool same(const A& a, const B& b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+
 static std::vector<int64_t> link_reference(const Table& t, bool weighted, const LinkOptions& o) {
     struct Ev {
         double w, sx, sy, mx, my;
@@ -137,9 +144,9 @@ static void check_against_reference(const Table& t, bool weighted, const LinkOpt
         photons[e] += t.photons[size_t(i)];
         xsum[e] += t.x[size_t(i)];
     }
-    CHECK(ev.first_frame == first && ev.last_frame == last && ev.count == count);
-    CHECK(ev.x == mx && ev.y == my);
-    CHECK(ev.sums[0] == photons && ev.sums[1] == xsum);
+    CHECK(same(ev.first_frame, first) && same(ev.last_frame, last) && same(ev.count, count));
+    CHECK(same(ev.x, mx) && same(ev.y, my));
+    CHECK(same(ev.sums[0], photons) && same(ev.sums[1], xsum));
     bool sd_ok = true;
     for (size_t e = 0; e < size_t(m); ++e) sd_ok = sd_ok && ev.sd_x[e] == std::sqrt(1.0 / w[e]) && ev.sd_y[e] == std::sqrt(1.0 / w[e]);
     CHECK(sd_ok);
@@ -210,6 +217,9 @@ static void test_bad_input() {
     CHECK(link(t.rows(true), bad, ev.data(), &n_ev).ok());
     bad = o;
     bad.max_dark_frames = -1;
+    CHECK(link(t.rows(false), bad, ev.data(), &n_ev).status == Status::invalid_argument);
+    bad = o;
+    bad.threads = -1;
     CHECK(link(t.rows(false), bad, ev.data(), &n_ev).status == Status::invalid_argument);
     CHECK(link(t.rows(false), o, nullptr, &n_ev, nullptr).status == Status::invalid_argument);
     CHECK(link(t.rows(false), o, ev.data(), nullptr).status == Status::invalid_argument);
@@ -318,11 +328,48 @@ static void test_extreme_coordinates() {
     check_against_reference(edge, true, o);
 }
 
+// A table large enough for the second thread (it faults in the output pages) and for columns of their own
+// pages: the same events and labels with 1 and 2 threads, and with the labels alone; a bad row far in is
+// reported as with one thread, and the outputs are left empty.
+static void test_threads() {
+    Table t = random_scene(11, 300, 1000, 150.0, 0.0);
+    const int64_t n = int64_t(t.f.size());
+    LinkRows rows = t.rows(true);
+    const double* sums[1] = {t.photons.data()};
+    rows.sum_of = sums;
+    rows.n_sums = 1;
+    LinkOptions o;
+    o.radius = 0.3;
+    o.gate = 4.0;
+    std::vector<int64_t> label1(size_t(n), -7), label2(size_t(n), -7), label3(size_t(n), -7);
+    LinkEvents ev1, ev2;
+    int64_t m1 = -1, m2 = -1, m3 = -1;
+    o.threads = 1;
+    CHECK(link(rows, o, label1.data(), &m1, &ev1).ok());
+    o.threads = 2;
+    CHECK(link(rows, o, label2.data(), &m2, &ev2).ok());
+    CHECK(link(rows, o, label3.data(), &m3, nullptr).ok());
+    CHECK(m1 > 100000 && m1 == m2 && m2 == m3 && label1 == label2 && label2 == label3);
+    CHECK(ev1.first_frame == ev2.first_frame && ev1.last_frame == ev2.last_frame && ev1.count == ev2.count);
+    CHECK(ev1.x == ev2.x && ev1.y == ev2.y && ev1.sd_x == ev2.sd_x && ev1.sd_y == ev2.sd_y && ev1.sums == ev2.sums);
+    CHECK(ev1.x.size() == size_t(m1) && ev1.sums[0].size() == size_t(m1));
+    std::vector<double> bad_x = t.x;
+    bad_x[size_t(n) - 5] = std::nan("");
+    rows.x = bad_x.data();
+    for (int threads : {1, 2}) {
+        o.threads = threads;
+        const Result r = link(rows, o, label1.data(), &m1, &ev1);
+        CHECK(r.status == Status::invalid_argument && r.message.find(std::to_string(n - 5)) != std::string::npos);
+        CHECK(m1 == 0 && ev1.x.empty() && ev1.sums.empty());
+    }
+}
+
 int main() {
     test_small_example();
     test_bad_input();
     test_against_reference();
     test_extreme_coordinates();
+    test_threads();
     if (failures) {
         std::fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;
