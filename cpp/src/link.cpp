@@ -87,7 +87,10 @@ class OpenEvents {
     std::vector<Mean> mean;                               // by slot
     std::vector<int64_t> id, first_frame, last_frame, count;  // by slot; id < 0: a free slot
 
-    explicit OpenEvents(double cell_size) : inv_size_(std::min(1.0 / std::min(cell_size, DBL_MAX), DBL_MAX)) {
+    static double inv_cell_size(double cell_size) { return std::min(1.0 / std::min(cell_size, DBL_MAX), DBL_MAX); }
+    static uint64_t hash(uint64_t cell) { return cell * 0x9E3779B97F4A7C15ull; }
+
+    explicit OpenEvents(double cell_size) : inv_size_(inv_cell_size(cell_size)) {
         rehash(9);
     }
 
@@ -95,6 +98,7 @@ class OpenEvents {
     size_t open() const { return size_t(n_open_); }
     uint64_t cell_of(double x, double y) const { return cell_key(coordinate(x, inv_size_), coordinate(y, inv_size_)); }
     int32_t head(uint64_t cell) const { return head_[bucket(cell)]; }
+    int32_t head_of_hash(uint64_t h) const { return head_[size_t(h >> (64 - bits_))]; }
 
     // Room for k more events (then add has no branch on whether a slot is free: that was a misprediction
     // per event, as closing and opening alternate). k + open() <= kMaxSlots.
@@ -150,7 +154,7 @@ class OpenEvents {
     }
 
   private:
-    size_t bucket(uint64_t cell) const { return size_t((cell * 0x9E3779B97F4A7C15ull) >> (64 - bits_)); }
+    size_t bucket(uint64_t cell) const { return size_t(hash(cell) >> (64 - bits_)); }
     void place(int32_t s) {  // into the bucket of its current mean
         Mean& m = mean[size_t(s)];
         m.cell = cell_of(m.mx, m.my);
@@ -181,55 +185,6 @@ class OpenEvents {
     int64_t n_open_ = 0;
 };
 
-// The second thread's work while the first sweeps the frames: fault in the pages of the outputs just ahead of
-// where the sweep writes (MADV_POPULATE_WRITE: the kernel maps the pages without touching their contents, so
-// the two threads never write the same memory). A fresh 4 KiB page costs ~1.5 us here: up to a quarter of
-// the sweep's time when it fell on the sweep.
-struct Prefault {
-    // Elements (8 bytes) faulted in at a time per column (16 pages), and how far ahead of the sweep.
-    static constexpr size_t kStep = 8192, kAhead = 4 * kStep;
-    std::vector<char*> columns;                         // 8-byte elements, indexed by event
-    size_t events_capacity = 0;
-    char* labels = nullptr;                             // 8-byte elements, indexed by row
-    size_t rows = 0;
-    std::atomic<int64_t> events_done{0}, rows_done{0};  // the sweep's progress
-    std::atomic<bool> finished{false};
-
-    // Faults in elements [from, to) of p; false when the kernel cannot (then nothing more is tried).
-    static bool populate(char* p, size_t from, size_t to) {
-#if defined(__linux__)
-        const uintptr_t page = 4096;
-        const uintptr_t a = (uintptr_t(p) + from * 8) & ~(page - 1), b = uintptr_t(p) + to * 8;
-        return b <= a || madvise(reinterpret_cast<void*>(a), b - a, kPopulateWrite) == 0;
-#else
-        (void)p, (void)from, (void)to;
-        return false;
-#endif
-    }
-    void run() {
-        size_t events_ready = 0, rows_ready = 0;
-        bool ok = true;
-        while (ok && !finished.load(std::memory_order_acquire)) {
-            const size_t events_want = std::min(events_capacity, size_t(events_done.load(std::memory_order_relaxed)) + kAhead);
-            const size_t rows_want = std::min(rows, size_t(rows_done.load(std::memory_order_relaxed)) + kAhead);
-            if (events_ready < events_want) {
-                const size_t to = std::min(events_capacity, events_ready + kStep);
-                for (char* c : columns) ok = ok && populate(c, events_ready, to);
-                events_ready = to;
-            } else if (rows_ready < rows_want) {
-                const size_t to = std::min(rows, rows_ready + kStep);
-                ok = populate(labels, rows_ready, to);
-                rows_ready = to;
-            } else {
-                std::this_thread::sleep_for(std::chrono::microseconds(50));
-            }
-        }
-    }
-#if defined(__linux__)
-    static constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14); older kernels: EINVAL
-#endif
-};
-
 // Two lanes of doubles (GCC/Clang vector extension, as in simd.h): GCC does not vectorize an "any bad"
 // reduction over comparisons of doubles by itself.
 typedef double f64x2 __attribute__((vector_size(16)));
@@ -240,8 +195,10 @@ inline f64x2 load2(const double* p) {
     return v;
 }
 
-// The first bad row of [a, b) (non-finite x or y, bad uncertainty) as an error; success if none.
-Result check_rows(const LinkRows& rows, int64_t a, int64_t b) {
+inline bool good_sd(double u) { return u > 0.0 && u * u > 0.0 && u * u <= DBL_MAX; }
+
+// Whether rows [a, b) are good: finite x and y, uncertainties (if any) > 0 with a square that is finite and > 0.
+bool rows_good(const LinkRows& rows, int64_t a, int64_t b) {
     const double *x = rows.x, *y = rows.y, *sx = rows.sd_x, *sy = rows.sd_y;
     // Branch-free first: the row is searched for only when something is wrong. v - v is 0 unless v is NaN or
     // inf; an uncertainty u is good when u > 0 and 0 < u^2 <= DBL_MAX (all false for NaN).
@@ -257,13 +214,18 @@ Result check_rows(const LinkRows& rows, int64_t a, int64_t b) {
         }
     }
     bool any = (bad[0] | bad[1]) != 0;
-    auto good_sd = [](double u) { return u > 0.0 && u * u > 0.0 && u * u <= DBL_MAX; };
     for (; i < b; ++i) {
         any |= !(x[i] - x[i] == 0.0) || !(y[i] - y[i] == 0.0);
         if (sx) any |= !(good_sd(sx[i]) && good_sd(sy[i]));
     }
-    if (!any) return Result::success();
-    for (i = a; i < b; ++i) {
+    return !any;
+}
+
+// The first bad row of [a, b) as an error; success if none.
+Result check_rows(const LinkRows& rows, int64_t a, int64_t b) {
+    if (rows_good(rows, a, b)) return Result::success();
+    const double *x = rows.x, *y = rows.y, *sx = rows.sd_x, *sy = rows.sd_y;
+    for (int64_t i = a; i < b; ++i) {
         if (!std::isfinite(x[i]) || !std::isfinite(y[i]))
             return Result::invalid("link: row " + std::to_string(i) + " has an x or y that is NaN or infinite");
         if (sx && !(good_sd(sx[i]) && good_sd(sy[i])))
@@ -272,6 +234,136 @@ Result check_rows(const LinkRows& rows, int64_t a, int64_t b) {
     }
     return Result::success();
 }
+
+// What the search needs of a row besides x and y, worked out ahead of the sweep: the hashes of the 2 x 2 grid
+// cells its reach falls in (or that it spans more), and its variances. One cache line.
+struct RowReach {
+    uint64_t hash[4];  // OpenEvents::hash of the cells (c0, r0), (c0 + 1, r0), (c0, r0 + 1), (c0 + 1, r0 + 1)
+    uint32_t c0, r0;
+    uint32_t wide;     // the reach spans more than 2 x 2 cells (the sweep then works the cells out itself)
+    double vx, vy;     // sd^2 (gated), else 0
+};
+
+// The reach of [x - R, x + R] x [y - R, y + R], R a little above the radius: |fl(y - my)| <= radius allows
+// |y - my| up to radius * (1 + 2^-52), and the bounds themselves are rounded.
+struct Reach {
+    uint64_t c0, c1, r0, r1;
+};
+inline Reach reach_of(double xi, double yi, double radius, double inv_size) {
+    const double rx = radius + (radius + std::fabs(xi)) * 1e-12;
+    const double ry = radius + (radius + std::fabs(yi)) * 1e-12;
+    return {coordinate(xi - rx, inv_size), coordinate(xi + rx, inv_size), coordinate(yi - ry, inv_size),
+            coordinate(yi + ry, inv_size)};
+}
+
+// The work that does not depend on the frame sweep's state, done ahead of it, by the second thread when there
+// is one (else by the sweep, block by block; the values are the same):
+// - the rows' reach and variances (RowReach), a block of rows at a time into a ring, and whether each block's
+//   rows are good (the sweep makes the error of a bad row, in row order);
+// - faulting in the pages of the outputs just ahead of where the sweep writes (MADV_POPULATE_WRITE: the
+//   kernel maps the pages without touching their contents, so the two threads never write the same memory;
+//   a fresh 4 KiB page costs ~1.5 us here: up to a quarter of the sweep's time when it fell on the sweep).
+struct Ahead {
+    static constexpr int64_t kBlock = 1024, kRing = 16;  // rows a block; blocks in the ring (1 MiB)
+    // Elements (8 bytes) faulted in at a time per column (16 pages), and how far ahead of the sweep.
+    static constexpr size_t kStep = 8192, kAhead = 4 * kStep;
+
+    const LinkRows& rows;
+    const double radius, inv_size;
+    const bool gated;
+    std::vector<RowReach> ring;  // min(rows, kBlock * kRing)
+    std::vector<char> block_good;
+    bool helper = false;  // a second thread prepares the blocks
+    std::atomic<int64_t> prepared{0}, consumed{0};  // rows prepared; rows the sweep is done with
+
+    std::vector<char*> columns;  // 8-byte elements, indexed by event
+    size_t events_capacity = 0;
+    char* labels = nullptr;      // 8-byte elements, indexed by row
+    size_t label_rows = 0;
+    std::atomic<int64_t> events_done{0}, rows_done{0};  // the sweep's progress
+    std::atomic<bool> finished{false};
+
+    Ahead(const LinkRows& r, double radius_, double inv_size_, bool gated_)
+        : rows(r), radius(radius_), inv_size(inv_size_), gated(gated_), block_good(size_t(kRing)) {}
+
+    void prepare_block(int64_t k) {
+        const int64_t lo = k * kBlock, hi = std::min(rows.n, lo + kBlock);
+        RowReach* out = ring.data() + (lo % (kBlock * kRing));
+        block_good[size_t(k % kRing)] = rows_good(rows, lo, hi);
+        const double *x = rows.x, *y = rows.y, *sx = rows.sd_x, *sy = rows.sd_y;
+        for (int64_t i = lo; i < hi; ++i, ++out) {
+            const Reach q = reach_of(x[i], y[i], radius, inv_size);
+            out->wide = !(q.c1 - q.c0 <= 1 && q.r1 - q.r0 <= 1);
+            out->c0 = uint32_t(q.c0);
+            out->r0 = uint32_t(q.r0);
+            out->hash[0] = OpenEvents::hash(cell_key(q.c0, q.r0));
+            out->hash[1] = OpenEvents::hash(cell_key(q.c0 + 1, q.r0));
+            out->hash[2] = OpenEvents::hash(cell_key(q.c0, q.r0 + 1));
+            out->hash[3] = OpenEvents::hash(cell_key(q.c0 + 1, q.r0 + 1));
+            out->vx = gated ? sx[i] * sx[i] : 0.0;
+            out->vy = gated ? sy[i] * sy[i] : 0.0;
+        }
+    }
+
+    // The sweep, at row i (of block k = i / kBlock): rows before i are done with; block k is prepared. Returns
+    // its rows (the first is row k * kBlock) and whether they are good.
+    const RowReach* enter(int64_t i, bool& good) {
+        const int64_t k = i / kBlock;
+        if (helper) {
+            consumed.store(i, std::memory_order_release);
+            for (int spins = 0; prepared.load(std::memory_order_acquire) <= i; ++spins)
+                if (spins > 64) std::this_thread::yield();
+        } else {
+            prepare_block(k);
+        }
+        good = block_good[size_t(k % kRing)] != 0;
+        return ring.data() + (k * kBlock) % (kBlock * kRing);
+    }
+
+    // Faults in elements [from, to) of p; false when the kernel cannot (then nothing more is tried).
+    static bool populate(char* p, size_t from, size_t to) {
+#if defined(__linux__)
+        const uintptr_t page = 4096;
+        const uintptr_t a = (uintptr_t(p) + from * 8) & ~(page - 1), b = uintptr_t(p) + to * 8;
+        return b <= a || madvise(reinterpret_cast<void*>(a), b - a, kPopulateWrite) == 0;
+#else
+        (void)p, (void)from, (void)to;
+        return false;
+#endif
+    }
+
+    // The second thread, until the sweep is finished: the next block whenever the ring has room, else the pages.
+    void run() {
+        size_t events_ready = 0, rows_ready = 0;
+        int64_t next_block = 0;
+        bool faulting = true;
+        while (!finished.load(std::memory_order_acquire)) {
+            if (next_block * kBlock < rows.n &&
+                (next_block - kRing + 1) * kBlock <= consumed.load(std::memory_order_acquire)) {
+                prepare_block(next_block);
+                ++next_block;
+                prepared.store(std::min(rows.n, next_block * kBlock), std::memory_order_release);
+                continue;
+            }
+            const size_t events_want = std::min(events_capacity, size_t(events_done.load(std::memory_order_relaxed)) + kAhead);
+            const size_t rows_want = std::min(label_rows, size_t(rows_done.load(std::memory_order_relaxed)) + kAhead);
+            if (faulting && events_ready < events_want) {
+                const size_t to = std::min(events_capacity, events_ready + kStep);
+                for (char* c : columns) faulting = faulting && populate(c, events_ready, to);
+                events_ready = to;
+            } else if (faulting && rows_ready < rows_want) {
+                const size_t to = std::min(label_rows, rows_ready + kStep);
+                faulting = populate(labels, rows_ready, to);
+                rows_ready = to;
+            } else {
+                std::this_thread::sleep_for(std::chrono::microseconds(20));  // the ring holds ~0.5 ms of sweep
+            }
+        }
+    }
+#if defined(__linux__)
+    static constexpr int kPopulateWrite = 23;  // MADV_POPULATE_WRITE (Linux 5.14); older kernels: EINVAL
+#endif
+};
 
 }  // namespace
 
@@ -288,9 +380,10 @@ Result check_link_options(const LinkOptions& o) {
 
 namespace {
 
-// The frame sweep of link, after its checks of the arguments (the rows are checked here, frame by frame).
+// The frame sweep of link, after its checks of the arguments (the rows are checked here, frame by frame, with
+// the blocks' verdicts from ahead).
 Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* event, int64_t* n_events,
-                    LinkEvents* events, Prefault& prefault) {
+                    LinkEvents* events, Ahead& ahead) {
     const int64_t n = rows.n;
     const int64_t* frame = rows.frame;
     const double *x = rows.x, *y = rows.y, *sd_x = rows.sd_x, *sd_y = rows.sd_y;
@@ -330,6 +423,9 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
         std::vector<int64_t> fresh;
         std::vector<char> loc_taken, ev_taken;
         int64_t next_id = 0;
+        const RowReach* reach = nullptr;  // rows [block_start, block_end)
+        int64_t block_start = 0, block_end = 0;
+        bool block_ok = true;
         for (int64_t a = 0; a < n;) {
             const int64_t f = frame[a];
             if (a > 0 && f < frame[a - 1])
@@ -337,8 +433,15 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
                                        std::to_string(f) + " after " + std::to_string(frame[a - 1]) + ")");
             int64_t b = a + 1;
             while (b < n && frame[b] == f) ++b;
-            r = check_rows(rows, a, b);
-            if (!r.ok()) return r;
+            if (a >= block_end) {
+                reach = ahead.enter(a, block_ok);
+                block_start = a / Ahead::kBlock * Ahead::kBlock;
+                block_end = std::min(n, block_start + Ahead::kBlock);
+            }
+            if (!block_ok) {  // a bad row in this block: in this frame?
+                r = check_rows(rows, a, b);
+                if (!r.ok()) return r;
+            }
 
             // Close the events that are too old. Most entries are stale (the event went on): the live ones are
             // gathered without a branch each.
@@ -366,8 +469,18 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
             // then the distance), so that rounding cannot make two implementations disagree.
             cand.size = 0;
             for (int64_t i = a; i < b; ++i) {
+                if (i == block_end) {
+                    reach = ahead.enter(i, block_ok);
+                    block_start = i;
+                    block_end = std::min(n, i + Ahead::kBlock);
+                    if (!block_ok) {
+                        r = check_rows(rows, a, b);
+                        if (!r.ok()) return r;
+                    }
+                }
+                const RowReach& ri = reach[i - block_start];
                 const double xi = x[i], yi = y[i];
-                const double vx = gated ? sd_x[i] * sd_x[i] : 0.0, vy = gated ? sd_y[i] * sd_y[i] : 0.0;
+                const double vx = ri.vx, vy = ri.vy;
                 auto consider = [&](int32_t s) {
                     const Mean& m = open.mean[size_t(s)];
                     const double ddx = xi - m.mx, ddy = yi - m.my;
@@ -386,22 +499,17 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
                     for (int32_t s = open.head(cell); s >= 0; s = open.mean[size_t(s)].next)
                         if (open.mean[size_t(s)].cell == cell) consider(s);
                 };
-                // The cells of [x - R, x + R] x [y - R, y + R], R a little above the radius: |fl(y - my)| <=
-                // radius allows |y - my| up to radius * (1 + 2^-52), and the bounds themselves are rounded.
-                const double rx = radius + (radius + std::fabs(xi)) * 1e-12;
-                const double ry = radius + (radius + std::fabs(yi)) * 1e-12;
-                const uint64_t c0 = coordinate(xi - rx, inv_size), c1 = coordinate(xi + rx, inv_size);
-                const uint64_t r0 = coordinate(yi - ry, inv_size), r1 = coordinate(yi + ry, inv_size);
-                if (c1 - c0 <= 1 && r1 - r0 <= 1) {
+                if (!ri.wide) {
                     // Always the 2 x 2 cells (no unpredictable loop counts); most buckets are empty, and the
                     // others are gathered without a branch each.
+                    const uint64_t c0 = ri.c0, r0 = ri.r0;
                     const uint64_t cells[4] = {cell_key(c0, r0), cell_key(c0 + 1, r0), cell_key(c0, r0 + 1),
                                                cell_key(c0 + 1, r0 + 1)};
                     int32_t heads[4];
                     uint64_t head_cells[4];  // two cells may share a bucket: each walk takes its own cell's events
                     int found = 0;
                     for (int k = 0; k < 4; ++k) {
-                        const int32_t h = open.head(cells[k]);
+                        const int32_t h = open.head_of_hash(ri.hash[k]);
                         heads[found] = h;
                         head_cells[found] = cells[k];
                         found += h >= 0;
@@ -409,9 +517,9 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
                     for (int k = 0; k < found; ++k)
                         for (int32_t s = heads[k]; s >= 0; s = open.mean[size_t(s)].next)
                             if (open.mean[size_t(s)].cell == head_cells[k]) consider(s);
-                } else if (c1 - c0 <= 2 && r1 - r0 <= 2) {
-                    for (uint64_t row = r0; row <= r1; ++row)
-                        for (uint64_t col = c0; col <= c1; ++col) visit(cell_key(col, row));
+                } else if (const Reach q = reach_of(xi, yi, radius, inv_size); q.c1 - q.c0 <= 2 && q.r1 - q.r0 <= 2) {
+                    for (uint64_t row = q.r0; row <= q.r1; ++row)
+                        for (uint64_t col = q.c0; col <= q.c1; ++col) visit(cell_key(col, row));
                 } else {  // coordinates so large (or a radius so small) that rounding spans many cells
                     for (size_t s = 0; s < open.mean.size(); ++s)
                         if (open.id[s] >= 0) consider(int32_t(s));
@@ -481,8 +589,8 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
                 touched.push({f, open.add(id, f, x[i], y[i], wx, wy)});
             }
             a = b;
-            prefault.events_done.store(next_id, std::memory_order_relaxed);
-            prefault.rows_done.store(b, std::memory_order_relaxed);
+            ahead.events_done.store(next_id, std::memory_order_relaxed);
+            ahead.rows_done.store(b, std::memory_order_relaxed);
         }
         for (size_t s = 0; s < open.mean.size(); ++s)
             if (open.id[s] >= 0) close(int32_t(s));
@@ -515,39 +623,40 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
     if ((sd_x == nullptr) != (sd_y == nullptr)) return Result::invalid("link: give both sd_x and sd_y, or neither");
     if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs sd_x and sd_y");
     *n_events = 0;
-    // The outputs at their final capacity (rows: at most as many events), so that they never move while the
-    // second thread faults in their pages; resize leaves them untouched.
-    Prefault prefault;
+    Ahead ahead(rows, options.radius, OpenEvents::inv_cell_size(2.0 * options.radius), options.gate > 0);
     try {
+        ahead.ring.resize(size_t(std::min<int64_t>(n, Ahead::kBlock * Ahead::kRing)));
+        // The outputs at their final capacity (rows: at most as many events), so that they never move while
+        // the second thread faults in their pages; resize leaves them untouched.
         if (events) {
             *events = LinkEvents();
             events->sums.assign(size_t(n_sums), {});
             for (auto* v : {&events->first_frame, &events->last_frame, &events->count}) {
                 v->resize(size_t(n));
-                prefault.columns.push_back(reinterpret_cast<char*>(v->data()));
+                ahead.columns.push_back(reinterpret_cast<char*>(v->data()));
             }
             for (auto* v : {&events->x, &events->y, &events->sd_x, &events->sd_y}) {
                 v->resize(size_t(n));
-                prefault.columns.push_back(reinterpret_cast<char*>(v->data()));
+                ahead.columns.push_back(reinterpret_cast<char*>(v->data()));
             }
             for (EventColumn<double>& v : events->sums) {
                 v.resize(size_t(n));
-                prefault.columns.push_back(reinterpret_cast<char*>(v.data()));
+                ahead.columns.push_back(reinterpret_cast<char*>(v.data()));
             }
-            prefault.events_capacity = size_t(n);
+            ahead.events_capacity = size_t(n);
         }
     } catch (const std::bad_alloc&) {
         if (events) *events = LinkEvents();
         return {Status::out_of_memory, "out of memory in link"};
     }
-    prefault.labels = reinterpret_cast<char*>(event);
-    prefault.rows = event ? size_t(n) : 0;
+    ahead.labels = reinterpret_cast<char*>(event);
+    ahead.label_rows = event ? size_t(n) : 0;
 
-    // Below this many rows the outputs are a few pages: no second thread.
-    constexpr int64_t kPrefaultRows = 100000;
-    const int threads = n >= kPrefaultRows ? std::min(2, thread_count(options.threads)) : 1;
+    // Below this many rows a second thread costs more than it saves.
+    constexpr int64_t kHelperRows = 100000;
+    const int threads = n >= kHelperRows ? std::min(2, thread_count(options.threads)) : 1;
     if (threads < 2) {
-        r = sweep_frames(rows, options, event, n_events, events, prefault);
+        r = sweep_frames(rows, options, event, n_events, events, ahead);
     } else {
 #pragma omp parallel num_threads(2)
         {
@@ -557,10 +666,13 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
             const bool sweeper = true;
 #endif
             if (sweeper) {
-                r = sweep_frames(rows, options, event, n_events, events, prefault);
-                prefault.finished.store(true, std::memory_order_release);
+#ifdef _OPENMP
+                ahead.helper = omp_get_num_threads() > 1;  // else (nested, a thread limit) no second thread
+#endif
+                r = sweep_frames(rows, options, event, n_events, events, ahead);
+                ahead.finished.store(true, std::memory_order_release);
             } else {
-                prefault.run();
+                ahead.run();
             }
         }
     }

@@ -353,6 +353,14 @@ static void test_threads() {
     CHECK(ev1.first_frame == ev2.first_frame && ev1.last_frame == ev2.last_frame && ev1.count == ev2.count);
     CHECK(ev1.x == ev2.x && ev1.y == ev2.y && ev1.sd_x == ev2.sd_x && ev1.sd_y == ev2.sd_y && ev1.sums == ev2.sums);
     CHECK(ev1.x.size() == size_t(m1) && ev1.sums[0].size() == size_t(m1));
+    // Frames larger than the ring of rows worked out ahead (16384 rows).
+    Table wide = random_scene(12, 3, 40000, 400.0, 0.0);
+    std::vector<int64_t> wide1(wide.f.size()), wide2(wide.f.size());
+    o.threads = 1;
+    CHECK(link(wide.rows(true), o, wide1.data(), &m1, nullptr).ok());
+    o.threads = 2;
+    CHECK(link(wide.rows(true), o, wide2.data(), &m2, nullptr).ok() && m1 == m2 && wide1 == wide2);
+    CHECK(m1 > 40000 && m1 < 120000);
     std::vector<double> bad_x = t.x;
     bad_x[size_t(n) - 5] = std::nan("");
     rows.x = bad_x.data();
@@ -361,6 +369,15 @@ static void test_threads() {
         const Result r = link(rows, o, label1.data(), &m1, &ev1);
         CHECK(r.status == Status::invalid_argument && r.message.find(std::to_string(n - 5)) != std::string::npos);
         CHECK(m1 == 0 && ev1.x.empty() && ev1.sums.empty());
+    }
+    // A bad uncertainty in a middle block (before the bad x): that row is named, with either thread count.
+    std::vector<double> bad_sd = t.sd;
+    bad_sd[150001] = 0.0;
+    rows.sd_x = bad_sd.data();
+    for (int threads : {1, 2}) {
+        o.threads = threads;
+        const Result r = link(rows, o, label1.data(), &m1, &ev1);
+        CHECK(r.status == Status::invalid_argument && r.message.find("row 150001 has an uncertainty") != std::string::npos);
     }
 }
 
