@@ -236,12 +236,13 @@ Result check_rows(const LinkRows& rows, int64_t a, int64_t b) {
 }
 
 // What the search needs of a row besides x and y, worked out ahead of the sweep: the hashes of the 2 x 2 grid
-// cells its reach falls in (or that it spans more), and its variances. One cache line.
+// cells its reach falls in (or that it spans more), its variances and weights.
 struct RowReach {
     uint64_t hash[4];  // OpenEvents::hash of the cells (c0, r0), (c0 + 1, r0), (c0, r0 + 1), (c0 + 1, r0 + 1)
     uint32_t c0, r0;
     uint32_t wide;     // the reach spans more than 2 x 2 cells (the sweep then works the cells out itself)
     double vx, vy;     // sd^2 (gated), else 0
+    double wx, wy;     // weights 1 / sd^2 (weighted), else 1
 };
 
 // The reach of [x - R, x + R] x [y - R, y + R], R a little above the radius: |fl(y - my)| <= radius allows
@@ -264,7 +265,7 @@ inline Reach reach_of(double xi, double yi, double radius, double inv_size) {
 //   kernel maps the pages without touching their contents, so the two threads never write the same memory;
 //   a fresh 4 KiB page costs ~1.5 us here: up to a quarter of the sweep's time when it fell on the sweep).
 struct Ahead {
-    static constexpr int64_t kBlock = 1024, kRing = 16;  // rows a block; blocks in the ring (1 MiB)
+    static constexpr int64_t kBlock = 1024, kRing = 16;  // rows a block; blocks in the ring (1.25 MiB)
     // Elements (8 bytes) faulted in at a time per column (16 pages), and how far ahead of the sweep.
     static constexpr size_t kStep = 8192, kAhead = 4 * kStep;
 
@@ -302,6 +303,8 @@ struct Ahead {
             out->hash[3] = OpenEvents::hash(cell_key(q.c0 + 1, q.r0 + 1));
             out->vx = gated ? sx[i] * sx[i] : 0.0;
             out->vy = gated ? sy[i] * sy[i] : 0.0;
+            out->wx = sx ? 1.0 / (sx[i] * sx[i]) : 1.0;
+            out->wy = sy ? 1.0 / (sy[i] * sy[i]) : 1.0;
         }
     }
 
@@ -386,10 +389,8 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
                     LinkEvents* events, Ahead& ahead) {
     const int64_t n = rows.n;
     const int64_t* frame = rows.frame;
-    const double *x = rows.x, *y = rows.y, *sd_x = rows.sd_x, *sd_y = rows.sd_y;
+    const double *x = rows.x, *y = rows.y;
     const double* const* sum_of = rows.sum_of;
-    const int n_sums = rows.n_sums;
-    const bool weighted = sd_x != nullptr;
     const double radius = options.radius, r2 = radius * radius, g2 = options.gate * options.gate;
     const bool gated = options.gate > 0;
     // An event stays open while (frame - last_frame) <= max_dark_frames + 1.
@@ -398,17 +399,33 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
     try {
         OpenEvents open(2.0 * radius);
         const double inv_size = open.inv_size();
+        // The output columns (their capacity is fixed: they do not move).
+        int64_t *out_first = nullptr, *out_last = nullptr, *out_count = nullptr;
+        double *out_x = nullptr, *out_y = nullptr, *out_sd_x = nullptr, *out_sd_y = nullptr;
+        std::vector<double*> sums_out;
+        if (events) {
+            out_first = events->first_frame.data();
+            out_last = events->last_frame.data();
+            out_count = events->count.data();
+            out_x = events->x.data();
+            out_y = events->y.data();
+            out_sd_x = events->sd_x.data();
+            out_sd_y = events->sd_y.data();
+            for (EventColumn<double>& v : events->sums) sums_out.push_back(v.data());
+        }
+        double* const* sum_to = sums_out.data();
+        const int n_sums_out = int(sums_out.size());  // n_sums with events, else 0
         auto close = [&](int32_t s) {
             if (!events) return;
             const Mean& m = open.mean[size_t(s)];
             const size_t k = size_t(open.id[size_t(s)]);
-            events->first_frame[k] = open.first_frame[size_t(s)];
-            events->last_frame[k] = open.last_frame[size_t(s)];
-            events->count[k] = open.count[size_t(s)];
-            events->x[k] = m.mx;
-            events->y[k] = m.my;
-            events->sd_x[k] = std::sqrt(1.0 / m.wx);
-            events->sd_y[k] = std::sqrt(1.0 / m.wy);
+            out_first[k] = open.first_frame[size_t(s)];
+            out_last[k] = open.last_frame[size_t(s)];
+            out_count[k] = open.count[size_t(s)];
+            out_x[k] = m.mx;
+            out_y[k] = m.my;
+            out_sd_x[k] = std::sqrt(1.0 / m.wx);
+            out_sd_y[k] = std::sqrt(1.0 / m.wy);
         };
         // (frame, slot) of every event when it took a localization, in frame order: the events to close are
         // at its front (an entry whose event has taken a localization since is stale and skipped).
@@ -422,6 +439,7 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
         std::vector<int32_t> expired;
         std::vector<int64_t> fresh;
         std::vector<char> loc_taken, ev_taken;
+        std::vector<double> weights;  // wx, wy of the frame's rows
         int64_t next_id = 0;
         const RowReach* reach = nullptr;  // rows [block_start, block_end)
         int64_t block_start = 0, block_end = 0;
@@ -468,6 +486,7 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
             // conditions are those of a sweep over x (an event within [x - radius, x + radius], then |dy|,
             // then the distance), so that rounding cannot make two implementations disagree.
             cand.size = 0;
+            weights.resize(2 * size_t(b - a));
             for (int64_t i = a; i < b; ++i) {
                 if (i == block_end) {
                     reach = ahead.enter(i, block_ok);
@@ -479,6 +498,8 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
                     }
                 }
                 const RowReach& ri = reach[i - block_start];
+                weights[2 * size_t(i - a)] = ri.wx;
+                weights[2 * size_t(i - a) + 1] = ri.wy;
                 const double xi = x[i], yi = y[i];
                 const double vx = ri.vx, vy = ri.vy;
                 auto consider = [&](int32_t s) {
@@ -539,11 +560,9 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
             }
             auto take = [&](const Candidate& c) {
                 const int64_t i = c.loc;
-                const double wx = weighted ? 1.0 / (sd_x[i] * sd_x[i]) : 1.0, wy = weighted ? 1.0 / (sd_y[i] * sd_y[i]) : 1.0;
-                open.extend(c.slot, f, x[i], y[i], wx, wy);
+                open.extend(c.slot, f, x[i], y[i], weights[2 * size_t(i - a)], weights[2 * size_t(i - a) + 1]);
                 if (event) event[i] = c.ev;
-                if (events)
-                    for (int k = 0; k < n_sums; ++k) events->sums[size_t(k)][size_t(c.ev)] += sum_of[k][i];
+                for (int k = 0; k < n_sums_out; ++k) sum_to[k][c.ev] += sum_of[k][i];
                 touched.push({f, c.slot});
             };
             size_t n_conflicting = 0;
@@ -583,10 +602,8 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
             for (size_t k = 0; k < n_fresh; ++k) {
                 const int64_t i = fresh[k], id = next_id++;
                 if (event) event[i] = id;
-                if (events)
-                    for (int c = 0; c < n_sums; ++c) events->sums[size_t(c)][size_t(id)] = 0.0 + sum_of[c][i];
-                const double wx = weighted ? 1.0 / (sd_x[i] * sd_x[i]) : 1.0, wy = weighted ? 1.0 / (sd_y[i] * sd_y[i]) : 1.0;
-                touched.push({f, open.add(id, f, x[i], y[i], wx, wy)});
+                for (int c = 0; c < n_sums_out; ++c) sum_to[c][id] = 0.0 + sum_of[c][i];
+                touched.push({f, open.add(id, f, x[i], y[i], weights[2 * size_t(i - a)], weights[2 * size_t(i - a) + 1])});
             }
             a = b;
             ahead.events_done.store(next_id, std::memory_order_relaxed);
