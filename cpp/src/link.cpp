@@ -274,15 +274,50 @@ struct Ahead {
     const bool gated;
     std::vector<RowReach> ring;  // min(rows, kBlock * kRing)
     std::vector<char> block_good;
-    bool helper = false;  // a second thread prepares the blocks
+    bool helper = false;  // a second thread prepares the blocks (set before `started`)
     std::atomic<int64_t> prepared{0}, consumed{0};  // rows prepared; rows the sweep is done with
 
     std::vector<char*> columns;  // 8-byte elements, indexed by event
     size_t events_capacity = 0;
     char* labels = nullptr;      // 8-byte elements, indexed by row
     size_t label_rows = 0;
-    std::atomic<int64_t> events_done{0}, rows_done{0};  // the sweep's progress
-    std::atomic<bool> finished{false};
+    std::atomic<int64_t> events_done{0}, rows_done{0};  // the sweep's progress (frames done)
+    std::atomic<bool> started{false}, finished{false};
+
+    // The per-event sums, by the second thread trailing the sweep (sums_ahead): over the rows of the frames
+    // done, in row order (as the sweep would: an event takes one row a frame), from the rows' labels (the
+    // caller's, or a ring of kLabelRing). A frame of more than kLabelRing / 2 rows the sweep sums itself.
+    static constexpr int64_t kLabelRing = 65536;
+    bool sums_ahead = false;  // set before `started`
+    std::vector<double*> sum_columns;
+    double* const* sum_to = nullptr;  // sum_columns.data()
+    const double* const* sum_of = nullptr;
+    int n_sums = 0;
+    const int64_t* labels_read = nullptr;  // the caller's labels (mask ~0) or the ring (mask kLabelRing - 1)
+    int64_t label_mask = ~int64_t(0);
+    std::vector<int64_t> label_ring;
+    std::atomic<int64_t> summed{0}, events_summed{0};  // rows summed; events whose first row is among them
+
+    // Sums the rows of a batch of the frames done; false when there are none.
+    bool sum_step() {
+        const int64_t done = rows_done.load(std::memory_order_acquire);
+        const int64_t from = summed.load(std::memory_order_acquire);  // after `done`: see the sweep's own sums
+        if (from >= done) return false;
+        const int64_t to = std::min(done, from + 4096);
+        int64_t next_new = events_summed.load(std::memory_order_relaxed);
+        for (int64_t i = from; i < to; ++i) {
+            const int64_t e = labels_read[i & label_mask];
+            if (e >= next_new) {  // its first row (events are numbered in row order)
+                for (int k = 0; k < n_sums; ++k) sum_to[k][e] = 0.0 + sum_of[k][i];
+                next_new = e + 1;
+            } else {
+                for (int k = 0; k < n_sums; ++k) sum_to[k][e] += sum_of[k][i];
+            }
+        }
+        events_summed.store(next_new, std::memory_order_relaxed);
+        summed.store(to, std::memory_order_release);
+        return true;
+    }
 
     Ahead(const LinkRows& r, double radius_, double inv_size_, bool gated_)
         : rows(r), radius(radius_), inv_size(inv_size_), gated(gated_), block_good(size_t(kRing)) {}
@@ -337,10 +372,18 @@ struct Ahead {
 
     // The second thread, until the sweep is finished: the next block whenever the ring has room, else the pages.
     void run() {
+        while (!started.load(std::memory_order_acquire))
+            if (finished.load(std::memory_order_acquire)) return;  // the sweep failed before it started
+            else std::this_thread::yield();
         size_t events_ready = 0, rows_ready = 0;
         int64_t next_block = 0;
         bool faulting = true;
-        while (!finished.load(std::memory_order_acquire)) {
+        for (;;) {
+            if (finished.load(std::memory_order_acquire)) {
+                while (sums_ahead && sum_step()) {
+                }
+                return;
+            }
             if (next_block * kBlock < rows.n &&
                 (next_block - kRing + 1) * kBlock <= consumed.load(std::memory_order_acquire)) {
                 prepare_block(next_block);
@@ -348,6 +391,7 @@ struct Ahead {
                 prepared.store(std::min(rows.n, next_block * kBlock), std::memory_order_release);
                 continue;
             }
+            if (sums_ahead && sum_step()) continue;
             const size_t events_want = std::min(events_capacity, size_t(events_done.load(std::memory_order_relaxed)) + kAhead);
             const size_t rows_want = std::min(label_rows, size_t(rows_done.load(std::memory_order_relaxed)) + kAhead);
             if (faulting && events_ready < events_want) {
@@ -402,7 +446,8 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
         // The output columns (their capacity is fixed: they do not move).
         int64_t *out_first = nullptr, *out_last = nullptr, *out_count = nullptr;
         double *out_x = nullptr, *out_y = nullptr, *out_sd_x = nullptr, *out_sd_y = nullptr;
-        std::vector<double*> sums_out;
+        std::vector<double*>& sums_out = ahead.sum_columns;  // outlives the sweep: the second thread may still sum
+        sums_out.clear();
         if (events) {
             out_first = events->first_frame.data();
             out_last = events->last_frame.data();
@@ -415,6 +460,17 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
         }
         double* const* sum_to = sums_out.data();
         const int n_sums_out = int(sums_out.size());  // n_sums with events, else 0
+        // Where the labels go: the caller's array, else the ring of the second thread's sums, else nowhere.
+        int64_t* const labels = event ? event : ahead.sums_ahead ? ahead.label_ring.data() : nullptr;
+        const int64_t label_mask = event ? ~int64_t(0) : Ahead::kLabelRing - 1;
+        if (ahead.sums_ahead) {
+            ahead.sum_to = sum_to;
+            ahead.sum_of = sum_of;
+            ahead.n_sums = n_sums_out;
+            ahead.labels_read = labels;
+            ahead.label_mask = label_mask;
+        }
+        ahead.started.store(true, std::memory_order_release);
         auto close = [&](int32_t s) {
             if (!events) return;
             const Mean& m = open.mean[size_t(s)];
@@ -547,6 +603,17 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
                 }
             }
 
+            // The frame's sums: by the second thread, once the frame is done (its labels in the ring when the ring
+            // has room: rows summed up to b - kLabelRing at least), or here (a frame too large for the ring).
+            bool sum_here = !ahead.sums_ahead;
+            if (ahead.sums_ahead && !event) {
+                sum_here = b - a > Ahead::kLabelRing / 2;
+                const int64_t need = sum_here ? a : b - Ahead::kLabelRing;
+                for (int spins = 0; ahead.summed.load(std::memory_order_acquire) < need; ++spins)
+                    if (spins > 64) std::this_thread::yield();
+            }
+            const int sums_now = sum_here ? n_sums_out : 0;
+
             // Closest pairs first matters only where a localization or an event is in two candidates: a pair
             // whose localization and event are in no other candidate is taken whatever the order, and only
             // the others (few) are sorted and taken greedily.
@@ -561,8 +628,8 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
             auto take = [&](const Candidate& c) {
                 const int64_t i = c.loc;
                 open.extend(c.slot, f, x[i], y[i], weights[2 * size_t(i - a)], weights[2 * size_t(i - a) + 1]);
-                if (event) event[i] = c.ev;
-                for (int k = 0; k < n_sums_out; ++k) sum_to[k][c.ev] += sum_of[k][i];
+                if (labels) labels[i & label_mask] = c.ev;
+                for (int k = 0; k < sums_now; ++k) sum_to[k][c.ev] += sum_of[k][i];
                 touched.push({f, c.slot});
             };
             size_t n_conflicting = 0;
@@ -601,13 +668,17 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
             open.reserve(n_fresh);
             for (size_t k = 0; k < n_fresh; ++k) {
                 const int64_t i = fresh[k], id = next_id++;
-                if (event) event[i] = id;
-                for (int c = 0; c < n_sums_out; ++c) sum_to[c][id] = 0.0 + sum_of[c][i];
+                if (labels) labels[i & label_mask] = id;
+                for (int c = 0; c < sums_now; ++c) sum_to[c][id] = 0.0 + sum_of[c][i];
                 touched.push({f, open.add(id, f, x[i], y[i], weights[2 * size_t(i - a)], weights[2 * size_t(i - a) + 1])});
             }
             a = b;
+            if (ahead.sums_ahead && sum_here) {  // the second thread is waiting for this frame: it is summed
+                ahead.events_summed.store(next_id, std::memory_order_relaxed);
+                ahead.summed.store(b, std::memory_order_release);
+            }
             ahead.events_done.store(next_id, std::memory_order_relaxed);
-            ahead.rows_done.store(b, std::memory_order_relaxed);
+            ahead.rows_done.store(b, std::memory_order_release);
         }
         for (size_t s = 0; s < open.mean.size(); ++s)
             if (open.id[s] >= 0) close(int32_t(s));
@@ -640,9 +711,12 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
     if ((sd_x == nullptr) != (sd_y == nullptr)) return Result::invalid("link: give both sd_x and sd_y, or neither");
     if (options.gate > 0 && !weighted) return Result::invalid("link: gate > 0 needs sd_x and sd_y");
     *n_events = 0;
+    // Below this many rows a second thread costs more than it saves.
+    constexpr int64_t kHelperRows = 100000;
     Ahead ahead(rows, options.radius, OpenEvents::inv_cell_size(2.0 * options.radius), options.gate > 0);
     try {
         ahead.ring.resize(size_t(std::min<int64_t>(n, Ahead::kBlock * Ahead::kRing)));
+        if (n >= kHelperRows && events && n_sums > 0 && !event) ahead.label_ring.resize(size_t(Ahead::kLabelRing));
         // The outputs at their final capacity (rows: at most as many events), so that they never move while
         // the second thread faults in their pages; resize leaves them untouched.
         if (events) {
@@ -669,8 +743,6 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
     ahead.labels = reinterpret_cast<char*>(event);
     ahead.label_rows = event ? size_t(n) : 0;
 
-    // Below this many rows a second thread costs more than it saves.
-    constexpr int64_t kHelperRows = 100000;
     const int threads = n >= kHelperRows ? std::min(2, thread_count(options.threads)) : 1;
     if (threads < 2) {
         r = sweep_frames(rows, options, event, n_events, events, ahead);
@@ -685,6 +757,8 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
             if (sweeper) {
 #ifdef _OPENMP
                 ahead.helper = omp_get_num_threads() > 1;  // else (nested, a thread limit) no second thread
+                ahead.sums_ahead = ahead.helper && n_sums > 0 && events;
+                if (ahead.sums_ahead && !event && ahead.label_ring.empty()) ahead.sums_ahead = false;
 #endif
                 r = sweep_frames(rows, options, event, n_events, events, ahead);
                 ahead.finished.store(true, std::memory_order_release);

@@ -353,6 +353,9 @@ static void test_threads() {
     CHECK(ev1.first_frame == ev2.first_frame && ev1.last_frame == ev2.last_frame && ev1.count == ev2.count);
     CHECK(ev1.x == ev2.x && ev1.y == ev2.y && ev1.sd_x == ev2.sd_x && ev1.sd_y == ev2.sd_y && ev1.sums == ev2.sums);
     CHECK(ev1.x.size() == size_t(m1) && ev1.sums[0].size() == size_t(m1));
+    // Events without labels (the second thread sums from a ring of labels).
+    LinkEvents ev3;
+    CHECK(link(rows, o, nullptr, &m3, &ev3).ok() && m3 == m1 && ev3.sums == ev1.sums && ev3.x == ev1.x);
     // Frames larger than the ring of rows worked out ahead (16384 rows).
     Table wide = random_scene(12, 3, 40000, 400.0, 0.0);
     std::vector<int64_t> wide1(wide.f.size()), wide2(wide.f.size());
@@ -361,6 +364,41 @@ static void test_threads() {
     o.threads = 2;
     CHECK(link(wide.rows(true), o, wide2.data(), &m2, nullptr).ok() && m1 == m2 && wide1 == wide2);
     CHECK(m1 > 40000 && m1 < 120000);
+    LinkRows wide_rows = wide.rows(true);
+    const double* wide_sums[2] = {wide.photons.data(), wide.x.data()};
+    wide_rows.sum_of = wide_sums;
+    wide_rows.n_sums = 2;
+    LinkEvents wide_ev1, wide_ev2;  // frames too large for the ring of labels: the sweep sums them
+    o.threads = 1;
+    CHECK(link(wide_rows, o, nullptr, &m1, &wide_ev1).ok());
+    o.threads = 2;
+    CHECK(link(wide_rows, o, nullptr, &m2, &wide_ev2).ok() && m1 == m2 && wide_ev1.sums == wide_ev2.sums);
+    // Small and large frames mixed.
+    Table mixed = random_scene(13, 200, 700, 150.0, 0.0);
+    for (int k = 0; k < 50000; ++k) {
+        mixed.f.push_back(1000);
+        mixed.x.push_back(0.003 * k);
+        mixed.y.push_back(0.5 + 0.001 * (k % 7));
+        mixed.sd.push_back(0.05);
+        mixed.photons.push_back(k);
+    }
+    for (int fr = 1001; fr < 1100; ++fr)
+        for (int k = 0; k < 700; ++k) {
+            mixed.f.push_back(fr);
+            mixed.x.push_back(0.214 * k + 0.001 * fr);
+            mixed.y.push_back(0.5 + 0.1 * (fr % 3));
+            mixed.sd.push_back(0.05);
+            mixed.photons.push_back(fr);
+        }
+    LinkRows mixed_rows = mixed.rows(true);
+    mixed_rows.sum_of = wide_sums;
+    mixed_rows.n_sums = 1;
+    wide_sums[0] = mixed.photons.data();
+    o.threads = 1;
+    CHECK(link(mixed_rows, o, nullptr, &m1, &wide_ev1).ok());
+    o.threads = 2;
+    CHECK(link(mixed_rows, o, nullptr, &m2, &wide_ev2).ok() && m1 == m2 && wide_ev1.sums == wide_ev2.sums);
+    CHECK(wide_ev1.count == wide_ev2.count && wide_ev1.x == wide_ev2.x);
     std::vector<double> bad_x = t.x;
     bad_x[size_t(n) - 5] = std::nan("");
     rows.x = bad_x.data();
