@@ -276,6 +276,10 @@ struct Ahead {
     std::vector<char> block_good;
     bool helper = false;  // a second thread prepares the blocks (set before `started`)
     std::atomic<int64_t> prepared{0}, consumed{0};  // rows prepared; rows the sweep is done with
+    // Either thread prepares the next block and sums (the sweep too when the other is behind, e.g. not
+    // scheduled on a busy machine): each under its flag, the other thread then does something else.
+    std::atomic<bool> preparing{false}, summing{false};
+    int64_t next_block = 0;  // under `preparing`
 
     std::vector<char*> columns;  // 8-byte elements, indexed by event
     size_t events_capacity = 0;
@@ -343,17 +347,36 @@ struct Ahead {
         }
     }
 
-    // The sweep, at row i (of block k = i / kBlock): rows before i are done with; block k is prepared. Returns
-    // its rows (the first is row k * kBlock) and whether they are good.
+    // The next block, if the ring has room and the other thread is not at it.
+    bool try_prepare() {
+        bool idle = false;
+        if (!preparing.compare_exchange_strong(idle, true, std::memory_order_acquire)) return false;
+        const int64_t k = next_block;
+        const bool room = k * kBlock < rows.n && (k - kRing + 1) * kBlock <= consumed.load(std::memory_order_acquire);
+        if (room) {
+            prepare_block(k);
+            next_block = k + 1;
+            prepared.store(std::min(rows.n, (k + 1) * kBlock), std::memory_order_release);
+        }
+        preparing.store(false, std::memory_order_release);
+        return room;
+    }
+    // A batch of sums, if there is one and the other thread is not at it.
+    bool try_sum() {
+        bool idle = false;
+        if (!summing.compare_exchange_strong(idle, true, std::memory_order_acquire)) return false;
+        const bool did = sum_step();
+        summing.store(false, std::memory_order_release);
+        return did;
+    }
+
+    // The sweep, at row i (of block k = i / kBlock): rows before i are done with; block k is prepared (here if
+    // the other thread has not). Returns its rows (the first is row k * kBlock) and whether they are good.
     const RowReach* enter(int64_t i, bool& good) {
         const int64_t k = i / kBlock;
-        if (helper) {
-            consumed.store(i, std::memory_order_release);
-            for (int spins = 0; prepared.load(std::memory_order_acquire) <= i; ++spins)
-                if (spins > 64) std::this_thread::yield();
-        } else {
-            prepare_block(k);
-        }
+        consumed.store(i, std::memory_order_release);
+        while (prepared.load(std::memory_order_acquire) <= i)
+            if (!try_prepare()) std::this_thread::yield();
         good = block_good[size_t(k % kRing)] != 0;
         return ring.data() + (k * kBlock) % (kBlock * kRing);
     }
@@ -376,22 +399,15 @@ struct Ahead {
             if (finished.load(std::memory_order_acquire)) return;  // the sweep failed before it started
             else std::this_thread::yield();
         size_t events_ready = 0, rows_ready = 0;
-        int64_t next_block = 0;
         bool faulting = true;
         for (;;) {
             if (finished.load(std::memory_order_acquire)) {
-                while (sums_ahead && sum_step()) {
+                while (sums_ahead && try_sum()) {
                 }
                 return;
             }
-            if (next_block * kBlock < rows.n &&
-                (next_block - kRing + 1) * kBlock <= consumed.load(std::memory_order_acquire)) {
-                prepare_block(next_block);
-                ++next_block;
-                prepared.store(std::min(rows.n, next_block * kBlock), std::memory_order_release);
-                continue;
-            }
-            if (sums_ahead && sum_step()) continue;
+            if (try_prepare()) continue;
+            if (sums_ahead && try_sum()) continue;
             const size_t events_want = std::min(events_capacity, size_t(events_done.load(std::memory_order_relaxed)) + kAhead);
             const size_t rows_want = std::min(label_rows, size_t(rows_done.load(std::memory_order_relaxed)) + kAhead);
             if (faulting && events_ready < events_want) {
@@ -609,8 +625,8 @@ Result sweep_frames(const LinkRows& rows, const LinkOptions& options, int64_t* e
             if (ahead.sums_ahead && !event) {
                 sum_here = b - a > Ahead::kLabelRing / 2;
                 const int64_t need = sum_here ? a : b - Ahead::kLabelRing;
-                for (int spins = 0; ahead.summed.load(std::memory_order_acquire) < need; ++spins)
-                    if (spins > 64) std::this_thread::yield();
+                while (ahead.summed.load(std::memory_order_acquire) < need)
+                    if (!ahead.try_sum()) std::this_thread::yield();
             }
             const int sums_now = sum_here ? n_sums_out : 0;
 
