@@ -9,8 +9,8 @@
 #include <cfloat>
 #include <chrono>
 #include <climits>
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <string>
@@ -24,8 +24,6 @@
 #include "spotcore/fit.h"  // thread_count
 
 namespace spotcore {
-
-
 namespace {
 
 // What the search reads of an open event: one cache line. The rest (id, frames, count) is in dense arrays
@@ -259,8 +257,9 @@ inline Reach reach_of(double xi, double yi, double radius, double inv_size) {
 
 // The work that does not depend on the frame sweep's state, done ahead of it, by the second thread when there
 // is one (else by the sweep, block by block; the values are the same):
-// - the rows' reach and variances (RowReach), a block of rows at a time into a ring, and whether each block's
-//   rows are good (the sweep makes the error of a bad row, in row order);
+// - the rows' reach, variances and weights (RowReach), a block of rows at a time into a ring, and whether each
+//   block's rows are good (the sweep makes the error of a bad row, in row order);
+// - the per-event sums, trailing the sweep (below);
 // - faulting in the pages of the outputs just ahead of where the sweep writes (MADV_POPULATE_WRITE: the
 //   kernel maps the pages without touching their contents, so the two threads never write the same memory;
 //   a fresh 4 KiB page costs ~1.5 us here: up to a quarter of the sweep's time when it fell on the sweep).
@@ -393,7 +392,8 @@ struct Ahead {
 #endif
     }
 
-    // The second thread, until the sweep is finished: the next block whenever the ring has room, else the pages.
+    // The second thread, until the sweep is finished: the next block whenever the ring has room, else the sums,
+    // else the pages.
     void run() {
         while (!started.load(std::memory_order_acquire))
             if (finished.load(std::memory_order_acquire)) return;  // the sweep failed before it started
