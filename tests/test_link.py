@@ -188,4 +188,18 @@ def test_bad_options():
         spotfit.link(sim.locs, max_dark_frames=-1)
     with pytest.raises(TypeError):
         spotfit.link(sim.locs.to_numpy())
+    for threads in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="threads"):
+            spotfit.link(sim.locs, threads=threads)
     assert GATE > 4
+
+
+def test_same_events_for_any_thread_count():
+    # Above 10^5 rows a second thread works ahead of the frame sweep: the same events, bit for bit.
+    sim = spotfit.simulate_smlm("points", frames=1500, shape=(256, 256), count=8000, mean_on=3.0, mean_off=100.0,
+                                drift=None, seed=4)
+    locs = sim.locs
+    assert len(locs) > 100_000
+    for kw in ({}, {"radius": 0.2}, {"groups": True}):
+        one = spotfit.link(locs, threads=1, **kw)
+        pd.testing.assert_frame_equal(one, spotfit.link(locs, threads=2, **kw), check_exact=True)

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "spotcore/spotcore.h"
@@ -29,6 +30,12 @@ struct Table {
 };
 
 // The rule of link, by scanning every open event for every localization.
+// Equal elements (LinkEvents' columns have their own allocator).
+template <typename A, typename B>
+static bool same(const A& a, const B& b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin());
+}
+
 static std::vector<int64_t> link_reference(const Table& t, bool weighted, const LinkOptions& o) {
     struct Ev {
         double w, sx, sy, mx, my;
@@ -137,9 +144,9 @@ static void check_against_reference(const Table& t, bool weighted, const LinkOpt
         photons[e] += t.photons[size_t(i)];
         xsum[e] += t.x[size_t(i)];
     }
-    CHECK(ev.first_frame == first && ev.last_frame == last && ev.count == count);
-    CHECK(ev.x == mx && ev.y == my);
-    CHECK(ev.sums[0] == photons && ev.sums[1] == xsum);
+    CHECK(same(ev.first_frame, first) && same(ev.last_frame, last) && same(ev.count, count));
+    CHECK(same(ev.x, mx) && same(ev.y, my));
+    CHECK(same(ev.sums[0], photons) && same(ev.sums[1], xsum));
     bool sd_ok = true;
     for (size_t e = 0; e < size_t(m); ++e) sd_ok = sd_ok && ev.sd_x[e] == std::sqrt(1.0 / w[e]) && ev.sd_y[e] == std::sqrt(1.0 / w[e]);
     CHECK(sd_ok);
@@ -210,6 +217,9 @@ static void test_bad_input() {
     CHECK(link(t.rows(true), bad, ev.data(), &n_ev).ok());
     bad = o;
     bad.max_dark_frames = -1;
+    CHECK(link(t.rows(false), bad, ev.data(), &n_ev).status == Status::invalid_argument);
+    bad = o;
+    bad.threads = -1;
     CHECK(link(t.rows(false), bad, ev.data(), &n_ev).status == Status::invalid_argument);
     CHECK(link(t.rows(false), o, nullptr, &n_ev, nullptr).status == Status::invalid_argument);
     CHECK(link(t.rows(false), o, ev.data(), nullptr).status == Status::invalid_argument);
@@ -318,11 +328,103 @@ static void test_extreme_coordinates() {
     check_against_reference(edge, true, o);
 }
 
+// A table large enough for the second thread (it faults in the output pages) and for columns of their own
+// pages: the same events and labels with 1 and 2 threads, and with the labels alone; a bad row far in is
+// reported as with one thread, and the outputs are left empty.
+static void test_threads() {
+    Table t = random_scene(11, 300, 1000, 150.0, 0.0);
+    const int64_t n = int64_t(t.f.size());
+    LinkRows rows = t.rows(true);
+    const double* sums[1] = {t.photons.data()};
+    rows.sum_of = sums;
+    rows.n_sums = 1;
+    LinkOptions o;
+    o.radius = 0.3;
+    o.gate = 4.0;
+    std::vector<int64_t> label1(size_t(n), -7), label2(size_t(n), -7), label3(size_t(n), -7);
+    LinkEvents ev1, ev2;
+    int64_t m1 = -1, m2 = -1, m3 = -1;
+    o.threads = 1;
+    CHECK(link(rows, o, label1.data(), &m1, &ev1).ok());
+    o.threads = 2;
+    CHECK(link(rows, o, label2.data(), &m2, &ev2).ok());
+    CHECK(link(rows, o, label3.data(), &m3, nullptr).ok());
+    CHECK(m1 > 100000 && m1 == m2 && m2 == m3 && label1 == label2 && label2 == label3);
+    CHECK(ev1.first_frame == ev2.first_frame && ev1.last_frame == ev2.last_frame && ev1.count == ev2.count);
+    CHECK(ev1.x == ev2.x && ev1.y == ev2.y && ev1.sd_x == ev2.sd_x && ev1.sd_y == ev2.sd_y && ev1.sums == ev2.sums);
+    CHECK(ev1.x.size() == size_t(m1) && ev1.sums[0].size() == size_t(m1));
+    // Events without labels (the second thread sums from a ring of labels).
+    LinkEvents ev3;
+    CHECK(link(rows, o, nullptr, &m3, &ev3).ok() && m3 == m1 && ev3.sums == ev1.sums && ev3.x == ev1.x);
+    // Frames larger than the ring of rows worked out ahead (16384 rows).
+    Table wide = random_scene(12, 3, 40000, 400.0, 0.0);
+    std::vector<int64_t> wide1(wide.f.size()), wide2(wide.f.size());
+    o.threads = 1;
+    CHECK(link(wide.rows(true), o, wide1.data(), &m1, nullptr).ok());
+    o.threads = 2;
+    CHECK(link(wide.rows(true), o, wide2.data(), &m2, nullptr).ok() && m1 == m2 && wide1 == wide2);
+    CHECK(m1 > 40000 && m1 < 120000);
+    LinkRows wide_rows = wide.rows(true);
+    const double* wide_sums[2] = {wide.photons.data(), wide.x.data()};
+    wide_rows.sum_of = wide_sums;
+    wide_rows.n_sums = 2;
+    LinkEvents wide_ev1, wide_ev2;  // frames too large for the ring of labels: the sweep sums them
+    o.threads = 1;
+    CHECK(link(wide_rows, o, nullptr, &m1, &wide_ev1).ok());
+    o.threads = 2;
+    CHECK(link(wide_rows, o, nullptr, &m2, &wide_ev2).ok() && m1 == m2 && wide_ev1.sums == wide_ev2.sums);
+    // Small and large frames mixed.
+    Table mixed = random_scene(13, 200, 700, 150.0, 0.0);
+    for (int k = 0; k < 50000; ++k) {
+        mixed.f.push_back(1000);
+        mixed.x.push_back(0.003 * k);
+        mixed.y.push_back(0.5 + 0.001 * (k % 7));
+        mixed.sd.push_back(0.05);
+        mixed.photons.push_back(k);
+    }
+    for (int fr = 1001; fr < 1100; ++fr)
+        for (int k = 0; k < 700; ++k) {
+            mixed.f.push_back(fr);
+            mixed.x.push_back(0.214 * k + 0.001 * fr);
+            mixed.y.push_back(0.5 + 0.1 * (fr % 3));
+            mixed.sd.push_back(0.05);
+            mixed.photons.push_back(fr);
+        }
+    LinkRows mixed_rows = mixed.rows(true);
+    mixed_rows.sum_of = wide_sums;
+    mixed_rows.n_sums = 1;
+    wide_sums[0] = mixed.photons.data();
+    o.threads = 1;
+    CHECK(link(mixed_rows, o, nullptr, &m1, &wide_ev1).ok());
+    o.threads = 2;
+    CHECK(link(mixed_rows, o, nullptr, &m2, &wide_ev2).ok() && m1 == m2 && wide_ev1.sums == wide_ev2.sums);
+    CHECK(wide_ev1.count == wide_ev2.count && wide_ev1.x == wide_ev2.x);
+    std::vector<double> bad_x = t.x;
+    bad_x[size_t(n) - 5] = std::nan("");
+    rows.x = bad_x.data();
+    for (int threads : {1, 2}) {
+        o.threads = threads;
+        const Result r = link(rows, o, label1.data(), &m1, &ev1);
+        CHECK(r.status == Status::invalid_argument && r.message.find(std::to_string(n - 5)) != std::string::npos);
+        CHECK(m1 == 0 && ev1.x.empty() && ev1.sums.empty());
+    }
+    // A bad uncertainty in a middle block (before the bad x): that row is named, with either thread count.
+    std::vector<double> bad_sd = t.sd;
+    bad_sd[150001] = 0.0;
+    rows.sd_x = bad_sd.data();
+    for (int threads : {1, 2}) {
+        o.threads = threads;
+        const Result r = link(rows, o, label1.data(), &m1, &ev1);
+        CHECK(r.status == Status::invalid_argument && r.message.find("row 150001 has an uncertainty") != std::string::npos);
+    }
+}
+
 int main() {
     test_small_example();
     test_bad_input();
     test_against_reference();
     test_extreme_coordinates();
+    test_threads();
     if (failures) {
         std::fprintf(stderr, "%d check(s) failed\n", failures);
         return 1;

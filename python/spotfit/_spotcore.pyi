@@ -228,11 +228,12 @@ def to_photons(stack: _Stack, camera: _CameraLike, threads: int) -> _F32:
 
 class LinkOptions:
     """Options of link (spotcore::LinkOptions): radius px > 0, gate in standard deviations (0 = none),
-    max_dark_frames >= 0."""
+    max_dark_frames >= 0, threads >= 0 (0: OpenMP default; the output does not depend on it)."""
 
     radius: float
     gate: float
     max_dark_frames: int
+    threads: int
     def __init__(self) -> None: ...
 
 def link(

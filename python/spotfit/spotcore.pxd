@@ -240,6 +240,7 @@ cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
         double radius              # px, > 0
         double gate                # > 0: also dx^2/(vx+vx_e) + dy^2/(vy+vy_e) <= gate^2 (v = sd^2); 0: radius only
         int32_t max_dark_frames
+        int32_t threads            # 0: OpenMP default; the output does not depend on it
 
     # The rows to link, sorted by frame; sd_x/sd_y: uncertainties (standard deviations, px) or NULL.
     cppclass LinkRows:
@@ -252,10 +253,14 @@ cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
         const double* const* sum_of    # n_sums columns summed per event into LinkEvents.sums
         int n_sums
 
+    # The allocator of LinkEvents' columns (resize leaves new elements uninitialized).
+    cppclass EventAllocator[T]:
+        pass
+
     cppclass LinkEvents:
-        vector[int64_t] first_frame, last_frame, count
-        vector[double] x, y, sd_x, sd_y
-        vector[vector[double]] sums
+        vector[int64_t, EventAllocator[int64_t]] first_frame, last_frame, count
+        vector[double, EventAllocator[double]] x, y, sd_x, sd_y
+        vector[vector[double, EventAllocator[double]]] sums
 
     Result check_link_options(const LinkOptions& options)
     # Event index per row (numbered by first row; event may be NULL) and the number of events.

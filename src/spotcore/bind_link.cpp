@@ -20,11 +20,11 @@ F64 column(const py::handle& values, py::ssize_t n, const char* name) {
     return a;
 }
 
-// A vector as a numpy array without a copy (the array owns the moved vector).
+// A column as a numpy array without a copy (the array owns the moved vector).
 template <typename T>
-py::array_t<T> adopt(std::vector<T>&& v) {
-    auto* owner = new std::vector<T>(std::move(v));
-    py::capsule free_when_done(owner, [](void* p) { delete static_cast<std::vector<T>*>(p); });
+py::array_t<T> adopt(spotcore::EventColumn<T>&& v) {
+    auto* owner = new spotcore::EventColumn<T>(std::move(v));
+    py::capsule free_when_done(owner, [](void* p) { delete static_cast<spotcore::EventColumn<T>*>(p); });
     return py::array_t<T>(py::ssize_t(owner->size()), owner->data(), free_when_done);
 }
 
@@ -35,7 +35,8 @@ void bind_link(py::module_& m) {
         .def(py::init<>())
         .def_readwrite("radius", &spotcore::LinkOptions::radius)
         .def_readwrite("gate", &spotcore::LinkOptions::gate)
-        .def_readwrite("max_dark_frames", &spotcore::LinkOptions::max_dark_frames);
+        .def_readwrite("max_dark_frames", &spotcore::LinkOptions::max_dark_frames)
+        .def_readwrite("threads", &spotcore::LinkOptions::threads);
     m.def(
         "link",
         [](I64 frame, F64 x, F64 y, py::object sd_x, py::object sd_y, spotcore::LinkOptions options,
@@ -89,7 +90,7 @@ void bind_link(py::module_& m) {
             d["sd_x"] = adopt(std::move(ev.sd_x));
             d["sd_y"] = adopt(std::move(ev.sd_y));
             py::list s;
-            for (std::vector<double>& v : ev.sums) s.append(adopt(std::move(v)));
+            for (spotcore::EventColumn<double>& v : ev.sums) s.append(adopt(std::move(v)));
             d["sums"] = s;
             return py::tuple(py::make_tuple(labels_out, n_events, d));
         },

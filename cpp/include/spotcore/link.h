@@ -1,10 +1,40 @@
 // Linking localizations of consecutive frames into events (one blink of one emitter).
 #pragma once
+#include <cstddef>
+#include <new>
+#include <utility>
 #include <vector>
 
 #include "spotcore/types.h"
 
 namespace spotcore {
+
+// The allocator of LinkEvents' columns: resize leaves new elements uninitialized (link writes every one;
+// zeroing them would fault in every page of the capacity).
+template <typename T>
+struct EventAllocator {
+    using value_type = T;
+    EventAllocator() = default;
+    template <typename U>
+    EventAllocator(const EventAllocator<U>&) noexcept {}
+    T* allocate(size_t n) {
+        if (n > size_t(-1) / sizeof(T)) throw std::bad_array_new_length();
+        return static_cast<T*>(::operator new(n * sizeof(T)));
+    }
+    void deallocate(T* p, size_t) noexcept { ::operator delete(p); }
+    template <typename U>
+    void construct(U* p) noexcept {
+        ::new (static_cast<void*>(p)) U;
+    }
+    template <typename U, typename... Args>
+    void construct(U* p, Args&&... args) {
+        ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...);
+    }
+    friend bool operator==(const EventAllocator&, const EventAllocator&) { return true; }
+    friend bool operator!=(const EventAllocator&, const EventAllocator&) { return false; }
+};
+template <typename T>
+using EventColumn = std::vector<T, EventAllocator<T>>;
 
 struct LinkOptions {
     // Largest distance (px) between a localization and the position of an open event that can join it. > 0.
@@ -15,6 +45,9 @@ struct LinkOptions {
     double gate = 0.0;
     // Frames an event may miss and still continue (0: only the next frame). >= 0.
     int32_t max_dark_frames = 1;
+    // OpenMP threads (0: OpenMP default; >= 0). The frame sweep is sequential; a second thread, on large
+    // tables, faults in the output pages ahead of it. The output does not depend on it.
+    int32_t threads = 0;
 };
 
 // The localizations to link: n rows sorted by frame.
@@ -36,13 +69,16 @@ struct LinkRows {
 // position (weights 1/sd^2, or 1 without uncertainties) and the uncertainty of that mean (sqrt(1/sum of
 // weights); without uncertainties: 1/sqrt(n), in units of the unknown per-localization uncertainty), and the
 // sums of the sum_of columns (in row order).
+// Each column's capacity is the number of rows (an upper bound on the events): address space, the pages past
+// the last event are not touched.
 struct LinkEvents {
-    std::vector<int64_t> first_frame, last_frame, count;
-    std::vector<double> x, y, sd_x, sd_y;
-    std::vector<std::vector<double>> sums;  // sums[k][e]: sum of sum_of[k] over the rows of event e
+    EventColumn<int64_t> first_frame, last_frame, count;
+    EventColumn<double> x, y, sd_x, sd_y;
+    std::vector<EventColumn<double>> sums;  // sums[k][e]: sum of sum_of[k] over the rows of event e
 };
 
-// Validates options (radius finite and > 0, gate finite and >= 0, max_dark_frames >= 0). Called by link.
+// Validates options (radius finite and > 0, gate finite and >= 0, max_dark_frames >= 0, threads >= 0). Called
+// by link.
 Result check_link_options(const LinkOptions& options);
 
 // Links the rows into events. Frame by frame, every event whose last frame is within max_dark_frames + 1
@@ -50,8 +86,8 @@ Result check_link_options(const LinkOptions& options);
 // event) within `radius` (and the gate) are taken greedily from the closest (ties: lower localization, then
 // lower event index), each event and each localization at most once per frame; a localization left over
 // starts a new event. The open events are kept in a hashed grid of cells 2 * radius wide, so a localization
-// looks at the events of 2 x 2 cells: O(rows) on spread-out data. Deterministic, one thread; memory
-// O(open events + rows of the last max_dark_frames + 1 frames) besides the outputs.
+// looks at the events of 2 x 2 cells: O(rows) on spread-out data. Deterministic, the sweep on one thread
+// (options.threads); memory O(open events + rows of the last max_dark_frames + 1 frames) besides the outputs.
 //   event:    null, or n outputs: the event index of each row, 0.. in order of the events' first rows.
 //   n_events: the number of events.
 //   events:   null, or filled with the per-event results (cleared first). event and events not both null.
