@@ -61,10 +61,10 @@ def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Option
         log-likelihood ratio to the saturated model), ``chi2`` (Pearson), ``iterations``, ``status``
         (categorical: converged, max_iterations, singular, out_of_box, not_fitted, unreliable: a sigma at its
         bound or an uncertainty wider than the box, with max_emitters > 1 wider than 0.3 psf_sigma;
-        z_out_of_range: a 3D fit at an end of the calibrated range), ``peak_row``, ``peak_col`` (detection pixel). ``model="astigmatic"`` (with ``calibration=``,
-        docs/3d.md) adds ``z`` and ``uncertainty_z`` (nm) after ``y``. ``max_emitters > 1`` (docs/crowded.md: joint
-        Poisson fits of width psf_sigma, model and estimator not used) adds ``group`` (frame * 2**24 + region) and
-        ``n_in_group``. ``.attrs["spotfit"]`` records the settings and the camera.
+        z_out_of_range: a 3D fit at an end of the calibrated range), ``peak_row``, ``peak_col`` (detection
+        pixel). ``model="astigmatic"`` (with ``calibration=``, docs/3d.md) adds ``z`` and ``uncertainty_z``
+        (nm) after ``y``. ``max_emitters > 1`` (docs/crowded.md: joint Poisson fits of width psf_sigma, model
+        and estimator not used) adds ``group`` (frame * 2**24 + region) and ``n_in_group``. ``.attrs["spotfit"]`` records the settings and the camera.
     """
     if type(stack).__module__.startswith("dask."):
         from . import distributed
