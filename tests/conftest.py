@@ -1,4 +1,5 @@
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -8,6 +9,17 @@ os.environ.setdefault("OMP_WAIT_POLICY", "passive")
 
 SHARED = os.path.join(os.path.dirname(__file__), "..", "..", "shared")
 PEERS_PYTHON = os.path.join(os.path.dirname(__file__), "..", "bench", "peers", ".venv", "bin", "python")
+
+
+@pytest.fixture
+def ctrl_c_handled():
+    """Ctrl-C handled as in a terminal, whatever started the tests: a shell that runs a job in the background
+    without job control starts it with SIGINT ignored, and every process below inherits that (Python then
+    never raises KeyboardInterrupt). A caught signal is reset to the default in a child at exec, so the
+    child Python installs its own handler."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
 
 
 @pytest.fixture(scope="session")

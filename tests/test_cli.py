@@ -226,16 +226,17 @@ def test_missing_output_folder_and_unknown_suffix(sim, capsys):
     assert main(["localize", "--help"]) == 0
 
 
-def test_ctrl_c_exits_130_without_output(tmp_path):
-    # Long enough (~seconds) that the signal lands during localization; small chunks so that Python
+def test_ctrl_c_exits_130_without_output(tmp_path, ctrl_c_handled):
+    # Long enough (seconds: every local maximum fitted in a 31 px box; the default settings finish 600
+    # frames in ~0.05 s on a fast machine, before the signal lands) and small chunks, so that Python
     # regains control often (the C++ core releases the GIL per chunk).
-    movie, _ = spotfit.simulate(frames=600, shape=(128, 128), density=10, camera=CAM, seed=0)
+    movie, _ = spotfit.simulate(frames=600, shape=(64, 64), density=10, camera=CAM, seed=0)
     path = tmp_path / "long.tif"
     tifffile.imwrite(path, movie, imagej=True)
     out = tmp_path / "locs.parquet"
     p = subprocess.Popen([sys.executable, "-m", "spotfit.cli", "localize", str(path), "-o", str(out),
-                          "--chunk-frames", "4", "--threads", "1"], stderr=subprocess.PIPE,
-                         stdout=subprocess.PIPE, env=ENV)
+                          "--chunk-frames", "4", "--threads", "1", "--box", "31", "--threshold-mode", "absolute",
+                          "--threshold=1e-9"], stderr=subprocess.PIPE, stdout=subprocess.PIPE, env=ENV)
     started = threading.Event()
     err = []
 
@@ -247,7 +248,7 @@ def test_ctrl_c_exits_130_without_output(tmp_path):
     t = threading.Thread(target=reader, daemon=True)
     t.start()
     assert started.wait(120), b"".join(err)
-    p.send_signal(signal.SIGINT)  # at once: a fast machine finishes the 600 frames in ~0.1 s
+    p.send_signal(signal.SIGINT)  # at once
     rc = p.wait(60)
     t.join(5)
     text = b"".join(err).decode(errors="replace")

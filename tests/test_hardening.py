@@ -197,11 +197,12 @@ def test_concurrent_fit_spots_and_filters_equal_serial():
 # --------------------------------------------------------------------------------------------------
 # Ctrl-C and output files
 # --------------------------------------------------------------------------------------------------
-def test_keyboard_interrupt_stops_a_long_run_promptly(movie):
+def test_keyboard_interrupt_stops_a_long_run_promptly(movie, ctrl_c_handled):
     mov, cam = movie
+    spotfit.localize(mov[:8], camera=cam, chunk_frames=4, threads=1)   # warm-up
     t0 = time.perf_counter()
-    spotfit.localize(mov[:8], camera=cam, chunk_frames=2, threads=1)
-    per_frame = (time.perf_counter() - t0) / 8
+    spotfit.localize(LazyMovie(mov, 400), camera=cam, chunk_frames=4, threads=1)   # the long run's settings
+    per_frame = (time.perf_counter() - t0) / 400
     n_frames = max(2000, int(20.0 / per_frame))  # a run of >= ~20 s
     long_movie = LazyMovie(mov, n_frames)
     delay = 0.5
@@ -254,7 +255,7 @@ def test_interrupted_save_leaves_old_file_and_no_partial_file(tmp_path, movie, m
     assert sorted(p.name for p in tmp_path.iterdir()) == [target.name], "a partial/temporary file was left"
 
 
-def test_cli_ctrl_c_writes_no_output(tmp_path, movie):
+def test_cli_ctrl_c_writes_no_output(tmp_path, movie, ctrl_c_handled):
     tifffile = pytest.importorskip("tifffile")
     mov, cam = movie
     path = tmp_path / "long.tif"
