@@ -128,8 +128,9 @@ void generic_stencil(const float* img, const DriftGrid& g, const double* x, cons
     }
 }
 
-void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
-             double cx, double cy, double h, double* out);  // below: one bin is the shared fast kernel
+// Below: one bin is the shared fast kernel.
+void newton_stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                    int64_t last, double cx, double cy, double h, double* out);  // stencil less out[9..11]
 
 // One Newton step from a stencil (finite differences); at most one step long. Returns the move.
 void newton_move(const double* s, double h, double& dx, double& dy) {
@@ -160,7 +161,7 @@ double refine(const float* img, const DriftGrid& g, const double* x, const doubl
               double& cx, double& cy, double h, int iterations) {
     double s[13];
     for (int it = 0; it < iterations; ++it) {
-        stencil(img, g, x, y, first, last, cx, cy, h, s);
+        newton_stencil(img, g, x, y, first, last, cx, cy, h, s);
         double dx, dy;
         newton_move(s, h, dx, dy);
         cx += dx;
@@ -326,8 +327,9 @@ struct SparseBins {
 
 // The 13 numbers of drift_stencil for one segment, step one bin; point p is (x[p ps], y[p ps]). The bilinear
 // weights in float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then
-// in double, in point order.
-template <class Bins>
+// in double, in point order. Without kGradients, out[9..11] are 0 (the Newton steps need only out[0..8] and
+// out[12]; the other sums are the same bytes).
+template <bool kGradients, class Bins>
 SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const double* x, const double* y, int64_t ps,
                                   int64_t first, int64_t last, double cx, double cy, double* out, int64_t step) {
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
@@ -349,6 +351,7 @@ SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const dou
             f32x4 c[3];  // lanes: x offset -1, 0, +1 (3: unused); y offset q - 1
             block3x3(blk, stride, float(txd), float(tyd), c);
             for (int q = 0; q < 3; ++q) part[q] += c[q];
+            if (!kGradients) continue;
             const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
             const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
             part[3] += ga * gb;
@@ -372,18 +375,37 @@ SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const dou
 
 SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t ps, int64_t first,
                                     int64_t last, double cx, double cy, double* out, int64_t step = 1) {
-    stencil_sums(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
+    stencil_sums<true>(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
+}
+
+// sparse_stencil without the gradient sums (out[9..11] = 0): the Newton steps whose variance is not kept.
+SPOTCORE_CLONES void sparse_newton_sums(const DriftDensity& d, const double* x, const double* y, int64_t ps,
+                                        int64_t first, int64_t last, double cx, double cy, double* out, int64_t step) {
+    stencil_sums<false>(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
 }
 
 SPOTCORE_CLONES void dense_stencil(const float* img, const DriftGrid& g, const double* x, const double* y,
                                    int64_t first, int64_t last, double cx, double cy, double* out) {
-    stencil_sums(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
+    stencil_sums<true>(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
+}
+
+SPOTCORE_CLONES void dense_newton_sums(const float* img, const DriftGrid& g, const double* x, const double* y,
+                                       int64_t first, int64_t last, double cx, double cy, double* out) {
+    stencil_sums<false>(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
 }
 
 void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
              double cx, double cy, double h, double* out) {
     if (h == g.bin)
         dense_stencil(img, g, x, y, first, last, cx, cy, out);
+    else
+        generic_stencil(img, g, x, y, first, last, cx, cy, h, out);
+}
+
+void newton_stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                    int64_t last, double cx, double cy, double h, double* out) {
+    if (h == g.bin)
+        dense_newton_sums(img, g, x, y, first, last, cx, cy, out);
     else
         generic_stencil(img, g, x, y, first, last, cx, cy, h, out);
 }
@@ -400,7 +422,10 @@ void align_segment(const DriftDensity& img, const double* xy, int64_t first, int
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
         double s[13];
-        sparse_stencil(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
+        if (drop)  // the last pass: its variance is kept
+            sparse_stencil(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
+        else
+            sparse_newton_sums(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
         const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
         const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
         const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
