@@ -263,23 +263,39 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps,
         }
     }
     // Borders: stored row q of tile (r, c) is bin row r*T - 1 + q (likewise columns); rows 0, T + 1, T + 2
-    // and columns 0, T + 1, T + 2 come from the neighbours' cores (0 outside the grid or where not stored).
-    float* data = d.data.data();
-    auto value = [&](int64_t bi, int64_t bj) -> float {
-        if (bi < 0 || bj < 0 || bi >= g.ny || bj >= g.nx) return 0.0f;
-        const int32_t u = tile[(bi / kT) * tiles_x + bj / kT];
-        return u < 0 ? 0.0f : data[size_t(u) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1)];
+    // and columns 0, T + 1, T + 2 are copied from the neighbours' cores (0 outside the grid or where not
+    // stored: a core's bins outside the grid are never written).
+    const float* data = d.data.data();
+    auto core_of = [&](int64_t r, int64_t c) -> const float* {  // core bin (0, 0) of tile (r, c), or null
+        if (r < 0 || c < 0 || r >= d.tiles_y || c >= tiles_x) return nullptr;
+        const int32_t u = tile[r * tiles_x + c];
+        return u < 0 ? nullptr : data + size_t(u) * size_t(kTileFloats) + size_t(kStride + 1);
     };
+    auto bin = [](const float* core, int64_t i, int64_t j) { return core ? core[i * kStride + j] : 0.0f; };
     for (int64_t r = 0; r < d.tiles_y; ++r)
         for (int64_t c = 0; c < tiles_x; ++c) {
             const int32_t t = tile[r * tiles_x + c];
             if (t < 0) continue;
-            float* dst = data + size_t(t) * size_t(kTileFloats);
-            const int64_t i0 = r * kT - 1, j0 = c * kT - 1;
-            for (int64_t q : {int64_t(0), kT + 1, kT + 2})
-                for (int64_t a = 0; a < kSide; ++a) dst[q * kStride + a] = value(i0 + q, j0 + a);
-            for (int64_t q = 1; q <= kT; ++q)
-                for (int64_t a : {int64_t(0), kT + 1, kT + 2}) dst[q * kStride + a] = value(i0 + q, j0 + a);
+            float* dst = d.data.data() + size_t(t) * size_t(kTileFloats);
+            const float* nb[3][3];  // nb[dr + 1][dc + 1]: tile (r + dr, c + dc)
+            for (int dr = -1; dr <= 1; ++dr)
+                for (int dc = -1; dc <= 1; ++dc) nb[dr + 1][dc + 1] = core_of(r + dr, c + dc);
+            // Stored row q, its source: the row above's last core row, the row below's first two.
+            const int64_t rows[3][3] = {{0, 0, kT - 1}, {kT + 1, 2, 0}, {kT + 2, 2, 1}};  // q, nb row, core row
+            for (const auto& w : rows) {
+                float* o = dst + w[0] * kStride;
+                const int64_t i = w[2];
+                o[0] = bin(nb[w[1]][0], i, kT - 1);
+                for (int64_t a = 0; a < kT; ++a) o[a + 1] = bin(nb[w[1]][1], i, a);
+                o[kT + 1] = bin(nb[w[1]][2], i, 0);
+                o[kT + 2] = bin(nb[w[1]][2], i, 1);
+            }
+            for (int64_t q = 1; q <= kT; ++q) {
+                float* o = dst + q * kStride;
+                o[0] = bin(nb[1][0], q - 1, kT - 1);
+                o[kT + 1] = bin(nb[1][2], q - 1, 0);
+                o[kT + 2] = bin(nb[1][2], q - 1, 1);
+            }
         }
 }
 
