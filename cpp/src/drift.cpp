@@ -228,6 +228,7 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps,
     // Room for a tile per 16 points (address space only until written): no copies while the tiles come.
     d.data.reserve(size_t(kTileFloats) * size_t(std::min(nt, std::max<int64_t>(points / 16, 16))));
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    const uint64_t nx1 = uint64_t(g.nx - 1), ny1 = uint64_t(g.ny - 1);
     // The core of tile (r, c) (bins r*T .. r*T + T - 1) is stored from row 1, column 1.
     auto core = [&](uint64_t bi, uint64_t bj) -> float* {
         const uint64_t r = bi / kT, c = bj / kT;
@@ -248,9 +249,10 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps,
             bin_of(fx, fy, i, j, tx, ty);
             const float fx1 = float(tx), fy1 = float(ty), fx0 = 1 - fx1, fy0 = 1 - fy1;
             const float w00 = fy0 * fx0, w01 = fy0 * fx1, w10 = fy1 * fx0, w11 = fy1 * fx1;
-            if (uint64_t(i) < uint64_t(g.ny - 1) && uint64_t(j) < uint64_t(g.nx - 1) && (i & (kT - 1)) != kT - 1 &&
-                (j & (kT - 1)) != kT - 1) {  // the 2x2 bins in one tile's core (most points)
-                float* b = core(uint64_t(i), uint64_t(j));
+            const uint64_t ui = uint64_t(i), uj = uint64_t(j);
+            // The 2x2 bins in one tile's core (most points): i, j in range and neither the last of its tile.
+            if (ui < ny1 && uj < nx1 && ((ui + 1) & (kT - 1)) && ((uj + 1) & (kT - 1))) {
+                float* b = core(ui, uj);
                 b[0] += w00;
                 b[1] += w01;
                 b[kStride] += w10;
