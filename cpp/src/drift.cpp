@@ -356,7 +356,7 @@ SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const dou
     f64x2 acc[4][2] = {};  // acc[q][0]: lanes x offset -1, 0; acc[q][1]: +1, unused; y offset q - 1; q = 3: gradients
     int64_t cnt = 0;
     for (int64_t p0 = first; p0 < last; p0 += 16 * step) {
-        f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, 0), gradients times 2h
+        f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, unused), gradients times 2h
         for (int64_t p = p0, p1 = std::min(last, p0 + 16 * step); p < p1; p += step) {
             const double fx = (x[p * ps] + ox) * inv, fy = (y[p * ps] + oy) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
@@ -371,9 +371,10 @@ SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const dou
             block3x3(blk, stride, float(txd), float(tyd), c);
             for (int q = 0; q < 3; ++q) part[q] += c[q];
             if (!kGradients) continue;
-            const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
-            const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
-            part[3] += ga * gb;
+            // g = (gx, gy, gx, gy): gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1]; lane 3 of part[3] is not read.
+            const f32x4 g = __builtin_shufflevector(c[1], c[2], 2, 5, 2, 5) -
+                            __builtin_shufflevector(c[1], c[0], 0, 5, 0, 5);
+            part[3] += __builtin_shufflevector(g, g, 0, 0, 1, 1) * __builtin_shufflevector(g, g, 0, 1, 1, 1);
         }
         for (int q = 0; q < 4; ++q) {
             acc[q][0] += lo2(part[q]);
