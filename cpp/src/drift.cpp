@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <string>
 #include <thread>
@@ -128,8 +129,9 @@ void generic_stencil(const float* img, const DriftGrid& g, const double* x, cons
     }
 }
 
-void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
-             double cx, double cy, double h, double* out);  // below: one bin is the shared fast kernel
+// Below: one bin is the shared fast kernel.
+void newton_stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                    int64_t last, double cx, double cy, double h, double* out);  // stencil less out[9..11]
 
 // One Newton step from a stencil (finite differences); at most one step long. Returns the move.
 void newton_move(const double* s, double h, double& dx, double& dy) {
@@ -160,7 +162,7 @@ double refine(const float* img, const DriftGrid& g, const double* x, const doubl
               double& cx, double& cy, double h, int iterations) {
     double s[13];
     for (int it = 0; it < iterations; ++it) {
-        stencil(img, g, x, y, first, last, cx, cy, h, s);
+        newton_stencil(img, g, x, y, first, last, cx, cy, h, s);
         double dx, dy;
         newton_move(s, h, dx, dy);
         cx += dx;
@@ -226,6 +228,7 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps,
     // Room for a tile per 16 points (address space only until written): no copies while the tiles come.
     d.data.reserve(size_t(kTileFloats) * size_t(std::min(nt, std::max<int64_t>(points / 16, 16))));
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
+    const uint64_t nx1 = uint64_t(g.nx - 1), ny1 = uint64_t(g.ny - 1);
     // The core of tile (r, c) (bins r*T .. r*T + T - 1) is stored from row 1, column 1.
     auto core = [&](uint64_t bi, uint64_t bj) -> float* {
         const uint64_t r = bi / kT, c = bj / kT;
@@ -246,9 +249,10 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps,
             bin_of(fx, fy, i, j, tx, ty);
             const float fx1 = float(tx), fy1 = float(ty), fx0 = 1 - fx1, fy0 = 1 - fy1;
             const float w00 = fy0 * fx0, w01 = fy0 * fx1, w10 = fy1 * fx0, w11 = fy1 * fx1;
-            if (uint64_t(i) < uint64_t(g.ny - 1) && uint64_t(j) < uint64_t(g.nx - 1) && (i & (kT - 1)) != kT - 1 &&
-                (j & (kT - 1)) != kT - 1) {  // the 2x2 bins in one tile's core (most points)
-                float* b = core(uint64_t(i), uint64_t(j));
+            const uint64_t ui = uint64_t(i), uj = uint64_t(j);
+            // The 2x2 bins in one tile's core (most points): i, j in range and neither the last of its tile.
+            if (ui < ny1 && uj < nx1 && ((ui + 1) & (kT - 1)) && ((uj + 1) & (kT - 1))) {
+                float* b = core(ui, uj);
                 b[0] += w00;
                 b[1] += w01;
                 b[kStride] += w10;
@@ -262,23 +266,39 @@ SPOTCORE_CLONES void build_density(const double* x, const double* y, int64_t ps,
         }
     }
     // Borders: stored row q of tile (r, c) is bin row r*T - 1 + q (likewise columns); rows 0, T + 1, T + 2
-    // and columns 0, T + 1, T + 2 come from the neighbours' cores (0 outside the grid or where not stored).
-    float* data = d.data.data();
-    auto value = [&](int64_t bi, int64_t bj) -> float {
-        if (bi < 0 || bj < 0 || bi >= g.ny || bj >= g.nx) return 0.0f;
-        const int32_t u = tile[(bi / kT) * tiles_x + bj / kT];
-        return u < 0 ? 0.0f : data[size_t(u) * size_t(kTileFloats) + size_t((bi % kT + 1) * kStride + bj % kT + 1)];
+    // and columns 0, T + 1, T + 2 are copied from the neighbours' cores (0 outside the grid or where not
+    // stored: a core's bins outside the grid are never written).
+    const float* data = d.data.data();
+    auto core_of = [&](int64_t r, int64_t c) -> const float* {  // core bin (0, 0) of tile (r, c), or null
+        if (r < 0 || c < 0 || r >= d.tiles_y || c >= tiles_x) return nullptr;
+        const int32_t u = tile[r * tiles_x + c];
+        return u < 0 ? nullptr : data + size_t(u) * size_t(kTileFloats) + size_t(kStride + 1);
     };
+    auto bin = [](const float* core, int64_t i, int64_t j) { return core ? core[i * kStride + j] : 0.0f; };
     for (int64_t r = 0; r < d.tiles_y; ++r)
         for (int64_t c = 0; c < tiles_x; ++c) {
             const int32_t t = tile[r * tiles_x + c];
             if (t < 0) continue;
-            float* dst = data + size_t(t) * size_t(kTileFloats);
-            const int64_t i0 = r * kT - 1, j0 = c * kT - 1;
-            for (int64_t q : {int64_t(0), kT + 1, kT + 2})
-                for (int64_t a = 0; a < kSide; ++a) dst[q * kStride + a] = value(i0 + q, j0 + a);
-            for (int64_t q = 1; q <= kT; ++q)
-                for (int64_t a : {int64_t(0), kT + 1, kT + 2}) dst[q * kStride + a] = value(i0 + q, j0 + a);
+            float* dst = d.data.data() + size_t(t) * size_t(kTileFloats);
+            const float* nb[3][3];  // nb[dr + 1][dc + 1]: tile (r + dr, c + dc)
+            for (int dr = -1; dr <= 1; ++dr)
+                for (int dc = -1; dc <= 1; ++dc) nb[dr + 1][dc + 1] = core_of(r + dr, c + dc);
+            // Stored row q, its source: the row above's last core row, the row below's first two.
+            const int64_t rows[3][3] = {{0, 0, kT - 1}, {kT + 1, 2, 0}, {kT + 2, 2, 1}};  // q, nb row, core row
+            for (const auto& w : rows) {
+                float* o = dst + w[0] * kStride;
+                const int64_t i = w[2];
+                o[0] = bin(nb[w[1]][0], i, kT - 1);
+                for (int64_t a = 0; a < kT; ++a) o[a + 1] = bin(nb[w[1]][1], i, a);
+                o[kT + 1] = bin(nb[w[1]][2], i, 0);
+                o[kT + 2] = bin(nb[w[1]][2], i, 1);
+            }
+            for (int64_t q = 1; q <= kT; ++q) {
+                float* o = dst + q * kStride;
+                o[0] = bin(nb[1][0], q - 1, kT - 1);
+                o[kT + 1] = bin(nb[1][2], q - 1, 0);
+                o[kT + 2] = bin(nb[1][2], q - 1, 1);
+            }
         }
 }
 
@@ -326,8 +346,9 @@ struct SparseBins {
 
 // The 13 numbers of drift_stencil for one segment, step one bin; point p is (x[p ps], y[p ps]). The bilinear
 // weights in float (one 4-wide vector per row of the 4x4 block); sums in float over blocks of 16 points, then
-// in double, in point order.
-template <class Bins>
+// in double, in point order. Without kGradients, out[9..11] are 0 (the Newton steps need only out[0..8] and
+// out[12]; the other sums are the same bytes).
+template <bool kGradients, class Bins>
 SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const double* x, const double* y, int64_t ps,
                                   int64_t first, int64_t last, double cx, double cy, double* out, int64_t step) {
     const double inv = 1.0 / g.bin, nx = double(g.nx), ny = double(g.ny);
@@ -335,7 +356,7 @@ SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const dou
     f64x2 acc[4][2] = {};  // acc[q][0]: lanes x offset -1, 0; acc[q][1]: +1, unused; y offset q - 1; q = 3: gradients
     int64_t cnt = 0;
     for (int64_t p0 = first; p0 < last; p0 += 16 * step) {
-        f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, 0), gradients times 2h
+        f32x4 part[4] = {};  // part[3] = (gx^2, gx gy, gy^2, unused), gradients times 2h
         for (int64_t p = p0, p1 = std::min(last, p0 + 16 * step); p < p1; p += step) {
             const double fx = (x[p * ps] + ox) * inv, fy = (y[p * ps] + oy) * inv;
             if (!(fx > -1.0 && fy > -1.0 && fx < nx && fy < ny)) continue;
@@ -349,9 +370,11 @@ SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const dou
             f32x4 c[3];  // lanes: x offset -1, 0, +1 (3: unused); y offset q - 1
             block3x3(blk, stride, float(txd), float(tyd), c);
             for (int q = 0; q < 3; ++q) part[q] += c[q];
-            const float gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1];
-            const f32x4 ga = {gx, gx, gy, 0.0f}, gb = {gx, gy, gy, 0.0f};
-            part[3] += ga * gb;
+            if (!kGradients) continue;
+            // g = (gx, gy, gx, gy): gx = c[1][2] - c[1][0], gy = c[2][1] - c[0][1]; lane 3 of part[3] is not read.
+            const f32x4 g = __builtin_shufflevector(c[1], c[2], 2, 5, 2, 5) -
+                            __builtin_shufflevector(c[1], c[0], 0, 5, 0, 5);
+            part[3] += __builtin_shufflevector(g, g, 0, 0, 1, 1) * __builtin_shufflevector(g, g, 0, 1, 1, 1);
         }
         for (int q = 0; q < 4; ++q) {
             acc[q][0] += lo2(part[q]);
@@ -372,18 +395,37 @@ SPOTCORE_INLINE void stencil_sums(const Bins bins, const DriftGrid& g, const dou
 
 SPOTCORE_CLONES void sparse_stencil(const DriftDensity& d, const double* x, const double* y, int64_t ps, int64_t first,
                                     int64_t last, double cx, double cy, double* out, int64_t step = 1) {
-    stencil_sums(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
+    stencil_sums<true>(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
+}
+
+// sparse_stencil without the gradient sums (out[9..11] = 0): the Newton steps whose variance is not kept.
+SPOTCORE_CLONES void sparse_newton_sums(const DriftDensity& d, const double* x, const double* y, int64_t ps,
+                                        int64_t first, int64_t last, double cx, double cy, double* out, int64_t step) {
+    stencil_sums<false>(SparseBins{d}, d.grid, x, y, ps, first, last, cx, cy, out, step);
 }
 
 SPOTCORE_CLONES void dense_stencil(const float* img, const DriftGrid& g, const double* x, const double* y,
                                    int64_t first, int64_t last, double cx, double cy, double* out) {
-    stencil_sums(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
+    stencil_sums<true>(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
+}
+
+SPOTCORE_CLONES void dense_newton_sums(const float* img, const DriftGrid& g, const double* x, const double* y,
+                                       int64_t first, int64_t last, double cx, double cy, double* out) {
+    stencil_sums<false>(DenseBins{img, g.nx, g.ny}, g, x, y, 1, first, last, cx, cy, out, 1);
 }
 
 void stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first, int64_t last,
              double cx, double cy, double h, double* out) {
     if (h == g.bin)
         dense_stencil(img, g, x, y, first, last, cx, cy, out);
+    else
+        generic_stencil(img, g, x, y, first, last, cx, cy, h, out);
+}
+
+void newton_stencil(const float* img, const DriftGrid& g, const double* x, const double* y, int64_t first,
+                    int64_t last, double cx, double cy, double h, double* out) {
+    if (h == g.bin)
+        dense_newton_sums(img, g, x, y, first, last, cx, cy, out);
     else
         generic_stencil(img, g, x, y, first, last, cx, cy, h, out);
 }
@@ -400,7 +442,10 @@ void align_segment(const DriftDensity& img, const double* xy, int64_t first, int
     var[0] = var[1] = INFINITY;
     for (int it = 0; it < iterations; ++it) {
         double s[13];
-        sparse_stencil(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
+        if (drop)  // the last pass: its variance is kept
+            sparse_stencil(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
+        else
+            sparse_newton_sums(img, xy, xy + 1, 2, first, last, cx, cy, s, step);
         const double gx = (s[7] - s[1]) / (2 * h), gy = (s[5] - s[3]) / (2 * h);
         const double hxx = (s[7] - 2 * s[4] + s[1]) / (h * h), hyy = (s[5] - 2 * s[4] + s[3]) / (h * h);
         const double hxy = (s[8] - s[6] - s[2] + s[0]) / (4 * h * h);
@@ -446,6 +491,25 @@ void align_segment(const DriftDensity& img, const double* xy, int64_t first, int
     }
     c[0] = cx;
     c[1] = cy;
+}
+
+// All x, y finite and frame non-decreasing: in blocks without an early exit, on the bits (vectorized; this
+// runs on one thread before round 1). NaN and inf have all exponent bits set.
+SPOTCORE_CLONES bool finite_and_sorted(const double* x, const double* y, const int64_t* frame, int64_t n) {
+    constexpr uint64_t kExp = uint64_t(0x7ff) << 52;
+    for (int64_t b = 0; b < n; b += 4096) {
+        const int64_t e = std::min(n, b + 4096);
+        uint64_t bad = 0;
+        for (int64_t p = b; p < e; ++p) {
+            uint64_t u, v;
+            std::memcpy(&u, x + p, 8);
+            std::memcpy(&v, y + p, 8);
+            bad |= uint64_t((u & kExp) == kExp) | uint64_t((v & kExp) == kExp);
+        }
+        for (int64_t p = std::max<int64_t>(b, 1); p < e; ++p) bad |= uint64_t(frame[p] < frame[p - 1]);
+        if (bad) return false;
+    }
+    return true;
 }
 
 Result check_segments(const double* x, const double* y, const int64_t* starts, const int64_t* ends,
@@ -721,9 +785,8 @@ Result drift_aim(const double* x, const double* y, const int64_t* frame, int64_t
     for (int64_t k = 0; k < n_segments; ++k)
         if (starts[k] < 0 || ends[k] < starts[k] || ends[k] > n || (k && starts[k] < ends[k - 1]))
             return Result::invalid("drift_aim: segment " + std::to_string(k) + " has bad bounds");
-    for (int64_t p = 0; p < n; ++p)
-        if (!std::isfinite(x[p]) || !std::isfinite(y[p]) || (p && frame[p] < frame[p - 1]))
-            return Result::invalid("drift_aim: points must be finite and sorted by frame");
+    if (!finite_and_sorted(x, y, frame, n))
+        return Result::invalid("drift_aim: points must be finite and sorted by frame");
     // The per-point loops after round 1 run on the threads of round 2 (each point's value alone: the same for
     // any count). None before round 1: OpenMP's idle threads spin for a while after a parallel region, and
     // round 1 (one thread, a few ms) would share its core with one on a busy machine.

@@ -341,6 +341,21 @@ static void test_aim_whole_loop() {
     CHECK(drift_aim(x.data(), y.data(), frame.data(), n, 2000, g1, ls.data(), le.data(), lg.data(), nl, 3,
                     ss.data(), se.data(), sg.data(), st.data(), ns, o, shift[0].data(), var[0].data(),
                     xc[0].data(), &res).status == Status::invalid_argument);
+    std::swap(frame[0], frame[n - 1]);
+    // A NaN or infinite coordinate anywhere (the check runs in blocks of 4,096 points).
+    for (int64_t p : {int64_t(0), n / 2 + 1, n - 1})
+        for (double bad_value : {std::nan(""), double(INFINITY), -double(INFINITY)})
+            for (std::vector<double>* v : {&x, &y}) {
+                const double keep = (*v)[size_t(p)];
+                (*v)[size_t(p)] = bad_value;
+                CHECK(drift_aim(x.data(), y.data(), frame.data(), n, 2000, g1, ls.data(), le.data(), lg.data(), nl,
+                                3, ss.data(), se.data(), sg.data(), st.data(), ns, o, shift[0].data(),
+                                var[0].data(), xc[0].data(), &res).status == Status::invalid_argument);
+                (*v)[size_t(p)] = keep;
+            }
+    CHECK(drift_aim(x.data(), y.data(), frame.data(), n, 2000, g1, ls.data(), le.data(), lg.data(), nl, 3,
+                    ss.data(), se.data(), sg.data(), st.data(), ns, o, shift[0].data(), var[0].data(),
+                    xc[0].data(), &res).ok());
 }
 
 int main() {
