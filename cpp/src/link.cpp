@@ -183,6 +183,14 @@ class OpenEvents {
     int64_t n_open_ = 0;
 };
 
+// f(column) for every per-event column of e (8-byte elements).
+template <class F>
+void each_column(LinkEvents& e, F f) {
+    for (auto* v : {&e.first_frame, &e.last_frame, &e.count}) f(*v);
+    for (auto* v : {&e.x, &e.y, &e.sd_x, &e.sd_y}) f(*v);
+    for (EventColumn<double>& v : e.sums) f(v);
+}
+
 // Two lanes of doubles (GCC/Clang vector extension, as in simd.h): GCC does not vectorize an "any bad"
 // reduction over comparisons of doubles by itself.
 typedef double f64x2 __attribute__((vector_size(16)));
@@ -273,7 +281,6 @@ struct Ahead {
     const bool gated;
     std::vector<RowReach> ring;  // min(rows, kBlock * kRing)
     std::vector<char> block_good;
-    bool helper = false;  // a second thread prepares the blocks (set before `started`)
     std::atomic<int64_t> prepared{0}, consumed{0};  // rows prepared; rows the sweep is done with
     // Either thread prepares the next block and sums (the sweep too when the other is behind, e.g. not
     // scheduled on a busy machine): each under its flag, the other thread then does something else.
@@ -738,18 +745,10 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
         if (events) {
             *events = LinkEvents();
             events->sums.assign(size_t(n_sums), {});
-            for (auto* v : {&events->first_frame, &events->last_frame, &events->count}) {
-                v->resize(size_t(n));
-                ahead.columns.push_back(reinterpret_cast<char*>(v->data()));
-            }
-            for (auto* v : {&events->x, &events->y, &events->sd_x, &events->sd_y}) {
-                v->resize(size_t(n));
-                ahead.columns.push_back(reinterpret_cast<char*>(v->data()));
-            }
-            for (EventColumn<double>& v : events->sums) {
+            each_column(*events, [&](auto& v) {
                 v.resize(size_t(n));
                 ahead.columns.push_back(reinterpret_cast<char*>(v.data()));
-            }
+            });
             ahead.events_capacity = size_t(n);
         }
     } catch (const std::bad_alloc&) {
@@ -772,9 +771,8 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
 #endif
             if (sweeper) {
 #ifdef _OPENMP
-                ahead.helper = omp_get_num_threads() > 1;  // else (nested, a thread limit) no second thread
-                ahead.sums_ahead = ahead.helper && n_sums > 0 && events;
-                if (ahead.sums_ahead && !event && ahead.label_ring.empty()) ahead.sums_ahead = false;
+                const bool second = omp_get_num_threads() > 1;  // else (nested, a thread limit) no second thread
+                ahead.sums_ahead = second && n_sums > 0 && events && (event || !ahead.label_ring.empty());
 #endif
                 r = sweep_frames(rows, options, event, n_events, events, ahead);
                 ahead.finished.store(true, std::memory_order_release);
@@ -788,12 +786,7 @@ Result link(const LinkRows& rows, const LinkOptions& options, int64_t* event, in
         if (events) *events = LinkEvents();
         return r;
     }
-    if (events) {
-        const size_t m = size_t(*n_events);
-        for (auto* v : {&events->first_frame, &events->last_frame, &events->count}) v->resize(m);
-        for (auto* v : {&events->x, &events->y, &events->sd_x, &events->sd_y}) v->resize(m);
-        for (EventColumn<double>& v : events->sums) v.resize(m);
-    }
+    if (events) each_column(*events, [m = size_t(*n_events)](auto& v) { v.resize(m); });
     return r;
 }
 
