@@ -23,7 +23,7 @@ def _is_paths(stack) -> bool:
 
 
 def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Optional[Camera] = None,
-             classifier=None, estimator=None, progress: bool = False, **keywords):
+             classifier=None, estimator=None, detector=None, progress: bool = False, **keywords):
     """Detect and fit every spot of a movie.
 
     Parameters
@@ -47,6 +47,10 @@ def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Option
         ``"ridge"``/``"tf-linear"``, the packaged models, or a saved ``.npz``) that estimates each spot's
         centre straight from its image instead of fitting (same detection; fit-only columns are NaN,
         ``status`` missing).
+    detector : "crowded", a :class:`spotfit.ml.CrowdedDetector` or a saved one (.npz), optional
+        For crowded fields (docs/crowded.md): a network proposes the emitters (``"crowded"``: the packaged
+        one, ``pip install spotfit[tf]``) instead of wavelet detection and model selection; clusters of up to
+        ``max_emitters`` proposals (give > 1) are then fitted jointly, as with ``max_emitters`` alone.
     progress : bool
         Show a progress bar (tqdm).
     **keywords
@@ -71,14 +75,17 @@ def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Option
         if progress:
             raise TypeError("progress is not shown for a dask array: use the Dask dashboard")
         return distributed.localize(stack, options, camera=camera, classifier=classifier, estimator=estimator,
-                                    **keywords)
+                                    detector=detector, **keywords)
     if _is_paths(stack):
         stack = io.open_movie(stack)
     if classifier is not None or not (estimator is None or isinstance(estimator, str) and estimator in ESTIMATORS):
         from . import ml   # loaded only when a model is asked for (scikit-learn, TensorFlow)
         classifier, estimator = ml.resolve_models(classifier, estimator)
+    if detector is not None:
+        from . import ml
+        detector = ml.as_detector(detector)
     return core.localize(stack, options, camera=camera, classifier=classifier, estimator=estimator,
-                         progress=progress, **keywords)
+                         detector=detector, progress=progress, **keywords)
 
 
 def calibrate_astigmatism(beads, *, z_step_nm: float, camera: Optional[Camera] = None, box: int = 15,

@@ -8,7 +8,9 @@ with the methods below (``spotfit.ml`` provides both):
 - classifier: ``size`` (odd patch side, px) and ``predict_proba(patches) -> (n,) P(good)`` for
   ``(n, size, size)`` float32 photons, pixels outside the image filled with the nearest edge pixel;
 - estimator (regressor): ``size`` and ``estimate_boxes(boxes) -> DataFrame`` with ``x``, ``y`` (px from the
-  middle pixel's centre), ``photons``, ``background``, ``snr``, for boxes with NaN outside the image.
+  middle pixel's centre), ``photons``, ``background``, ``snr``, for boxes with NaN outside the image;
+- detector (crowded fields): ``candidates(photons, first_frame) -> (frame, x, y)`` for a (frames, rows, cols)
+  float32 chunk in photons above the offset: proposed emitter centres (px), which the core fits jointly.
 
 Names and paths (``"ridge"``, ``"model.zip"``, ``"movie.tif"``) are resolved by :func:`spotfit.localize`.
 """
@@ -175,12 +177,12 @@ def _chunks(movie, n_frames: int, chunk_frames: int) -> Iterator[Tuple[int, np.n
 
 
 def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Optional[Camera] = None,
-             classifier=None, estimator=None, progress: bool = False, **keywords) -> pd.DataFrame:
+             classifier=None, estimator=None, detector=None, progress: bool = False, **keywords) -> pd.DataFrame:
     """Detect and fit every spot of a movie (the layer beneath :func:`spotfit.localize`).
 
     ``options`` (:class:`LocalizeOptions`) with ``keywords`` applied give the settings. ``estimator`` is a
-    fit estimator name (an option) or a centroid regressor object; ``classifier`` a classifier object (see
-    the module docstring). :func:`spotfit.localize` documents the columns.
+    fit estimator name (an option) or a centroid regressor object; ``classifier`` a classifier object;
+    ``detector`` a crowded-field detector object (see the module docstring). :func:`spotfit.localize` documents the columns.
     """
     regressor = None
     if estimator is not None and not isinstance(estimator, str):
@@ -208,6 +210,16 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
     if opts.max_emitters > 1 and (classifier is not None or regressor is not None):
         raise ValueError("max_emitters > 1 fits crowded regions jointly; it cannot be combined with a classifier "
                          "or a centroid regressor")
+    if detector is not None:
+        if not callable(getattr(detector, "candidates", None)):
+            raise TypeError("detector must be a spotfit.ml.CrowdedDetector (an object with candidates()) or a "
+                            f"path to a saved one, got {type(detector).__name__}")
+        if classifier is not None or regressor is not None:
+            raise ValueError("a detector proposes emitters for joint fits; it cannot be combined with a classifier "
+                             "or a centroid regressor")
+        if opts.max_emitters < 2:
+            raise ValueError("a detector's proposals are fitted jointly in clusters of up to max_emitters: give "
+                             "max_emitters > 1 (e.g. 6)")
     if n_frames == 0 or 0 in frame_shape:
         raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
     box = opts.fit_box if regressor is None else int(regressor.size)
@@ -231,6 +243,8 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
                 parts.append(rec)
                 goods.append(good)
                 probs.append(p_good)
+            elif detector is not None:
+                parts.append(_detector_chunk(chunk, first, camera, opts, detector))
             elif opts.max_emitters > 1:
                 parts.append(_spotcore.localize_multi(chunk, camera, opts.to_core(), opts.multi_options(), first))
             else:
@@ -249,7 +263,7 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
         locs.attrs["spotfit"] = dict(metadata, parameters=dict(
             parameters, estimator=f"regressor:{getattr(regressor, 'kind', type(regressor).__name__)}"))
         return locs
-    if opts.max_emitters > 1:
+    if opts.max_emitters > 1 or detector is not None:
         locs = _table(np.concatenate([p[0] for p in parts]), "fixed_sigma")
         locs["group"] = np.concatenate([p[1] for p in parts])
         locs["n_in_group"] = np.concatenate([p[2] for p in parts])
@@ -259,6 +273,9 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
         locs["good"] = np.concatenate(goods)
         locs["p_good"] = np.concatenate(probs)
     locs.attrs["spotfit"] = dict(metadata, parameters=opts.parameters())
+    if detector is not None:
+        locs.attrs["spotfit"]["detector"] = {"model": repr(detector),
+                                             "threshold": getattr(detector, "threshold", None)}
     if classifier is not None:
         locs.attrs["spotfit"]["classifier"] = {"model": getattr(classifier, "model", type(classifier).__name__),
                                                "threshold": opts.classify_threshold}
@@ -313,6 +330,18 @@ def warn_if_below_baseline(frame, camera: Camera) -> None:
         warnings.warn(f"most pixels are below the camera offset (median {median + offset:g} ADU < {offset:g} ADU, "
                       f"by more than the noise, {margin:.3g} ADU): photons come out negative and spots will not "
                       "fit; check Camera(baseline=...)", BaselineWarning, stacklevel=4)
+
+
+def _detector_chunk(chunk, first, camera, opts, detector):
+    """One chunk: the detector's proposals from the photon frames, then joint fits of their clusters in C++."""
+    photons = _spotcore.to_photons(chunk, camera, _threads.count(opts.threads))
+    frame, x, y = detector.candidates(photons, first)
+    frame = np.ascontiguousarray(frame, dtype=np.int64)
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    y = np.ascontiguousarray(y, dtype=np.float32)
+    if not len(frame) == len(x) == len(y):
+        raise ValueError(f"the detector returned {len(frame)} frames, {len(x)} x and {len(y)} y")
+    return _spotcore.fit_starts(chunk, camera, opts.to_core(), frame, x, y, opts.starts_options(), first)
 
 
 def _classify_chunk(chunk, first, camera, opts, classifier):

@@ -137,13 +137,14 @@ def _task_threads(plan) -> int:
 
 def _localize_block(block, first, params):
     """Localize one chunk of frames; frame numbers made global by adding the chunk's first frame."""
-    options, camera, classifier, regressor, plan, attrs = params
+    options, camera, classifier, regressor, detector, plan, attrs = params
     block = np.asarray(block)
     options = options.replace(threads=_task_threads(plan), chunk_frames=max(1, block.shape[0]))
     with warnings.catch_warnings():   # checked once, on the movie's first frame, by localize()
         warnings.simplefilter("ignore", BaselineWarning)
         warnings.simplefilter("ignore", NoiseModelWarning)   # per task it would repeat; see docs/cluster.md
-        locs = core.localize(block, options, camera=camera, classifier=classifier, estimator=regressor)
+        locs = core.localize(block, options, camera=camera, classifier=classifier, estimator=regressor,
+                             detector=detector)
     if first:
         locs["frame"] += np.asarray(first, dtype=locs["frame"].dtype)
         if "group" in locs:   # frame * 2**24 + region (spotcore::kGroupsPerFrame): global like the frame
@@ -153,7 +154,7 @@ def _localize_block(block, first, params):
 
 
 def localize(data, options=None, *, chunks: int = DEFAULT_CHUNKS, threads=None, camera=None, classifier=None,
-             estimator=None, **localize_kwargs):
+             estimator=None, detector=None, **localize_kwargs):
     """Localize a movie with Dask: :func:`spotfit.localize` mapped over chunks of whole frames.
 
     Parameters
@@ -222,18 +223,21 @@ def localize(data, options=None, *, chunks: int = DEFAULT_CHUNKS, threads=None, 
     if classifier is not None or not (estimator is None or isinstance(estimator, str) and estimator in ESTIMATORS):
         from . import ml   # names and paths of models are turned into objects by their owner
         classifier, estimator = ml.resolve_models(classifier, estimator)
+    if detector is not None:
+        from . import ml
+        detector = ml.as_detector(detector)
     options = LocalizeOptions.from_keywords(options, **localize_kwargs)
     flat = np.zeros((1, rows, cols), dtype=data.dtype)
     with warnings.catch_warnings():   # the flat frame is below any baseline: not the user's data
         warnings.simplefilter("ignore", CameraWarning)
         meta = core.localize(flat, options.replace(threads=1), camera=camera, classifier=classifier,
-                             estimator=estimator).iloc[:0]
+                             estimator=estimator, detector=detector).iloc[:0]
     core.warn_if_below_baseline(np.asarray(data[0]), camera if camera is not None else Camera())  # as in memory
     attrs = dict(meta.attrs)
     attrs["spotfit"] = dict(attrs["spotfit"], movie_shape=(n_frames, rows, cols))
     meta.attrs = attrs
 
-    params = dask.delayed((options, camera, classifier, estimator, _threads_plan(threads), attrs), pure=True,
+    params = dask.delayed((options, camera, classifier, estimator, detector, _threads_plan(threads), attrs), pure=True,
                           traverse=False)
     firsts = np.concatenate([[0], np.cumsum(data.chunks[0])[:-1]]).astype(int)
     blocks = data.to_delayed().ravel()

@@ -5,6 +5,8 @@ and real-time localization with them.
 - :class:`SpotClassifier` (``classifier``, features in ``features``), :func:`quality_report`,
   :func:`simulate_quality_set` (``quality``): train and judge a classifier (``pip install spotfit[ml]``).
 - :func:`extract_patches` (``patches``), :func:`save_dataset` / :func:`load_dataset` (``datasets``).
+- :class:`CrowdedDetector`, :func:`crowded_training_set` (``crowded``): a network that proposes emitters in
+  crowded frames for ``spotfit.localize(..., detector=)`` (``pip install spotfit[tf]``).
 - :class:`CentroidRegressor`, :func:`training_set`, :func:`normalize` (``regress``; TensorFlow kinds need
   ``pip install spotfit[tf]``), :class:`Localizer`, :func:`localize_stream` (``realtime``).
 
@@ -12,6 +14,7 @@ This layer uses the API (:mod:`spotfit.core`) and the file readers (:mod:`spotfi
 """
 import os
 
+from .crowded import DEFAULT_RANGES as CROWDED_RANGES, CrowdedDetector, crowded_training_set
 from .classifier import MODEL_FORMAT, ModelVersionError, SpotClassifier
 from .datasets import SpotDataset, load_dataset, save_dataset
 from .features import PatchFeatures
@@ -37,6 +40,22 @@ def as_classifier(classifier):
                     f"{type(classifier).__name__}")
 
 
+def as_detector(detector):
+    """A detector object from ``"crowded"`` (the packaged :class:`CrowdedDetector`), a path to a saved one, or
+    any object with ``candidates`` (the protocol :func:`spotfit.core.localize` uses)."""
+    if isinstance(detector, str) and detector == "crowded":
+        return CrowdedDetector.default()
+    if isinstance(detector, (str, os.PathLike)):
+        if not os.path.exists(detector):
+            raise ValueError(f"detector must be 'crowded' or a saved CrowdedDetector (.npz); {detector!r} does "
+                             "not exist")
+        return CrowdedDetector.load(detector)
+    if callable(getattr(detector, "candidates", None)):
+        return detector
+    raise TypeError("detector must be 'crowded', a spotfit.ml.CrowdedDetector or a path to a saved one, got "
+                    f"{type(detector).__name__}")
+
+
 def resolve_models(classifier=None, estimator=None):
     """``(classifier, estimator)`` with names and paths turned into objects: a saved classifier is loaded; an
     estimator that is not a fit estimator name (``"mle"``, ``"lsq"``) becomes a regressor (:func:`as_regressor`)."""
@@ -52,7 +71,8 @@ def resolve_models(classifier=None, estimator=None):
     return classifier, estimator
 
 
-__all__ = ["as_classifier", "resolve_models", "CentroidRegressor", "DEFAULT_RULES", "chi2_limit", "Localizer", "MODEL_FORMAT", "ModelVersionError", "PatchFeatures",
+__all__ = ["as_classifier", "as_detector", "resolve_models", "CentroidRegressor", "CROWDED_RANGES", "CrowdedDetector",
+           "crowded_training_set", "DEFAULT_RULES", "chi2_limit", "Localizer", "MODEL_FORMAT", "ModelVersionError", "PatchFeatures",
            "QualitySet", "SpotClassifier", "SpotDataset", "as_regressor", "extract_patches", "fill_outside",
            "format_report", "frame_patches", "label_spots", "load_dataset", "localize_stream", "normalize",
            "quality_report", "save_dataset", "simulate_quality_set", "training_set"]
