@@ -862,6 +862,7 @@ namespace {
 constexpr float kMaxStartsSigma = 10.0f;  // px: keeps the rendered profiles (4 sigma + 1 px) small
 constexpr double kMinStartPhotons = 50.0;
 constexpr int kMaxRegion = 31;            // fit_emitters' largest region
+constexpr int kStartIterations = 10;      // EM steps for the start photons
 
 // A cluster of one round: members[begin, begin + count) fitted jointly in the S x S region at (r0, c0).
 struct Cluster {
@@ -1007,8 +1008,39 @@ Result fit_starts_frame(const float* photons, int64_t rows, int64_t cols, const 
     const double sigma = fit.psf_sigma;
     const int R = int(std::ceil(4 * sigma)) + 1, np = 2 * R + 1;  // profile half-width and length, as render()
     const int cap = int(std::min<int64_t>(std::min(rows, cols), kMaxRegion));
-    // Start photons: (start pixel - frame median) x 2 pi sigma^2, the peak-height estimate of a Gaussian's
-    // total, at least 50 (the fit's scale is set by the data; only a positive start matters).
+    // Each emitter's separable profile (as render(): 4 sigma + 1 px around its pixel) and its corner.
+    w.dprofile.resize(size_t(np));
+    const auto make_profiles = [&]() {
+        const size_t N = w.cur.size();
+        w.profile.resize(N * size_t(2 * np));
+        w.corner.resize(2 * N);
+        for (size_t k = 0; k < N; ++k) {
+            const FrameEmitter& e = w.cur[k];
+            const int64_t ci = int64_t(std::lround(e.y)) - R, cj = int64_t(std::lround(e.x)) - R;
+            double* px = &w.profile[k * size_t(2 * np)];
+            integrated(e.x - double(cj), sigma, np, px, w.dprofile.data());
+            integrated(e.y - double(ci), sigma, np, px + np, w.dprofile.data());
+            w.corner[2 * k] = ci;
+            w.corner[2 * k + 1] = cj;
+        }
+    };
+    // model = b + the emitters' expected photons. Loops over each profile's part inside the frame.
+    const auto make_model = [&](double b) {
+        w.model.assign(size_t(npix), b);
+        for (size_t k = 0; k < w.cur.size(); ++k) {
+            const double *px = &w.profile[k * size_t(2 * np)], *py = px + np;
+            const int64_t ci = w.corner[2 * k], cj = w.corner[2 * k + 1];
+            for (int i = int(std::max<int64_t>(0, -ci)); i < np && ci + i < rows; ++i) {
+                double* row = &w.model[size_t((ci + i) * cols + cj)];
+                const double c = w.cur[k].fit.photons * py[i];
+                for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) row[j] += c * px[j];
+            }
+        }
+    };
+    // Start photons: the peak-height estimate (start pixel - frame median) x 2 pi sigma^2, then Poisson EM
+    // (Richardson-Lucy; Shepp & Vardi 1982) for the amplitudes of all starts and a flat background at the
+    // given positions: overlapping spots share their pixels instead of each claiming the sum, so the first
+    // round's offsets are close. At least 50 photons (the prototype's floor; a positive start is what matters).
     w.pixels.clear();
     for (int64_t p = 0; p < npix; ++p)
         if (!std::isnan(photons[p])) w.pixels.push_back(photons[p]);
@@ -1028,28 +1060,44 @@ Result fit_starts_frame(const float* photons, int64_t rows, int64_t cols, const 
         e.fit.photons = float(std::isfinite(est) ? std::min(std::max(est, kMinStartPhotons), 1e30) : kMinStartPhotons);
         w.cur.push_back(e);
     }
-    w.dprofile.resize(size_t(np));
+    make_profiles();
+    double b = std::isfinite(median) ? std::max(median, 1e-3) : 1e-3;
+    for (int it = 0; it < kStartIterations; ++it) {
+        make_model(b);
+        double ratio_sum = 0;
+        int64_t used = 0;
+        for (int64_t p = 0; p < npix; ++p) {
+            const double d = photons[p];
+            if (std::isnan(d)) continue;
+            ratio_sum += std::max(d, 0.0) / w.model[size_t(p)];
+            ++used;
+        }
+        for (size_t k = 0; k < w.cur.size(); ++k) {
+            const double *px = &w.profile[k * size_t(2 * np)], *py = px + np;
+            const int64_t ci = w.corner[2 * k], cj = w.corner[2 * k + 1];
+            double num = 0, den = 0;
+            for (int i = int(std::max<int64_t>(0, -ci)); i < np && ci + i < rows; ++i) {
+                const double* m = &w.model[size_t((ci + i) * cols + cj)];
+                const float* d = &photons[(ci + i) * cols + cj];
+                for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) {
+                    if (std::isnan(d[j])) continue;
+                    const double a = py[i] * px[j];
+                    num += a * std::max(double(d[j]), 0.0) / m[j];
+                    den += a;
+                }
+            }
+            const double next = den > 0 ? w.cur[k].fit.photons * num / den : double(w.cur[k].fit.photons);
+            w.cur[k].fit.photons = float(std::isfinite(next) ? std::min(std::max(next, 1.0), 1e30) : kMinStartPhotons);
+        }
+        if (used > 0 && std::isfinite(ratio_sum)) b = std::min(std::max(b * ratio_sum / double(used), 1e-3), 1e30);
+    }
+    for (FrameEmitter& e : w.cur) e.fit.photons = std::max(e.fit.photons, float(kMinStartPhotons));
     for (int sweep = 0; sweep < so.sweeps && !w.cur.empty(); ++sweep) {
         const bool last = sweep == so.sweeps - 1;
         const size_t N = w.cur.size();
-        // The model of every current emitter (no background), from each one's separable profile.
-        w.profile.resize(N * size_t(2 * np));
-        w.corner.resize(2 * N);
-        w.model.assign(size_t(npix), 0.0);
-        for (size_t k = 0; k < N; ++k) {
-            const FrameEmitter& e = w.cur[k];
-            const int64_t ci = int64_t(std::lround(e.y)) - R, cj = int64_t(std::lround(e.x)) - R;
-            double *px = &w.profile[k * size_t(2 * np)], *py = px + np;
-            integrated(e.x - double(cj), sigma, np, px, w.dprofile.data());
-            integrated(e.y - double(ci), sigma, np, py, w.dprofile.data());
-            w.corner[2 * k] = ci;
-            w.corner[2 * k + 1] = cj;
-            for (int i = std::max<int64_t>(0, -ci); i < np && ci + i < rows; ++i) {
-                double* row = &w.model[size_t((ci + i) * cols + cj)];
-                const double c = e.fit.photons * py[i];
-                for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) row[j] += c * px[j];
-            }
-        }
+        // The model of every current emitter (no background).
+        if (sweep > 0) make_profiles();
+        make_model(0.0);
         build_clusters(rows, cols, so, cap, w);
         w.next = w.cur;
         w.alive.assign(N, 1);
