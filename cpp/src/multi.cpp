@@ -1031,9 +1031,9 @@ Result fit_starts_frame(const float* photons, int64_t rows, int64_t cols, const 
             const double *px = &w.profile[k * size_t(2 * np)], *py = px + np;
             const int64_t ci = w.corner[2 * k], cj = w.corner[2 * k + 1];
             for (int i = int(std::max<int64_t>(0, -ci)); i < np && ci + i < rows; ++i) {
-                double* row = &w.model[size_t((ci + i) * cols + cj)];
+                double* row = w.model.data() + (ci + i) * cols;
                 const double c = w.cur[k].fit.photons * py[i];
-                for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) row[j] += c * px[j];
+                for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) row[cj + j] += c * px[j];
             }
         }
     };
@@ -1077,12 +1077,12 @@ Result fit_starts_frame(const float* photons, int64_t rows, int64_t cols, const 
             const int64_t ci = w.corner[2 * k], cj = w.corner[2 * k + 1];
             double num = 0, den = 0;
             for (int i = int(std::max<int64_t>(0, -ci)); i < np && ci + i < rows; ++i) {
-                const double* m = &w.model[size_t((ci + i) * cols + cj)];
-                const float* d = &photons[(ci + i) * cols + cj];
+                const double* m = w.model.data() + (ci + i) * cols;
+                const float* d = photons + (ci + i) * cols;
                 for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) {
-                    if (std::isnan(d[j])) continue;
+                    if (std::isnan(d[cj + j])) continue;
                     const double a = py[i] * px[j];
-                    num += a * std::max(double(d[j]), 0.0) / m[j];
+                    num += a * std::max(double(d[cj + j]), 0.0) / m[cj + j];
                     den += a;
                 }
             }
