@@ -80,7 +80,7 @@ OMP_NUM_THREADS=2 timeout 300 "${vg[@]}" "$OUT/core-plain/cpp/localize_synthetic
 
 stage "pytest (C++-touching files) under ASan, detect_leaks=1"
 TESTS=(tests/test_filter.py tests/test_fit.py tests/test_localize.py tests/test_io.py tests/test_api.py
-       tests/test_hardening.py tests/test_properties.py)
+       tests/test_hardening.py tests/test_properties.py tests/test_fit_starts.py)
 rm -f "$OUT"/logs/lsan.*
 status=0
 # From the repository root `import spotfit` finds only the venv's copy (the sources are in python/).

@@ -335,7 +335,8 @@ Result fit_emitters(const float* region, const float* offset, int32_t S, const F
         return {Status::out_of_memory, "out of memory in fit_emitters"};
     }
     // Start: background = lower quartile of the region minus the offset; the starts' photons as given.
-    std::vector<float> vals;
+    thread_local std::vector<float> vals;  // no allocation per fit once grown
+    vals.clear();
     for (int p = 0; p < S * S; ++p)
         if (!std::isnan(region[p])) vals.push_back(region[p] - (offset ? offset[p] : 0.0f));
     const float nan = std::numeric_limits<float>::quiet_NaN();
@@ -852,6 +853,430 @@ Result localize_multi(const ImageStack& s, const Camera& cam, const LocalizeOpti
         }
     } catch (const std::bad_alloc&) {
         return {Status::out_of_memory, "out of memory in localize_multi"};
+    }
+    return Result::success();
+}
+
+namespace {
+
+constexpr float kMaxStartsSigma = 10.0f;  // px: keeps the rendered profiles (4 sigma + 1 px) small
+constexpr double kMinStartPhotons = 50.0;
+constexpr int kMaxRegion = 31;            // fit_emitters' largest region
+constexpr int kStartIterations = 10;      // EM steps for the start photons
+
+// A cluster of one round: members[begin, begin + count) fitted jointly in the S x S region at (r0, c0).
+struct Cluster {
+    int32_t begin, count;
+    int64_t r0, c0;
+    int32_t S;
+};
+
+// One thread's buffers for fit_starts, grown once and reused frame after frame (no allocation per emitter).
+struct StartsWork {
+    std::vector<float> photons, pixels, region, offset;
+    std::vector<double> model, profile, dprofile;  // profile: per emitter x then y, n values each
+    std::vector<int64_t> corner;                   // per emitter: first row, first column of its profile
+    std::vector<FrameEmitter> cur, next;
+    std::vector<char> alive;
+    std::vector<int32_t> parent, fill, cell_start, by_cell, comp_of, comp_start, comp_members, members;
+    std::vector<Cluster> clusters;
+    RegionFit rf;
+};
+
+int32_t find_root(std::vector<int32_t>& parent, int32_t k) {
+    while (parent[size_t(k)] != k) {
+        parent[size_t(k)] = parent[size_t(parent[size_t(k)])];  // path halving
+        k = parent[size_t(k)];
+    }
+    return k;
+}
+
+// The square region of `count` emitters: side max(7, extent + 2 margin + 1) capped at `cap`, centred on
+// them, shifted into the frame. False when an emitter falls outside it.
+bool place_region(const std::vector<FrameEmitter>& em, const int32_t* idx, int32_t count, int64_t rows, int64_t cols,
+                  int margin, int cap, Cluster& c) {
+    double x0 = em[size_t(idx[0])].x, x1 = x0, y0 = em[size_t(idx[0])].y, y1 = y0;
+    for (int32_t k = 1; k < count; ++k) {
+        const FrameEmitter& e = em[size_t(idx[k])];
+        x0 = std::min(x0, e.x);
+        x1 = std::max(x1, e.x);
+        y0 = std::min(y0, e.y);
+        y1 = std::max(y1, e.y);
+    }
+    const int64_t lo_x = int64_t(std::floor(x0 - margin)), hi_x = int64_t(std::ceil(x1 + margin));
+    const int64_t lo_y = int64_t(std::floor(y0 - margin)), hi_y = int64_t(std::ceil(y1 + margin));
+    const int64_t side = std::max(hi_x - lo_x + 1, hi_y - lo_y + 1);
+    const int S = int(std::min<int64_t>(std::max<int64_t>(side, 7), cap));
+    const auto floor_half = [](int64_t v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); };
+    c.S = S;
+    c.c0 = std::min(std::max(floor_half(lo_x + hi_x) - S / 2, int64_t(0)), cols - S);
+    c.r0 = std::min(std::max(floor_half(lo_y + hi_y) - S / 2, int64_t(0)), rows - S);
+    for (int32_t k = 0; k < count; ++k) {
+        const FrameEmitter& e = em[size_t(idx[k])];
+        if (!(e.x >= c.c0 - 0.5 && e.x < c.c0 + S - 0.5 && e.y >= c.r0 - 0.5 && e.y < c.r0 + S - 0.5)) return false;
+    }
+    return true;
+}
+
+// Sorts emitter indices by x, then y, then index (a total order: the same chunks for any input order).
+void sort_by_x(const std::vector<FrameEmitter>& em, int32_t* idx, int32_t count) {
+    std::sort(idx, idx + count, [&em](int32_t a, int32_t b) {
+        const FrameEmitter &p = em[size_t(a)], &q = em[size_t(b)];
+        if (p.x != q.x) return p.x < q.x;
+        if (p.y != q.y) return p.y < q.y;
+        return a < b;
+    });
+}
+
+// Adds a cluster, halving it (in x order) while its emitters do not fit in one region.
+void add_cluster(const std::vector<FrameEmitter>& em, int32_t* idx, int32_t count, int64_t rows, int64_t cols,
+                 int margin, int cap, StartsWork& w) {
+    Cluster c;
+    if (count == 1 || place_region(em, idx, count, rows, cols, margin, cap, c)) {
+        if (count == 1) place_region(em, idx, count, rows, cols, margin, cap, c);
+        c.begin = int32_t(w.members.size());
+        c.count = count;
+        w.members.insert(w.members.end(), idx, idx + count);
+        w.clusters.push_back(c);
+        return;
+    }
+    sort_by_x(em, idx, count);
+    add_cluster(em, idx, count / 2, rows, cols, margin, cap, w);
+    add_cluster(em, idx + count / 2, count - count / 2, rows, cols, margin, cap, w);
+}
+
+// Clusters of w.cur: connected components of "closer than link" (neighbours found on a grid of cells of
+// side >= link), in order of their first emitter, members in list order; larger than max_cluster: chunks
+// in x order.
+void build_clusters(int64_t rows, int64_t cols, const StartsOptions& so, int cap, StartsWork& w) {
+    const std::vector<FrameEmitter>& em = w.cur;
+    const int32_t N = int32_t(em.size());
+    const double cell = std::max(double(so.link), 1.0), link2 = double(so.link) * so.link;
+    const int64_t ncx = int64_t(double(cols) / cell) + 1, ncy = int64_t(double(rows) / cell) + 1;
+    const auto cell_x = [&](const FrameEmitter& e) { return std::min(int64_t((e.x + 0.5) / cell), ncx - 1); };
+    const auto cell_y = [&](const FrameEmitter& e) { return std::min(int64_t((e.y + 0.5) / cell), ncy - 1); };
+    w.cell_start.assign(size_t(ncx * ncy + 1), 0);
+    for (const FrameEmitter& e : em) ++w.cell_start[size_t(cell_y(e) * ncx + cell_x(e) + 1)];
+    for (size_t c = 1; c < w.cell_start.size(); ++c) w.cell_start[c] += w.cell_start[c - 1];
+    w.by_cell.resize(size_t(N));
+    w.fill.assign(w.cell_start.begin(), w.cell_start.end() - 1);
+    for (int32_t k = 0; k < N; ++k) w.by_cell[size_t(w.fill[size_t(cell_y(em[size_t(k)]) * ncx + cell_x(em[size_t(k)]))]++)] = k;
+    w.parent.resize(size_t(N));
+    for (int32_t k = 0; k < N; ++k) w.parent[size_t(k)] = k;
+    for (int32_t k = 0; k < N; ++k) {
+        const FrameEmitter& e = em[size_t(k)];
+        const int64_t gx = cell_x(e), gy = cell_y(e);
+        for (int64_t cy = std::max<int64_t>(gy - 1, 0); cy <= std::min(gy + 1, ncy - 1); ++cy)
+            for (int64_t cx = std::max<int64_t>(gx - 1, 0); cx <= std::min(gx + 1, ncx - 1); ++cx)
+                for (int32_t p = w.cell_start[size_t(cy * ncx + cx)]; p < w.cell_start[size_t(cy * ncx + cx + 1)]; ++p) {
+                    const int32_t m = w.by_cell[size_t(p)];
+                    if (m <= k) continue;
+                    const double dx = e.x - em[size_t(m)].x, dy = e.y - em[size_t(m)].y;
+                    if (!(dx * dx + dy * dy < link2)) continue;
+                    const int32_t a = find_root(w.parent, k), b = find_root(w.parent, m);
+                    if (a != b) w.parent[size_t(std::max(a, b))] = std::min(a, b);  // root: the smallest index
+                }
+    }
+    // Component numbers in order of the first (= root) emitter; members grouped by a counting sort.
+    w.comp_of.resize(size_t(N));
+    int32_t ncomp = 0;
+    for (int32_t k = 0; k < N; ++k) {
+        const int32_t r = find_root(w.parent, k);
+        w.comp_of[size_t(k)] = r == k ? ncomp++ : w.comp_of[size_t(r)];
+    }
+    w.comp_start.assign(size_t(ncomp + 1), 0);
+    for (int32_t k = 0; k < N; ++k) ++w.comp_start[size_t(w.comp_of[size_t(k)] + 1)];
+    for (int32_t c = 0; c < ncomp; ++c) w.comp_start[size_t(c + 1)] += w.comp_start[size_t(c)];
+    w.comp_members.resize(size_t(N));
+    w.fill.assign(w.comp_start.begin(), w.comp_start.end() - 1);
+    for (int32_t k = 0; k < N; ++k) w.comp_members[size_t(w.fill[size_t(w.comp_of[size_t(k)])]++)] = k;
+    w.members.clear();
+    w.clusters.clear();
+    for (int32_t c = 0; c < ncomp; ++c) {
+        int32_t* idx = w.comp_members.data() + w.comp_start[size_t(c)];
+        const int32_t count = w.comp_start[size_t(c + 1)] - w.comp_start[size_t(c)];
+        if (count > so.max_cluster) sort_by_x(em, idx, count);
+        for (int32_t b = 0; b < count; b += so.max_cluster)
+            add_cluster(em, idx + b, std::min(so.max_cluster, count - b), rows, cols, so.margin, cap, w);
+    }
+}
+
+// One frame of fit_starts: `n` starts (image pixels) -> the last round's emitters, in cluster order.
+Result fit_starts_frame(const float* photons, int64_t rows, int64_t cols, const FitOptions& fit, const StartsOptions& so,
+                      const float* sx, const float* sy, int64_t n, StartsWork& w, std::vector<FrameEmitter>& out) {
+    const int64_t npix = rows * cols;
+    const double sigma = fit.psf_sigma;
+    const int R = int(std::ceil(4 * sigma)) + 1, np = 2 * R + 1;  // profile half-width and length, as render()
+    const int cap = int(std::min<int64_t>(std::min(rows, cols), kMaxRegion));
+    // Each emitter's separable profile (as render(): 4 sigma + 1 px around its pixel) and its corner.
+    w.dprofile.resize(size_t(np));
+    const auto make_profiles = [&]() {
+        const size_t N = w.cur.size();
+        w.profile.resize(N * size_t(2 * np));
+        w.corner.resize(2 * N);
+        for (size_t k = 0; k < N; ++k) {
+            const FrameEmitter& e = w.cur[k];
+            const int64_t ci = int64_t(std::lround(e.y)) - R, cj = int64_t(std::lround(e.x)) - R;
+            double* px = &w.profile[k * size_t(2 * np)];
+            integrated(e.x - double(cj), sigma, np, px, w.dprofile.data());
+            integrated(e.y - double(ci), sigma, np, px + np, w.dprofile.data());
+            w.corner[2 * k] = ci;
+            w.corner[2 * k + 1] = cj;
+        }
+    };
+    // model = b + the emitters' expected photons. Loops over each profile's part inside the frame.
+    const auto make_model = [&](double b) {
+        w.model.assign(size_t(npix), b);
+        for (size_t k = 0; k < w.cur.size(); ++k) {
+            const double *px = &w.profile[k * size_t(2 * np)], *py = px + np;
+            const int64_t ci = w.corner[2 * k], cj = w.corner[2 * k + 1];
+            for (int i = int(std::max<int64_t>(0, -ci)); i < np && ci + i < rows; ++i) {
+                double* row = w.model.data() + (ci + i) * cols;
+                const double c = w.cur[k].fit.photons * py[i];
+                for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) row[cj + j] += c * px[j];
+            }
+        }
+    };
+    // Start photons: the peak-height estimate (start pixel - frame median) x 2 pi sigma^2, then Poisson EM
+    // (Richardson-Lucy; Shepp & Vardi 1982) for the amplitudes of all starts and a flat background at the
+    // given positions: overlapping spots share their pixels instead of each claiming the sum, so the first
+    // round's offsets are close. At least 50 photons (the prototype's floor; a positive start is what matters).
+    w.pixels.clear();
+    for (int64_t p = 0; p < npix; ++p)
+        if (!std::isnan(photons[p])) w.pixels.push_back(photons[p]);
+    double median = 0;
+    if (!w.pixels.empty()) {
+        std::nth_element(w.pixels.begin(), w.pixels.begin() + w.pixels.size() / 2, w.pixels.end());
+        median = w.pixels[w.pixels.size() / 2];
+    }
+    w.cur.clear();
+    for (int64_t k = 0; k < n; ++k) {
+        FrameEmitter e{};
+        e.x = sx[k];
+        e.y = sy[k];
+        const int64_t i = std::min(std::max(int64_t(std::floor(e.y + 0.5)), int64_t(0)), rows - 1);
+        const int64_t j = std::min(std::max(int64_t(std::floor(e.x + 0.5)), int64_t(0)), cols - 1);
+        const double est = (double(photons[i * cols + j]) - median) * 2 * M_PI * sigma * sigma;
+        e.fit.photons = float(std::isfinite(est) ? std::min(std::max(est, kMinStartPhotons), 1e30) : kMinStartPhotons);
+        w.cur.push_back(e);
+    }
+    make_profiles();
+    double b = std::isfinite(median) ? std::max(median, 1e-3) : 1e-3;
+    for (int it = 0; it < kStartIterations; ++it) {
+        make_model(b);
+        double ratio_sum = 0;
+        int64_t used = 0;
+        for (int64_t p = 0; p < npix; ++p) {
+            const double d = photons[p];
+            if (std::isnan(d)) continue;
+            ratio_sum += std::max(d, 0.0) / w.model[size_t(p)];
+            ++used;
+        }
+        for (size_t k = 0; k < w.cur.size(); ++k) {
+            const double *px = &w.profile[k * size_t(2 * np)], *py = px + np;
+            const int64_t ci = w.corner[2 * k], cj = w.corner[2 * k + 1];
+            double num = 0, den = 0;
+            for (int i = int(std::max<int64_t>(0, -ci)); i < np && ci + i < rows; ++i) {
+                const double* m = w.model.data() + (ci + i) * cols;
+                const float* d = photons + (ci + i) * cols;
+                for (int j = int(std::max<int64_t>(0, -cj)); j < np && cj + j < cols; ++j) {
+                    if (std::isnan(d[cj + j])) continue;
+                    const double a = py[i] * px[j];
+                    num += a * std::max(double(d[cj + j]), 0.0) / m[cj + j];
+                    den += a;
+                }
+            }
+            const double next = den > 0 ? w.cur[k].fit.photons * num / den : double(w.cur[k].fit.photons);
+            w.cur[k].fit.photons = float(std::isfinite(next) ? std::min(std::max(next, 1.0), 1e30) : kMinStartPhotons);
+        }
+        if (used > 0 && std::isfinite(ratio_sum)) b = std::min(std::max(b * ratio_sum / double(used), 1e-3), 1e30);
+    }
+    for (FrameEmitter& e : w.cur) e.fit.photons = std::max(e.fit.photons, float(kMinStartPhotons));
+    for (int sweep = 0; sweep < so.sweeps && !w.cur.empty(); ++sweep) {
+        const bool last = sweep == so.sweeps - 1;
+        const size_t N = w.cur.size();
+        // The model of every current emitter (no background).
+        if (sweep > 0) make_profiles();
+        make_model(0.0);
+        build_clusters(rows, cols, so, cap, w);
+        w.next = w.cur;
+        w.alive.assign(N, 1);
+        for (size_t ci = 0; ci < w.clusters.size(); ++ci) {
+            const Cluster& c = w.clusters[ci];
+            const int S = c.S;
+            w.region.resize(size_t(S * S));
+            w.offset.resize(size_t(S * S));
+            double own[kMaxRegion * kMaxRegion];
+            std::fill(own, own + S * S, 0.0);
+            Emitter st[kMaxEmitters];
+            int32_t ids[kMaxEmitters];
+            int K = c.count;
+            for (int k = 0; k < K; ++k) {
+                const int32_t m = w.members[size_t(c.begin + k)];
+                const FrameEmitter& e = w.cur[size_t(m)];
+                ids[k] = m;
+                st[k] = Emitter{float(e.x - c.c0), float(e.y - c.r0), float(std::max(double(e.fit.photons), kMinStartPhotons))};
+                // This emitter's own share of the model in the region (subtracted: the offset is the others').
+                const double* px = &w.profile[size_t(m) * size_t(2 * np)];
+                const double* py = px + np;
+                const int64_t ri = w.corner[2 * size_t(m)] - c.r0, rj = w.corner[2 * size_t(m) + 1] - c.c0;
+                for (int i = int(std::max<int64_t>(0, -ri)); i < np && ri + i < S; ++i)
+                    for (int j = int(std::max<int64_t>(0, -rj)); j < np && rj + j < S; ++j)
+                        own[(ri + i) * S + rj + j] += e.fit.photons * py[i] * px[j];
+            }
+            for (int i = 0; i < S; ++i)
+                for (int j = 0; j < S; ++j) {
+                    const size_t p = size_t((c.r0 + i) * cols + c.c0 + j);
+                    w.region[size_t(i * S + j)] = photons[p];
+                    w.offset[size_t(i * S + j)] = float(std::max(0.0, w.model[p] - own[i * S + j]));
+                }
+            for (;;) {
+                const Result r = fit_emitters(w.region.data(), w.offset.data(), S, fit, st, K, w.rf);
+                if (!r.ok()) return r;
+                bool singular = false;
+                for (int k = 0; k < K; ++k) singular = singular || w.rf.emitters[size_t(k)].status == FitStatus::singular;
+                if (!singular || K == 1) break;
+                // Two starts on one emitter make the joint Fisher matrix singular: drop the dimmest start.
+                int dim = 0;
+                for (int k = 1; k < K; ++k)
+                    if (st[k].photons < st[dim].photons) dim = k;
+                w.alive[size_t(ids[dim])] = 0;
+                std::copy(st + dim + 1, st + K, st + dim);
+                std::copy(ids + dim + 1, ids + K, ids + dim);
+                --K;
+            }
+            const int row = int(c.r0 + S / 2), col = int(c.c0 + S / 2);
+            for (int k = 0; k < K; ++k) {
+                const EmitterFit& f = w.rf.emitters[size_t(k)];
+                const FrameEmitter e = frame_emitter(w.rf, size_t(k), row, col, S, int32_t(ci));  // x = f.x + c0
+                const bool usable = f.status == FitStatus::converged || f.status == FitStatus::max_iterations ||
+                                    f.status == FitStatus::unreliable;
+                const bool finite = std::isfinite(f.x) && std::isfinite(f.y) && std::isfinite(f.photons);
+                const bool inside = e.x >= -0.5 && e.x < cols - 0.5 && e.y >= -0.5 && e.y < rows - 0.5;
+                if (!(usable && finite && inside)) {
+                    w.alive[size_t(ids[k])] = 0;
+                    continue;
+                }
+                w.next[size_t(ids[k])] = e;
+                if (last) out.push_back(e);
+            }
+        }
+        w.cur.clear();
+        for (size_t k = 0; k < N; ++k)
+            if (w.alive[k]) w.cur.push_back(w.next[k]);
+    }
+    return Result::success();
+}
+
+}  // namespace
+
+Result check_starts_options(const StartsOptions& so) {
+    if (so.sweeps < 1 || so.sweeps > 10) return Result::invalid("sweeps must be in 1..10, got " + std::to_string(so.sweeps));
+    if (!(so.link >= 0.0f && so.link <= 20.0f)) return Result::invalid("link must be in 0..20 px");
+    if (so.max_cluster < 1 || so.max_cluster > kMaxEmitters)
+        return Result::invalid("max_cluster must be in 1.." + std::to_string(kMaxEmitters) + ", got " +
+                               std::to_string(so.max_cluster));
+    if (so.margin < 0 || so.margin > 15) return Result::invalid("margin must be in 0..15, got " + std::to_string(so.margin));
+    return Result::success();
+}
+
+Result fit_starts(const ImageStack& s, const Camera& cam, const LocalizeOptions& opt, const int64_t* start_frame,
+                  const float* start_x, const float* start_y, int64_t n, const StartsOptions& so, int64_t first_frame,
+                  std::vector<MultiLocalization>& out) {
+    Result r = detail::check_stack(s);
+    if (!r.ok()) return r;
+    r = detail::check_camera(cam);
+    if (!r.ok()) return r;
+    r = check_fit_options(opt.fit);
+    if (!r.ok()) return r;
+    r = check_starts_options(so);
+    if (!r.ok()) return r;
+    if (!(opt.fit.psf_sigma <= kMaxStartsSigma)) return Result::invalid("fit_starts: psf_sigma must be <= 10 px");
+    if (n < 0) return Result::invalid("fit_starts: negative number of starts");
+    if (n > 0 && (!start_frame || !start_x || !start_y)) return Result::invalid("fit_starts: null start arrays");
+    // group = frame * kGroupsPerFrame must fit in int64.
+    const int64_t max_frame = std::numeric_limits<int64_t>::max() / kGroupsPerFrame;
+    if (first_frame < 0 || first_frame > max_frame - s.frames)
+        return Result::invalid("first_frame must be in 0.." + std::to_string(max_frame) + " - frames");
+    const int64_t rows = s.rows, cols = s.cols;
+    for (int64_t k = 0; k < n; ++k) {
+        const int64_t f = start_frame[k];
+        if (f < first_frame || f >= first_frame + s.frames)
+            return Result::invalid("start " + std::to_string(k) + ": frame " + std::to_string(f) + " is not in " +
+                                   std::to_string(first_frame) + ".." + std::to_string(first_frame + s.frames - 1));
+        if (k > 0 && f < start_frame[k - 1])
+            return Result::invalid("start " + std::to_string(k) + ": frames must be non-decreasing");
+        if (!(start_x[k] >= -0.5f && start_x[k] < float(cols) - 0.5f))
+            return Result::invalid("start " + std::to_string(k) + ": x must be finite and in [-0.5, cols - 0.5)");
+        if (!(start_y[k] >= -0.5f && start_y[k] < float(rows) - 0.5f))
+            return Result::invalid("start " + std::to_string(k) + ": y must be finite and in [-0.5, rows - 0.5)");
+    }
+    if (n == 0) return Result::success();
+    if (rows < 3 || cols < 3) return Result::invalid("fit_starts: frames must be at least 3 x 3 pixels");
+    const int64_t npix = rows * cols;
+    std::vector<int64_t> begin;  // starts of frame f: begin[f] .. begin[f + 1]
+    std::vector<std::vector<FrameEmitter>> frames;
+    std::vector<Result> failures;
+    try {
+        begin.assign(size_t(s.frames + 1), 0);
+        frames.resize(size_t(s.frames));
+        failures.resize(size_t(s.frames));
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in fit_starts"};
+    }
+    for (int64_t k = 0; k < n; ++k) ++begin[size_t(start_frame[k] - first_frame + 1)];
+    for (int64_t f = 0; f < s.frames; ++f) begin[size_t(f + 1)] += begin[size_t(f)];
+#ifdef _OPENMP
+    const int threads = thread_count(opt.fit.threads);
+#pragma omp parallel num_threads(threads) if (s.frames > 1)
+#endif
+    {
+        StartsWork w;
+        bool ok_alloc = true;
+        try {
+            w.photons.resize(size_t(npix));
+        } catch (const std::bad_alloc&) {
+            ok_alloc = false;
+        }
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t f = 0; f < s.frames; ++f) {
+            const int64_t b = begin[size_t(f)], e = begin[size_t(f + 1)];
+            if (b == e) continue;
+            if (!ok_alloc) {
+                failures[size_t(f)] = {Status::out_of_memory, "out of memory in fit_starts"};
+                continue;
+            }
+            try {
+                detail::convert_frame(s, f, cam, w.photons.data());
+                failures[size_t(f)] = fit_starts_frame(w.photons.data(), rows, cols, opt.fit, so, start_x + b, start_y + b, e - b, w,
+                                 frames[size_t(f)]);
+            } catch (const std::bad_alloc&) {
+                failures[size_t(f)] = {Status::out_of_memory, "out of memory in fit_starts"};
+            }
+        }
+    }
+    for (const Result& f : failures)
+        if (!f.ok()) return f;
+    try {
+        for (int64_t f = 0; f < s.frames; ++f) {
+            for (const FrameEmitter& e : frames[size_t(f)]) {
+                MultiLocalization m;
+                m.loc.frame = first_frame + f;
+                m.loc.peak_row = e.peak_row;
+                m.loc.peak_col = e.peak_col;
+                const float sg = opt.fit.psf_sigma, nan = std::numeric_limits<float>::quiet_NaN();
+                m.loc.fit = FitResult{float(e.x), float(e.y), e.fit.photons, e.background, sg, sg, e.fit.crlb_x,
+                                      e.fit.crlb_y, e.fit.crlb_photons, e.crlb_background, 0.0f, 0.0f, e.loglik, e.chi2,
+                                      e.iterations, e.fit.status, nan, nan};
+                m.group = (first_frame + f) * kGroupsPerFrame + e.region;
+                m.n_in_group = e.n_in_group;
+                out.push_back(m);
+            }
+        }
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in fit_starts"};
     }
     return Result::success();
 }

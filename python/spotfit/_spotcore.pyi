@@ -202,6 +202,27 @@ def localize_multi(
 ) -> Tuple[_FitRecords, npt.NDArray[np.int64], npt.NDArray[np.int32]]:
     """localize with multi-emitter fits: (FitRecord rows, group, n_in_group)."""
 
+class StartsOptions:
+    """Joint fits from given starts: rounds, clustering distance, largest cluster, region margin."""
+
+    sweeps: int
+    link: float
+    max_cluster: int
+    margin: int
+    def __init__(self) -> None: ...
+
+def fit_starts(
+    stack: _Stack,
+    camera: _CameraLike,
+    options: LocalizeOptions,
+    frame: npt.ArrayLike,
+    x: npt.ArrayLike,
+    y: npt.ArrayLike,
+    starts: StartsOptions,
+    first_frame: int,
+) -> Tuple[_FitRecords, npt.NDArray[np.int64], npt.NDArray[np.int32]]:
+    """Joint fits of clusters of given starts (absolute frame, x, y in pixels): (FitRecord rows, group, n_in_group)."""
+
 def fit_region(
     region: npt.ArrayLike, offset: Optional[npt.ArrayLike], fit: FitOptions, multi: MultiOptions, starts: npt.ArrayLike
 ) -> Dict[str, Any]:

@@ -234,6 +234,19 @@ cdef extern from "spotcore/multi.h" namespace "spotcore" nogil:
     Result localize_multi(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
                           const MultiOptions& multi, int64_t first_frame, vector[MultiLocalization]& out)
 
+    cppclass StartsOptions:
+        int32_t sweeps             # rounds of cluster fits, 1..10
+        float link                 # px: starts closer than this are fitted jointly, 0..20
+        int32_t max_cluster        # 1..kMaxEmitters; larger components split in x order
+        int32_t margin             # px around a cluster in its fit region, 0..15
+
+    Result check_starts_options(const StartsOptions& starts)
+    # Joint fits of clusters of given starts (frame absolute, non-decreasing; x, y in image pixels), every
+    # other emitter of the frame as a fixed offset; output as localize_multi.
+    Result fit_starts(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
+                      const int64_t* start_frame, const float* start_x, const float* start_y, int64_t n_starts,
+                      const StartsOptions& starts, int64_t first_frame, vector[MultiLocalization]& out)
+
 
 cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
     cppclass LinkOptions:

@@ -3,6 +3,27 @@
 
 #include "common.h"
 
+namespace {
+
+// (FitRecord array, group int64, n_in_group int32) of multi-emitter rows.
+py::tuple multi_rows(const std::vector<spotcore::MultiLocalization>& locs) {
+    py::array_t<FitRecord> out(py::ssize_t(locs.size()));
+    py::array_t<int64_t> group(py::ssize_t(locs.size()));
+    py::array_t<int32_t> n_in_group(py::ssize_t(locs.size()));
+    auto* rec = out.mutable_data();
+    auto* g = group.mutable_data();
+    auto* n = n_in_group.mutable_data();
+    for (size_t i = 0; i < locs.size(); ++i) {
+        const auto& l = locs[i].loc;
+        rec[i] = to_record(l.fit, l.frame, l.peak_row, l.peak_col);
+        g[i] = locs[i].group;
+        n[i] = locs[i].n_in_group;
+    }
+    return py::make_tuple(out, group, n_in_group);
+}
+
+}  // namespace
+
 void bind_multi(py::module_& m) {
     using spotcore::MultiOptions;
     py::class_<MultiOptions> o(m, "MultiOptions", "Multi-emitter fitting: model selection and residual re-detection.");
@@ -14,6 +35,13 @@ void bind_multi(py::module_& m) {
         .def_readwrite("merge_distance", &MultiOptions::merge_distance, "drop the dimmer of two emitters closer than "
                        "this x psf_sigma");
     m.attr("MAX_EMITTERS") = spotcore::kMaxEmitters;
+    using spotcore::StartsOptions;
+    py::class_<StartsOptions>(m, "StartsOptions", "Joint fits from given starts: clustering and rounds.")
+        .def(py::init<>())
+        .def_readwrite("sweeps", &StartsOptions::sweeps, "rounds of cluster fits, 1..10")
+        .def_readwrite("link", &StartsOptions::link, "px: starts closer than this are fitted jointly, 0..20")
+        .def_readwrite("max_cluster", &StartsOptions::max_cluster, "largest cluster, 1..10 (larger: split in x order)")
+        .def_readwrite("margin", &StartsOptions::margin, "px around a cluster in its fit region, 0..15");
     m.def(
         "localize_multi",
         [](py::array stack, py::object camera, spotcore::LocalizeOptions options, MultiOptions multi,
@@ -27,22 +55,37 @@ void bind_multi(py::module_& m) {
                 r = spotcore::localize_multi(s, c.cam, options, multi, first_frame, locs);
             }
             raise_if_failed(r);
-            py::array_t<FitRecord> out(py::ssize_t(locs.size()));
-            py::array_t<int64_t> group(py::ssize_t(locs.size()));
-            py::array_t<int32_t> n_in_group(py::ssize_t(locs.size()));
-            auto* rec = out.mutable_data();
-            auto* g = group.mutable_data();
-            auto* n = n_in_group.mutable_data();
-            for (size_t i = 0; i < locs.size(); ++i) {
-                const auto& l = locs[i].loc;
-                rec[i] = to_record(l.fit, l.frame, l.peak_row, l.peak_col);
-                g[i] = locs[i].group;
-                n[i] = locs[i].n_in_group;
-            }
-            return py::make_tuple(out, group, n_in_group);
+            return multi_rows(locs);
         },
         py::arg("stack"), py::arg("camera"), py::arg("options"), py::arg("multi"), py::arg("first_frame"),
         "localize with multi-emitter fits: (FitRecord array, group int64 (unique within the call), n_in_group int32).");
+    m.def(
+        "fit_starts",
+        [](py::array stack, py::object camera, spotcore::LocalizeOptions options, py::array frame, py::array x,
+           py::array y, StartsOptions starts, int64_t first_frame) {
+            const spotcore::ImageStack s = stack_view(stack, "fit_starts");
+            const CameraArgs c = camera_args(camera, s, "fit_starts");
+            const auto fr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(frame);
+            const auto xs = FloatImage::ensure(x), ys = FloatImage::ensure(y);
+            if (!fr || !xs || !ys) throw py::value_error("fit_starts: frame, x and y must be numeric arrays");
+            if (fr.ndim() != 1 || xs.ndim() != 1 || ys.ndim() != 1)
+                throw py::value_error("fit_starts: frame, x and y must be 1D arrays");
+            if (xs.shape(0) != fr.shape(0) || ys.shape(0) != fr.shape(0))
+                throw py::value_error("fit_starts: frame, x and y must have the same length");
+            std::vector<spotcore::MultiLocalization> locs;
+            spotcore::Result r;
+            {
+                py::gil_scoped_release release;
+                r = spotcore::fit_starts(s, c.cam, options, fr.data(), xs.data(), ys.data(), int64_t(fr.shape(0)), starts,
+                                         first_frame, locs);
+            }
+            raise_if_failed(r);
+            return multi_rows(locs);
+        },
+        py::arg("stack"), py::arg("camera"), py::arg("options"), py::arg("frame"), py::arg("x"), py::arg("y"),
+        py::arg("starts"), py::arg("first_frame"),
+        "Joint fits of clusters of given starts (frame: absolute, non-decreasing; x, y: image pixels): "
+        "(FitRecord array, group int64, n_in_group int32), as localize_multi.");
     m.def(
         "fit_region",
         [](FloatImage region, py::object offset, spotcore::FitOptions fit, MultiOptions multi, FloatImage starts) {
