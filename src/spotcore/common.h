@@ -31,6 +31,7 @@ void bind_localize(py::module_& m);
 void bind_drift(py::module_& m);
 void bind_link(py::module_& m);
 void bind_multi(py::module_& m);
+void bind_frame_fit(py::module_& m);
 
 // A 3D numpy array (u1, u2, i2, u4, i4, f4, f8 in native byte order, any strides) as an ImageStack; the
 // array must outlive it. fn names the caller in error messages.

@@ -51,4 +51,5 @@ PYBIND11_MODULE(_spotcore, m) {
     bind_drift(m);
     bind_link(m);
     bind_multi(m);
+    bind_frame_fit(m);
 }
