@@ -76,9 +76,11 @@ struct StartsOptions {
 
 Result check_starts_options(const StartsOptions& starts);
 
-// Joint fits started at given positions (a detector's candidates). Per frame and round, clusters of starts
-// are fitted together (fit_emitters; psf_sigma, tolerance and max_iterations from options.fit, at most
-// 10 px) with every other emitter of the frame entering as a fixed offset (its rendered model). An emitter
+// Joint fits started at given positions (a detector's candidates). Start photons: Poisson EM for the
+// amplitudes of all starts of the frame and a flat background at the given positions (from the peak
+// height above the frame's median), at least 50. Per frame and round, clusters of starts are fitted
+// together (fit_emitters; psf_sigma, tolerance and max_iterations from options.fit, at most 10 px) with
+// every other emitter of the frame entering as a fixed offset (its rendered model). An emitter
 // whose fit is singular, out of its region or of the frame, or non-finite is dropped (also from later
 // rounds). start_frame: absolute frame indices, non-decreasing, first_frame..first_frame+frames-1; x, y in
 // image pixels inside [-0.5, cols-0.5) x [-0.5, rows-0.5). Output ordered by frame, then cluster (group =
