@@ -1,10 +1,14 @@
-// Whole-frame joint fit of many emitters (spotcore/frame_fit.h).
+// Whole-frame joint fit of many emitters from given starts (spotcore/frame_fit.h).
 #include "spotcore/frame_fit.h"
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <new>
 #include <string>
+
+#include "internal.h"
+#include "spotcore/fit.h"
 
 namespace spotcore {
 namespace {
@@ -210,19 +214,23 @@ bool invert_small(std::vector<double>& a, int P) {
 
 }  // namespace
 
-Result check_frame_fit_options(const FrameFitOptions& o) {
-    if (!(o.psf_sigma > 0.1 && o.psf_sigma < 100)) return Result::invalid("psf_sigma must be in (0.1, 100) px");
-    if (o.max_iterations < 1 || o.max_iterations > 10000) return Result::invalid("max_iterations must be 1..10000");
+Result check_starts_options(const StartsOptions& o) {
+    if (o.max_iterations < 1 || o.max_iterations > 1000) return Result::invalid("max_iterations must be in 1..1000");
     if (!(o.tolerance > 0 && o.tolerance < 1)) return Result::invalid("tolerance must be in (0, 1)");
-    if (o.window < 1 || o.window > 32) return Result::invalid("window must be 1..32 px");
+    if (o.window < 1 || o.window > 16) return Result::invalid("window must be in 1..16 px");
+    if (o.cg_iterations < 1 || o.cg_iterations > 200) return Result::invalid("cg_iterations must be in 1..200");
+    if (o.warmup < 0 || o.warmup > 100) return Result::invalid("warmup must be in 0..100");
+    if (!(o.max_shift >= 0 && o.max_shift <= 16)) return Result::invalid("max_shift must be in [0, 16] px");
+    if (!(o.prior_sigma >= 0 && o.prior_sigma <= 16)) return Result::invalid("prior_sigma must be in [0, 16] px");
     if (!(o.crlb_radius >= 0 && o.crlb_radius <= 16)) return Result::invalid("crlb_radius must be in [0, 16] px");
     return Result::success();
 }
 
-Result fit_frame(const float* data, int64_t rows, int64_t cols, const float* x, const float* y, int64_t n,
-                 const FrameFitOptions& o, FrameFit& out) {
-    Result r = check_frame_fit_options(o);
+Result fit_frame(const float* data, int64_t rows, int64_t cols, double psf_sigma, const float* x, const float* y,
+                 int64_t n, const StartsOptions& o, FrameFit& out) {
+    Result r = check_starts_options(o);
     if (!r.ok()) return r;
+    if (!(psf_sigma >= 0.3 && psf_sigma <= 10)) return Result::invalid("psf_sigma must be in [0.3, 10] px");
     if (rows < 1 || cols < 1 || rows * cols > (int64_t(1) << 28)) return Result::invalid("frame size out of range");
     if (n < 0) return Result::invalid("negative number of starts");
     for (int64_t k = 0; k < n; ++k)
@@ -244,7 +252,7 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, const float* x, 
     w.cols = cols;
     w.n = n;
     w.W = 2 * o.window + 1;
-    w.sigma = o.psf_sigma;
+    w.sigma = psf_sigma;
     w.prof.resize(size_t(n));
     w.ex.assign(size_t(n * w.W), 0.0);
     w.dex = w.ey = w.dey = w.ex;
@@ -255,15 +263,28 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, const float* x, 
     const int64_t P = 3 * n + 1;
     const size_t NP = static_cast<size_t>(P), N6 = static_cast<size_t>(6 * n), N9 = static_cast<size_t>(9 * n);
     std::vector<double> th(NP), trial(NP), g(NP), d(NP), z(NP), q(NP), res(NP), step(NP), blk(N6), pre(N9), pix(npix);
+    // Starts sorted by x: neighbour queries scan an x range (no n^2 loop over a frame's starts).
+    std::vector<int64_t> by_x(static_cast<size_t>(n));
+    for (int64_t k = 0; k < n; ++k) by_x[size_t(k)] = k;
+    std::sort(by_x.begin(), by_x.end(), [&](int64_t a, int64_t b) { return x[a] < x[b] || (x[a] == x[b] && a < b); });
+    auto neighbours = [&](double cx, double cy, double radius, const std::vector<double>* pos, auto&& visit) {
+        auto px = [&](int64_t j) { return pos ? (*pos)[size_t(3 * j)] : double(x[j]); };
+        auto py = [&](int64_t j) { return pos ? (*pos)[size_t(3 * j + 1)] : double(y[j]); };
+        // positions move by at most max_shift from the starts, which are what by_x sorts
+        const double reach = radius + (pos ? o.max_shift : 0.0);
+        auto lo = std::lower_bound(by_x.begin(), by_x.end(), cx - reach,
+                                   [&](int64_t j, double v) { return double(x[j]) < v; });
+        for (auto itj = lo; itj != by_x.end() && double(x[*itj]) <= cx + reach; ++itj)
+            if (std::hypot(px(*itj) - cx, py(*itj) - cy) < radius) visit(*itj);
+    };
     // Start photons: the start pixel's excess over the background spread as a PSF peak (2 pi sigma^2),
     // shared among starts closer than 1 sigma; the fit corrects it (photons enter linearly).
-    const double peak_area = 2.0 * M_PI * o.psf_sigma * o.psf_sigma;
+    const double peak_area = 2.0 * M_PI * psf_sigma * psf_sigma;
     for (int64_t k = 0; k < n; ++k) {
         const int64_t c = std::clamp<int64_t>(std::lround(x[k]), 0, cols - 1);
         const int64_t rr = std::clamp<int64_t>(std::lround(y[k]), 0, rows - 1);
         int near = 0;
-        for (int64_t j = 0; j < n; ++j)
-            near += std::hypot(double(x[j] - x[k]), double(y[j] - y[k])) < o.psf_sigma;
+        neighbours(x[k], y[k], psf_sigma, nullptr, [&](int64_t) { ++near; });
         th[size_t(3 * k)] = x[k];
         th[size_t(3 * k + 1)] = y[k];
         th[size_t(3 * k + 2)] = std::max(10.0, (double(data[rr * cols + c]) - b0) * peak_area / std::max(1, near));
@@ -407,21 +428,19 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, const float* x, 
         }
     }
     out.iterations = it;
-    out.chi2 = cost;
+    out.chi2 = chi2(w, data, th, x, y, 0.0);
     out.background = float(th[size_t(3 * n)]);
     // Bounds: Poisson Fisher (weights 1 / model) of each emitter jointly with its neighbours within
     // crlb_radius (the rest of the frame held fixed), at the estimate.
-    const double bg = th[size_t(3 * n)];
     evaluate(w, th, o.window);
     std::vector<int64_t> group;
     std::vector<double> F;
     for (int64_t k = 0; k < n; ++k) {
         group.clear();
         group.push_back(k);
-        for (int64_t j = 0; j < n && group.size() < 8; ++j)
-            if (j != k && std::hypot(th[size_t(3 * j)] - th[size_t(3 * k)], th[size_t(3 * j + 1)] - th[size_t(3 * k + 1)]) <
-                              o.crlb_radius)
-                group.push_back(j);
+        neighbours(th[size_t(3 * k)], th[size_t(3 * k + 1)], o.crlb_radius, &th, [&](int64_t j) {
+            if (j != k && group.size() < 8) group.push_back(j);
+        });
         const int G = int(group.size()), Pg = 3 * G + 1;
         F.assign(size_t(Pg * Pg), 0.0);
         const Profile& pk = w.prof[size_t(k)];
@@ -458,11 +477,104 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, const float* x, 
             e.crlb_x = float(std::sqrt(std::max(F[0], 0.0)));
             e.crlb_y = float(std::sqrt(std::max(F[size_t(Pg + 1)], 0.0)));
             e.crlb_photons = float(std::sqrt(std::max(F[size_t(2 * Pg + 2)], 0.0)));
+            e.crlb_background = float(std::sqrt(std::max(F[size_t(3 * G * Pg + 3 * G)], 0.0)));
         } else {
-            e.crlb_x = e.crlb_y = e.crlb_photons = std::numeric_limits<float>::infinity();
+            e.crlb_x = e.crlb_y = e.crlb_photons = e.crlb_background = std::numeric_limits<float>::infinity();
         }
     }
-    (void)bg;
+    return Result::success();
+}
+
+
+Result fit_starts(const ImageStack& s, const Camera& cam, const LocalizeOptions& opt, const int64_t* start_frame,
+                  const float* start_x, const float* start_y, int64_t n, const StartsOptions& so, int64_t first_frame,
+                  std::vector<MultiLocalization>& out) {
+    Result r = detail::check_stack(s);
+    if (!r.ok()) return r;
+    r = detail::check_camera(cam);
+    if (!r.ok()) return r;
+    r = check_starts_options(so);
+    if (!r.ok()) return r;
+    const double sigma = opt.fit.psf_sigma;
+    if (!(sigma >= 0.3 && sigma <= 10)) return Result::invalid("fit_starts: psf_sigma must be in [0.3, 10] px");
+    if (n < 0) return Result::invalid("fit_starts: negative number of starts");
+    if (n > 0 && (!start_frame || !start_x || !start_y)) return Result::invalid("fit_starts: null start arrays");
+    const int64_t max_frame = std::numeric_limits<int64_t>::max() / kGroupsPerFrame;   // group must fit int64
+    if (first_frame < 0 || first_frame > max_frame - s.frames)
+        return Result::invalid("first_frame must be in 0.." + std::to_string(max_frame) + " - frames");
+    const int64_t rows = s.rows, cols = s.cols;
+    for (int64_t k = 0; k < n; ++k) {
+        const int64_t f = start_frame[k];
+        if (f < first_frame || f >= first_frame + s.frames)
+            return Result::invalid("start " + std::to_string(k) + ": frame " + std::to_string(f) + " is not in " +
+                                   std::to_string(first_frame) + ".." + std::to_string(first_frame + s.frames - 1));
+        if (k > 0 && f < start_frame[k - 1])
+            return Result::invalid("start " + std::to_string(k) + ": frames must be non-decreasing");
+        if (!(start_x[k] >= -0.5f && start_x[k] < float(cols) - 0.5f))
+            return Result::invalid("start " + std::to_string(k) + ": x must be finite and in [-0.5, cols - 0.5)");
+        if (!(start_y[k] >= -0.5f && start_y[k] < float(rows) - 0.5f))
+            return Result::invalid("start " + std::to_string(k) + ": y must be finite and in [-0.5, rows - 0.5)");
+    }
+    if (n == 0) return Result::success();
+    std::vector<int64_t> begin;   // starts of frame f: begin[f] .. begin[f + 1]
+    std::vector<FrameFit> fits;
+    std::vector<Result> failures;
+    try {
+        begin.assign(size_t(s.frames + 1), 0);
+        fits.resize(size_t(s.frames));
+        failures.resize(size_t(s.frames));
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in fit_starts"};
+    }
+    for (int64_t k = 0; k < n; ++k) ++begin[size_t(start_frame[k] - first_frame + 1)];
+    for (int64_t f = 0; f < s.frames; ++f) begin[size_t(f + 1)] += begin[size_t(f)];
+#ifdef _OPENMP
+    const int threads = thread_count(opt.fit.threads);
+#pragma omp parallel num_threads(threads) if (s.frames > 1)
+#endif
+    {
+        std::vector<float> photons;
+#ifdef _OPENMP
+#pragma omp for schedule(dynamic, 1)
+#endif
+        for (int64_t f = 0; f < s.frames; ++f) {
+            const int64_t b = begin[size_t(f)], e = begin[size_t(f + 1)];
+            if (b == e) continue;
+            try {
+                photons.resize(size_t(rows * cols));
+                detail::convert_frame(s, f, cam, photons.data());
+                failures[size_t(f)] = fit_frame(photons.data(), rows, cols, sigma, start_x + b, start_y + b, e - b, so,
+                                                fits[size_t(f)]);
+            } catch (const std::bad_alloc&) {
+                failures[size_t(f)] = {Status::out_of_memory, "out of memory in fit_starts"};
+            }
+        }
+    }
+    for (const Result& f : failures)
+        if (!f.ok()) return f;
+    try {
+        out.reserve(out.size() + size_t(n));
+        const float sg = float(sigma), nan = std::numeric_limits<float>::quiet_NaN();
+        for (int64_t f = 0; f < s.frames; ++f) {
+            const FrameFit& ff = fits[size_t(f)];
+            const int64_t b = begin[size_t(f)];
+            for (size_t k = 0; k < ff.emitters.size(); ++k) {
+                const FrameEmitterFit& e = ff.emitters[k];
+                MultiLocalization m;
+                m.loc.frame = first_frame + f;
+                m.loc.peak_row = int32_t(std::lround(start_y[b + int64_t(k)]));
+                m.loc.peak_col = int32_t(std::lround(start_x[b + int64_t(k)]));
+                const FitStatus st = ff.converged ? FitStatus::converged : FitStatus::max_iterations;
+                m.loc.fit = FitResult{e.x, e.y, e.photons, ff.background, sg, sg, e.crlb_x, e.crlb_y, e.crlb_photons,
+                                      e.crlb_background, 0.0f, 0.0f, nan, float(ff.chi2), ff.iterations, st, nan, nan};
+                m.group = (first_frame + f) * kGroupsPerFrame;
+                m.n_in_group = int32_t(ff.emitters.size());
+                out.push_back(m);
+            }
+        }
+    } catch (const std::bad_alloc&) {
+        return {Status::out_of_memory, "out of memory in fit_starts"};
+    }
     return Result::success();
 }
 

@@ -49,8 +49,9 @@ def localize(stack, options: Optional[LocalizeOptions] = None, *, camera: Option
         ``status`` missing).
     detector : "crowded", a :class:`spotfit.ml.CrowdedDetector` or a saved one (.npz), optional
         For crowded fields (docs/crowded.md): a network proposes the emitters (``"crowded"``: the packaged
-        one, ``pip install spotfit[tf]``) instead of wavelet detection and model selection; clusters of up to
-        ``max_emitters`` proposals (give > 1) are then fitted jointly, as with ``max_emitters`` alone.
+        one, ``pip install spotfit[tf]``) instead of wavelet detection; all emitters of a frame are then fitted
+        jointly (width psf_sigma, a flat background, each held near its proposal by a prior of 0.2 px), with the
+        ``group`` (frame * 2**24) and ``n_in_group`` columns. ``max_emitters`` is not used.
     progress : bool
         Show a progress bar (tqdm).
     **keywords

@@ -10,7 +10,8 @@ with the methods below (``spotfit.ml`` provides both):
 - estimator (regressor): ``size`` and ``estimate_boxes(boxes) -> DataFrame`` with ``x``, ``y`` (px from the
   middle pixel's centre), ``photons``, ``background``, ``snr``, for boxes with NaN outside the image;
 - detector (crowded fields): ``candidates(photons, first_frame) -> (frame, x, y)`` for a (frames, rows, cols)
-  float32 chunk in photons above the offset: proposed emitter centres (px), which the core fits jointly.
+  float32 chunk in photons above the offset: proposed emitter centres (px), which the core fits jointly
+  (every emitter of a frame at once, each held near its proposal by a prior: docs/crowded.md).
 
 Names and paths (``"ridge"``, ``"model.zip"``, ``"movie.tif"``) are resolved by :func:`spotfit.localize`.
 """
@@ -217,9 +218,6 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
         if classifier is not None or regressor is not None:
             raise ValueError("a detector proposes emitters for joint fits; it cannot be combined with a classifier "
                              "or a centroid regressor")
-        if opts.max_emitters < 2:
-            raise ValueError("a detector's proposals are fitted jointly in clusters of up to max_emitters: give "
-                             "max_emitters > 1 (e.g. 6)")
     if n_frames == 0 or 0 in frame_shape:
         raise ValueError(f"stack is empty: {n_frames} frames of shape {frame_shape}")
     box = opts.fit_box if regressor is None else int(regressor.size)
@@ -333,7 +331,7 @@ def warn_if_below_baseline(frame, camera: Camera) -> None:
 
 
 def _detector_chunk(chunk, first, camera, opts, detector):
-    """One chunk: the detector's proposals from the photon frames, then joint fits of their clusters in C++."""
+    """One chunk: the detector's proposals from the photon frames, then each frame's joint fit in C++."""
     photons = _spotcore.to_photons(chunk, camera, _threads.count(opts.threads))
     frame, x, y = detector.candidates(photons, first)
     frame = np.ascontiguousarray(frame, dtype=np.int64)
@@ -341,7 +339,7 @@ def _detector_chunk(chunk, first, camera, opts, detector):
     y = np.ascontiguousarray(y, dtype=np.float32)
     if not len(frame) == len(x) == len(y):
         raise ValueError(f"the detector returned {len(frame)} frames, {len(x)} x and {len(y)} y")
-    return _spotcore.fit_starts(chunk, camera, opts.to_core(), frame, x, y, opts.starts_options(), first)
+    return _spotcore.fit_starts(chunk, camera, opts.to_core(), frame, x, y, _spotcore.StartsOptions(), first)
 
 
 def _classify_chunk(chunk, first, camera, opts, classifier):

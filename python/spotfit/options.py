@@ -169,13 +169,6 @@ class LocalizeOptions:
         multi.max_emitters = self.max_emitters
         return multi
 
-    def starts_options(self) -> "_spotcore.StartsOptions":
-        """The C++ ``spotcore::StartsOptions`` of fits from a detector's proposals: clusters of at most
-        max_emitters, the core's other defaults."""
-        starts = _spotcore.StartsOptions()
-        starts.max_cluster = self.max_emitters
-        return starts
-
 
 def names() -> list:
     """Names of every option, in order."""

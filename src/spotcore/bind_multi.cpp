@@ -2,6 +2,7 @@
 #include <vector>
 
 #include "common.h"
+#include "spotcore/frame_fit.h"
 
 namespace {
 
@@ -35,13 +36,6 @@ void bind_multi(py::module_& m) {
         .def_readwrite("merge_distance", &MultiOptions::merge_distance, "drop the dimmer of two emitters closer than "
                        "this x psf_sigma");
     m.attr("MAX_EMITTERS") = spotcore::kMaxEmitters;
-    using spotcore::StartsOptions;
-    py::class_<StartsOptions>(m, "StartsOptions", "Joint fits from given starts: clustering and rounds.")
-        .def(py::init<>())
-        .def_readwrite("sweeps", &StartsOptions::sweeps, "rounds of cluster fits, 1..10")
-        .def_readwrite("link", &StartsOptions::link, "px: starts closer than this are fitted jointly, 0..20")
-        .def_readwrite("max_cluster", &StartsOptions::max_cluster, "largest cluster, 1..10 (larger: split in x order)")
-        .def_readwrite("margin", &StartsOptions::margin, "px around a cluster in its fit region, 0..15");
     m.def(
         "localize_multi",
         [](py::array stack, py::object camera, spotcore::LocalizeOptions options, MultiOptions multi,
@@ -62,7 +56,7 @@ void bind_multi(py::module_& m) {
     m.def(
         "fit_starts",
         [](py::array stack, py::object camera, spotcore::LocalizeOptions options, py::array frame, py::array x,
-           py::array y, StartsOptions starts, int64_t first_frame) {
+           py::array y, spotcore::StartsOptions starts, int64_t first_frame) {
             const spotcore::ImageStack s = stack_view(stack, "fit_starts");
             const CameraArgs c = camera_args(camera, s, "fit_starts");
             const auto fr = py::array_t<int64_t, py::array::c_style | py::array::forcecast>::ensure(frame);
@@ -84,7 +78,7 @@ void bind_multi(py::module_& m) {
         },
         py::arg("stack"), py::arg("camera"), py::arg("options"), py::arg("frame"), py::arg("x"), py::arg("y"),
         py::arg("starts"), py::arg("first_frame"),
-        "Joint fits of clusters of given starts (frame: absolute, non-decreasing; x, y: image pixels): "
+        "Joint fit of every frame's given starts (frame: absolute, non-decreasing; x, y: image pixels): "
         "(FitRecord array, group int64, n_in_group int32), as localize_multi.");
     m.def(
         "fit_region",

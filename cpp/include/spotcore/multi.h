@@ -67,26 +67,4 @@ Result check_multi_options(const MultiOptions& multi);
 Result localize_multi(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
                       const MultiOptions& multi, int64_t first_frame, std::vector<MultiLocalization>& out);
 
-struct StartsOptions {
-    int32_t sweeps = 2;        // 1..10 rounds of cluster fits (Jacobi: every cluster sees the previous round's emitters)
-    float link = 2.0f;         // 0..20 px: starts closer than this are fitted jointly (connected components)
-    int32_t max_cluster = 6;   // 1..kMaxEmitters: larger components are split into chunks of this many, in x order
-    int32_t margin = 3;        // 0..15 px around a cluster's emitters in its square region (side 7..min(rows, cols, 31))
-};
-
-Result check_starts_options(const StartsOptions& starts);
-
-// Joint fits started at given positions (a detector's candidates). Start photons: Poisson EM for the
-// amplitudes of all starts of the frame and a flat background at the given positions (from the peak
-// height above the frame's median), at least 50. Per frame and round, clusters of starts are fitted
-// together (fit_emitters; psf_sigma, tolerance and max_iterations from options.fit, at most 10 px) with
-// every other emitter of the frame entering as a fixed offset (its rendered model). An emitter
-// whose fit is singular, out of its region or of the frame, or non-finite is dropped (also from later
-// rounds). start_frame: absolute frame indices, non-decreasing, first_frame..first_frame+frames-1; x, y in
-// image pixels inside [-0.5, cols-0.5) x [-0.5, rows-0.5). Output ordered by frame, then cluster (group =
-// frame * kGroupsPerFrame + cluster index of the last round), then emitter; identical for any thread count.
-Result fit_starts(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
-                  const int64_t* start_frame, const float* start_x, const float* start_y, int64_t n_starts,
-                  const StartsOptions& starts, int64_t first_frame, std::vector<MultiLocalization>& out);
-
 }  // namespace spotcore

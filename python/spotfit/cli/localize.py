@@ -30,8 +30,6 @@ def _jobs(movies: list, out: Path, args) -> tuple:
 def _check_conflicts(args, options) -> None:
     if options.drop_bad and not args.classifier:
         raise UsageError("--drop-bad drops the spots a --classifier calls bad; give --classifier MODEL")
-    if args.detector is not None and options.max_emitters < 2:
-        raise UsageError("--detector proposes emitters that are fitted jointly: give --max-emitters N (N > 1, e.g. 6)")
     if args.scheduler is not None and args.workers is not None:
         raise UsageError("give --scheduler (a running cluster) or --workers (a local one), not both")
     if args.workers is not None and args.workers < 1:
@@ -139,8 +137,8 @@ def register(subparsers) -> None:
                                     "train` (default: none)"))
     fit.add_argument("--detector", default=None, metavar="crowded|MODEL",
                      help=help_text("crowded fields: emitters proposed by a network (crowded: the packaged one, pip "
-                                    "install spotfit[tf]; or a saved CrowdedDetector .npz), fitted jointly in "
-                                    "clusters of up to --max-emitters (default: none, wavelet detection)"))
+                                    "install spotfit[tf]; or a saved CrowdedDetector .npz), then fitted jointly, "
+                                    "each near its proposal (default: none, wavelet detection)"))
     dask = p.add_argument_group("Dask (pip install spotfit[dask]; --chunk-frames is then the frames per task)")
     dask.add_argument("--scheduler", default=None, metavar="tcp://HOST:PORT",
                       help=help_text("localize on this running Dask scheduler (default: none, in this process)"))

@@ -111,6 +111,27 @@ def crowded_training_set(n: int, size: int = 32, seed: Optional[int] = None, **r
     return frames, targets, truth
 
 
+def _merge(frame, x, y, weight, distance):
+    """Points of one frame closer than ``distance`` (chains included) become their weighted mean."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+    from scipy.spatial import cKDTree
+    # frames apart by more than the distance: one tree over (x, y, frame * far) keeps them from merging
+    far = 4.0 * distance + float(max(np.ptp(x), np.ptp(y))) + 10.0
+    pts = np.column_stack([x, y, frame * far])
+    pairs = cKDTree(pts).query_pairs(distance, output_type="ndarray")
+    n = len(x)
+    adj = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    count, label = connected_components(adj, directed=False)
+    w = np.bincount(label, weight, count)
+    first = np.full(count, n)
+    np.minimum.at(first, label, np.arange(n))      # each group keeps its first member's frame and order
+    order = np.argsort(first, kind="stable")
+    mx = np.bincount(label, weight * x, count) / w
+    my = np.bincount(label, weight * y, count) / w
+    return frame[first][order], mx[order], my[order]
+
+
 # --------------------------------------------------------------------------------------------- model
 def _build(tf, channels: int):
     L = tf.keras.layers
@@ -143,14 +164,18 @@ def _loss(tf):
 
 class CrowdedDetector:
     """Proposes emitter centres in crowded frames (see the module's text). ``threshold``: a cell whose
-    probability of holding a centre exceeds it is a proposal; ``scale``: the network's input is photons x scale.
+    probability of holding a centre exceeds it is a proposal; ``merge_distance`` (px): proposals of neighbouring
+    cells that decode to points this close are one emitter (an emitter near a cell border lights both cells),
+    placed at their probability-weighted mean; ``scale``: the network's input is photons x scale.
     """
 
-    def __init__(self, *, channels: int = 32, threshold: float = 0.7, scale: float = 1e-3):
+    def __init__(self, *, channels: int = 32, threshold: float = 0.58, merge_distance: float = 0.25,
+                 scale: float = 1e-3):
         self.channels = _validate.integer("channels", channels, 4, 256)
         self.threshold = float(threshold)
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be in (0, 1), got {threshold}")
+        self.merge_distance = _validate.positive("merge_distance", merge_distance, allow_zero=True)
         self.scale = _validate.positive("scale", scale)
         self.info: dict = {}
         self._model = None
@@ -220,6 +245,8 @@ class CrowdedDetector:
         f, r, c = np.nonzero(out[..., 0] > self.threshold)
         x = (c + 0.5) / UPSAMPLE - 0.5 + out[f, r, c, 1]
         y = (r + 0.5) / UPSAMPLE - 0.5 + out[f, r, c, 2]
+        if self.merge_distance > 0 and len(f):
+            f, x, y = _merge(f, x, y, out[f, r, c, 0], self.merge_distance)
         rows, cols = out.shape[1] // UPSAMPLE, out.shape[2] // UPSAMPLE
         x = np.clip(x, -0.5, cols - 0.5 - 1e-3)
         y = np.clip(y, -0.5, rows - 0.5 - 1e-3)
@@ -230,7 +257,8 @@ class CrowdedDetector:
         """Write weights and settings to a ``.npz`` file (no pickle), atomically."""
         self._check()
         meta = {"format": _FORMAT, "kind": "crowded-detector", "channels": self.channels,
-                "threshold": self.threshold, "scale": self.scale, "upsample": UPSAMPLE, "info": self.info}
+                "threshold": self.threshold, "merge_distance": self.merge_distance, "scale": self.scale,
+                "upsample": UPSAMPLE, "info": self.info}
         arrays = {f"w{i:03d}": w for i, w in enumerate(self._model.get_weights())}
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez_compressed(fh, meta=np.array(json.dumps(meta)), **arrays)
@@ -249,7 +277,7 @@ class CrowdedDetector:
         if meta.get("format") != _FORMAT or meta.get("upsample") != UPSAMPLE:
             raise ValueError(f"{path}: unsupported detector format {meta.get('format')}")
         self = cls.__new__(cls)
-        state = {k: meta[k] for k in ("channels", "threshold", "scale")}
+        state = {k: meta[k] for k in ("channels", "threshold", "merge_distance", "scale")}
         state.update(info=meta.get("info", {}), weights=[data[k] for k in sorted(k for k in data if k.startswith("w"))])
         try:
             self.__setstate__(state)
@@ -265,11 +293,12 @@ class CrowdedDetector:
     # Pickled as settings and weights (a Keras model does not pickle): Dask sends detectors to its workers.
     def __getstate__(self) -> dict:
         weights = self._model.get_weights() if self._model is not None else None
-        return {"channels": self.channels, "threshold": self.threshold, "scale": self.scale, "info": self.info,
-                "weights": weights}
+        return {"channels": self.channels, "threshold": self.threshold, "merge_distance": self.merge_distance,
+                "scale": self.scale, "info": self.info, "weights": weights}
 
     def __setstate__(self, state: dict) -> None:
-        self.__init__(channels=state["channels"], threshold=state["threshold"], scale=state["scale"])
+        self.__init__(channels=state["channels"], threshold=state["threshold"],
+                      merge_distance=state["merge_distance"], scale=state["scale"])
         self.info = state["info"]
         if state["weights"] is not None:
             self._model = _build(_require_tf(), self.channels)
@@ -277,4 +306,5 @@ class CrowdedDetector:
 
     def __repr__(self) -> str:
         state = "trained" if self._model is not None else "untrained"
-        return f"CrowdedDetector(channels={self.channels}, threshold={self.threshold}, {state})"
+        return (f"CrowdedDetector(channels={self.channels}, threshold={self.threshold}, "
+                f"merge_distance={self.merge_distance}, {state})")
