@@ -223,6 +223,7 @@ Result check_starts_options(const StartsOptions& o) {
     if (!(o.max_shift >= 0 && o.max_shift <= 16)) return Result::invalid("max_shift must be in [0, 16] px");
     if (!(o.prior_sigma >= 0 && o.prior_sigma <= 16)) return Result::invalid("prior_sigma must be in [0, 16] px");
     if (!(o.crlb_radius >= 0 && o.crlb_radius <= 16)) return Result::invalid("crlb_radius must be in [0, 16] px");
+    if (!(o.min_photons >= 0 && o.min_photons <= 1e9)) return Result::invalid("min_photons must be in [0, 1e9]");
     return Result::success();
 }
 
@@ -439,7 +440,8 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, double psf_sigma
         group.clear();
         group.push_back(k);
         neighbours(th[size_t(3 * k)], th[size_t(3 * k + 1)], o.crlb_radius, &th, [&](int64_t j) {
-            if (j != k && group.size() < 8) group.push_back(j);
+            // a neighbour at the photon floor carries no information (and would make the matrix singular)
+            if (j != k && group.size() < 8 && th[size_t(3 * j + 2)] >= 2.0) group.push_back(j);
         });
         const int G = int(group.size()), Pg = 3 * G + 1;
         F.assign(size_t(Pg * Pg), 0.0);
@@ -470,6 +472,7 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, double psf_sigma
                     for (int j = 0; j < Pg; ++j) F[size_t(i * Pg + j)] += jv[i] * jv[j] / m;
             }
         FrameEmitterFit& e = out.emitters[size_t(k)];
+        e.empty = th[size_t(3 * k + 2)] < o.min_photons;
         e.x = float(th[size_t(3 * k)]);
         e.y = float(th[size_t(3 * k + 1)]);
         e.photons = float(th[size_t(3 * k + 2)]);
@@ -558,8 +561,11 @@ Result fit_starts(const ImageStack& s, const Camera& cam, const LocalizeOptions&
         for (int64_t f = 0; f < s.frames; ++f) {
             const FrameFit& ff = fits[size_t(f)];
             const int64_t b = begin[size_t(f)];
+            int32_t kept = 0;
+            for (const FrameEmitterFit& e : ff.emitters) kept += !e.empty;
             for (size_t k = 0; k < ff.emitters.size(); ++k) {
                 const FrameEmitterFit& e = ff.emitters[k];
+                if (e.empty) continue;
                 MultiLocalization m;
                 m.loc.frame = first_frame + f;
                 m.loc.peak_row = int32_t(std::lround(start_y[b + int64_t(k)]));
@@ -568,7 +574,7 @@ Result fit_starts(const ImageStack& s, const Camera& cam, const LocalizeOptions&
                 m.loc.fit = FitResult{e.x, e.y, e.photons, ff.background, sg, sg, e.crlb_x, e.crlb_y, e.crlb_photons,
                                       e.crlb_background, 0.0f, 0.0f, nan, float(ff.chi2), ff.iterations, st, nan, nan};
                 m.group = (first_frame + f) * kGroupsPerFrame;
-                m.n_in_group = int32_t(ff.emitters.size());
+                m.n_in_group = kept;
                 out.push_back(m);
             }
         }

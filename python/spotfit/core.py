@@ -277,7 +277,8 @@ def localize(movie, options: Optional[LocalizeOptions] = None, *, camera: Option
     if classifier is not None:
         locs.attrs["spotfit"]["classifier"] = {"model": getattr(classifier, "model", type(classifier).__name__),
                                                "threshold": opts.classify_threshold}
-    warn_if_noise_model_wrong(locs, opts, camera)
+    if detector is None:   # with a detector chi2 is the whole frame's, not a box's
+        warn_if_noise_model_wrong(locs, opts, camera)
     return locs
 
 

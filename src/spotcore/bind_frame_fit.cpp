@@ -14,7 +14,8 @@ void bind_frame_fit(py::module_& m) {
         .def_readwrite("warmup", &StartsOptions::warmup, "first iterations with positions held, 0..100")
         .def_readwrite("max_shift", &StartsOptions::max_shift, "px an emitter may move from its start (0: held)")
         .def_readwrite("prior_sigma", &StartsOptions::prior_sigma, "px, width of the prior around each start (0: none)")
-        .def_readwrite("crlb_radius", &StartsOptions::crlb_radius, "px: neighbours entering an emitter's bound");
+        .def_readwrite("crlb_radius", &StartsOptions::crlb_radius, "px: neighbours entering an emitter's bound")
+        .def_readwrite("min_photons", &StartsOptions::min_photons, "emitters fitted below this give no row");
     m.def(
         "fit_frame",
         [](FloatImage frame, double psf_sigma, FloatImage x, FloatImage y, StartsOptions o) {

@@ -23,11 +23,13 @@ struct StartsOptions {
     double max_shift = 2.0;        // 0..16 px an emitter may move from its start (0: positions held)
     double prior_sigma = 0.2;      // 0..16 px, width of the prior around each start (0: none, a plain fit)
     float crlb_radius = 2.5f;      // 0..16 px: neighbours this close enter an emitter's bound (up to 7)
+    double min_photons = 0;        // an emitter fitted below this gives no row (fit_starts); the floor is 1 photon
 };
 
 struct FrameEmitterFit {
     float x, y, photons;
     float crlb_x, crlb_y, crlb_photons, crlb_background;   // Poisson Fisher, jointly with its neighbours
+    bool empty;   // photons below min_photons: the data hold no emitter there
 };
 
 struct FrameFit {
@@ -47,8 +49,9 @@ Result fit_frame(const float* photons, int64_t rows, int64_t cols, double psf_si
 
 // Every frame of a stack (camera conversion as localize), frames in parallel (options.fit.threads; the rows do
 // not depend on the thread count). psf_sigma from options.fit. start_frame: absolute frame indices,
-// non-decreasing, first_frame..first_frame+frames-1. Rows ordered by frame, then start; status converged or
-// max_iterations; group = frame * kGroupsPerFrame (the frame is one joint fit), n_in_group = its emitters;
+// non-decreasing, first_frame..first_frame+frames-1. Rows ordered by frame, then start, without the empty
+// emitters; status converged or max_iterations; group = frame * kGroupsPerFrame (the frame is one joint fit),
+// n_in_group = its rows;
 // background and chi2 the frame's; peak_row/col the start's pixel.
 Result fit_starts(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
                   const int64_t* start_frame, const float* start_x, const float* start_y, int64_t n_starts,
