@@ -28,6 +28,14 @@ struct Work {
     std::vector<double> ex, dex, ey, dey;   // n * W each
     std::vector<double> weight;             // per pixel: 1 / max(data, 1)
     std::vector<double> model, u;           // per pixel
+
+    void profiles(int64_t k, const double*& x, const double*& dx, const double*& y, const double*& dy) const {
+        const size_t at = size_t(k * W);
+        x = &ex[at];
+        dx = &dex[at];
+        y = &ey[at];
+        dy = &dey[at];
+    }
 };
 
 void profile_1d(double c, double sigma, int64_t first, int w, double* e, double* de) {
@@ -91,10 +99,8 @@ void jac_times(Work& w, const std::vector<double>& th, const double* v) {
     std::fill(w.u.begin(), w.u.end(), v[3 * w.n]);
     for (int64_t k = 0; k < w.n; ++k) {
         const Profile& p = w.prof[size_t(k)];
-        const double* ex = &w.ex[size_t(k * w.W)];
-        const double* dex = &w.dex[size_t(k * w.W)];
-        const double* ey = &w.ey[size_t(k * w.W)];
-        const double* dey = &w.dey[size_t(k * w.W)];
+        const double *ex, *dex, *ey, *dey;
+        w.profiles(k, ex, dex, ey, dey);
         const double N = th[3 * k + 2], vx = v[3 * k] * N, vy = v[3 * k + 1] * N, vn = v[3 * k + 2];
         for (int a = 0; a < p.wr; ++a) {
             double* u = &w.u[size_t((p.r0 + a) * w.cols + p.c0)];
@@ -111,10 +117,8 @@ void jac_t_times(const Work& w, const std::vector<double>& th, const std::vector
     out[3 * w.n] = sb;
     for (int64_t k = 0; k < w.n; ++k) {
         const Profile& p = w.prof[size_t(k)];
-        const double* ex = &w.ex[size_t(k * w.W)];
-        const double* dex = &w.dex[size_t(k * w.W)];
-        const double* ey = &w.ey[size_t(k * w.W)];
-        const double* dey = &w.dey[size_t(k * w.W)];
+        const double *ex, *dex, *ey, *dey;
+        w.profiles(k, ex, dex, ey, dey);
         double sx = 0, sy = 0, sn = 0;
         for (int a = 0; a < p.wr; ++a) {
             const double* q = &pix[size_t((p.r0 + a) * w.cols + p.c0)];
@@ -140,10 +144,8 @@ void blocks(const Work& w, const std::vector<double>& th, std::vector<double>& b
     for (double x : w.weight) bb += x;
     for (int64_t k = 0; k < w.n; ++k) {
         const Profile& p = w.prof[size_t(k)];
-        const double* ex = &w.ex[size_t(k * w.W)];
-        const double* dex = &w.dex[size_t(k * w.W)];
-        const double* ey = &w.ey[size_t(k * w.W)];
-        const double* dey = &w.dey[size_t(k * w.W)];
+        const double *ex, *dex, *ey, *dey;
+        w.profiles(k, ex, dex, ey, dey);
         const double N = th[3 * k + 2];
         double s[6] = {0, 0, 0, 0, 0, 0};
         for (int a = 0; a < p.wr; ++a) {
