@@ -183,7 +183,8 @@ class CrowdedDetector:
     # ------------------------------------------------------------------ training
     def fit(self, steps: int = 5000, batch: int = 32, size: int = 32, seed: Optional[int] = 0,
             validation: int = 500, verbose: int = 0, **ranges) -> "CrowdedDetector":
-        """Train on fresh simulated frames (:func:`crowded_training_set`, a new batch every step)."""
+        """Train on fresh simulated frames (:func:`crowded_training_set`, a new batch every step; above 1,000
+        steps the count is rounded down to whole epochs of 1,000). ``ranges`` override :data:`DEFAULT_RANGES`."""
         tf = _require_tf()
         steps = _validate.integer("steps", steps, 1)
         batch = _validate.integer("batch", batch, 1)
