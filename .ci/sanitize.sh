@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # CI step (issue 8): the C++ core and the Python extension built with -fsanitize=address,undefined.
 #   1. The extension built with -Dsanitize=true -Dexamples=true into a throwaway venv (build/sanitize/);
-#      the same meson build gives the C++ core tests (test_core, test_multi) and example, run under ASan/UBSan,
+#      the same meson build gives the C++ core tests (test_core, test_multi, test_frame_fit) and example, run under ASan/UBSan,
 #      leaks checked.
 #   2. The core tests and example again under valgrind (a plain build: valgrind and ASan do not mix).
 #   3. The C++-touching pytest files with libasan preloaded into Python, detect_leaks=1. Python itself
@@ -70,15 +70,17 @@ stage "C++ core test and example under ASan/UBSan"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"
 ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/ext-build/cpp/test_core"
 ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/ext-build/cpp/test_multi"
+ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/ext-build/cpp/test_frame_fit"
 ASAN_OPTIONS="detect_leaks=1:$asan_common" timeout 300 "$OUT/ext-build/cpp/localize_synthetic" 10 64
 
 stage "C++ core test and example under valgrind"
 meson setup "$OUT/core-plain" -Dexamples=true -Dbuildtype=plain -Doptimization=1 -Ddebug=true >"$OUT/logs/core-plain-setup.log"
-timeout 1200 ninja -C "$OUT/core-plain" cpp/test_core cpp/test_multi cpp/localize_synthetic >"$OUT/logs/core-plain-build.log"
+timeout 1200 ninja -C "$OUT/core-plain" cpp/test_core cpp/test_multi cpp/test_frame_fit cpp/localize_synthetic >"$OUT/logs/core-plain-build.log"
 # OpenMP's thread pool is kept until exit (reported as "possibly lost"); definite leaks fail the step.
 vg=(valgrind -q --error-exitcode=9 --leak-check=full --errors-for-leak-kinds=definite --track-origins=yes)
 OMP_NUM_THREADS=2 timeout 900 "${vg[@]}" "$OUT/core-plain/cpp/test_core"
 OMP_NUM_THREADS=2 timeout 600 "${vg[@]}" "$OUT/core-plain/cpp/test_multi"
+OMP_NUM_THREADS=2 timeout 600 "${vg[@]}" "$OUT/core-plain/cpp/test_frame_fit"
 OMP_NUM_THREADS=2 timeout 300 "${vg[@]}" "$OUT/core-plain/cpp/localize_synthetic" 3 48
 
 stage "pytest (C++-touching files) under ASan, detect_leaks=1"

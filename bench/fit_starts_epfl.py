@@ -1,11 +1,13 @@
-"""fit_starts (joint fits from given starts) on EPFL 2013 Bundled Tubes HD, with the TRUE positions plus
+"""fit_starts (every frame's starts fitted jointly) on EPFL 2013 Bundled Tubes HD, with the TRUE positions plus
 N(0, noise) px as the starts: the refinement step's speed and accuracy, apart from any detector.
 
-    python bench/fit_starts_epfl.py [--frames N] [--noise 0.3] [--repeats 3] [--sweeps 2] [--link 2]
-                                    [--tolerance 0.03] [--max-iterations 60]
+    python bench/fit_starts_epfl.py [--frames N] [--noise 0.3] [--repeats 3] [--prior-sigma 0.2] [--max-shift 2]
+                                    [--max-iterations 40] [--tolerance 1e-4] [--window 3] [--cg-iterations 15]
+                                    [--warmup 5]
 
-One thread. Camera, psf_sigma and the fit defaults as bench/epfl_hd.py. Scored (epfl_hd.score) on the
-converged rows and on all rows (converged, max_iterations, unreliable). Speed: rows per second of
+One thread. Camera and psf_sigma as bench/epfl_hd.py; the StartsOptions defaults unless given (--prior-sigma 0:
+a plain fit). Scored (epfl_hd.score) on the rows of converged frames and on all rows (converged and
+max_iterations: the frame's status). Speed: rows per second of
 fit_starts, median of the repeats, in wall time and in process CPU time (the per-core figure on a
 shared machine, where the wall time also counts waiting for a CPU).
 """
@@ -40,21 +42,21 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=None)
     ap.add_argument("--noise", type=float, default=0.3)
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--sweeps", type=int, default=2)
-    ap.add_argument("--link", type=float, default=2.0)
-    ap.add_argument("--tolerance", type=float, default=epfl_hd.TOLERANCE)
-    ap.add_argument("--max-iterations", type=int, default=epfl_hd.MAX_ITERATIONS)
+    defaults = _spotcore.StartsOptions()
+    fields = ("prior_sigma", "max_shift", "max_iterations", "tolerance", "window", "cg_iterations", "warmup")
+    for f in fields:
+        v = getattr(defaults, f)
+        ap.add_argument("--" + f.replace("_", "-"), type=type(v), default=v)
     a = ap.parse_args(argv)
     movie, truth = epfl_hd.load(a.frames)
     truth = truth.sort_values("frame", kind="stable").reset_index(drop=True)
     frame, x, y = starts(truth, movie.shape[1], movie.shape[2], a.noise)
     o = _spotcore.LocalizeOptions()
     o.fit.psf_sigma = epfl_hd.PSF_SIGMA
-    o.fit.tolerance = a.tolerance
-    o.fit.max_iterations = a.max_iterations
     o.fit.threads = 1
     so = _spotcore.StartsOptions()
-    so.sweeps, so.link = a.sweeps, a.link
+    for f in fields:
+        setattr(so, f, getattr(a, f))
     camera = spotfit.Camera(**epfl_hd.CAMERA)
     times, cpu = [], []
     for _ in range(a.repeats):
@@ -64,13 +66,13 @@ def main(argv=None) -> int:
         cpu.append(time.process_time() - c0)
     good = rec[rec["status"] == int(_spotcore.FitStatus.converged)]
     sec = float(np.median(times))
-    print(f"fit_starts sweeps={a.sweeps} link={a.link} noise={a.noise} tolerance={a.tolerance} "
-          f"max_iterations={a.max_iterations}: {len(movie)} frames, {len(truth)} starts, "
+    settings = " ".join(f"{f}={getattr(a, f)}" for f in fields)
+    print(f"fit_starts {settings} noise={a.noise}: {len(movie)} frames, {len(truth)} starts, "
           f"{len(rec)} rows, {len(good)} converged; {sec:.2f} s (median of {a.repeats}: "
           f"{', '.join(f'{t:.2f}' for t in times)}), {len(good) / sec:.0f} converged locs/s, "
           f"{len(rec) / sec:.0f} rows/s (1 thread); CPU time {np.median(cpu):.2f} s (median; wall time on a loaded "
           f"machine waits for the CPU): {len(good) / np.median(cpu):.0f} converged locs/s per core")
-    for label, r in (("converged rows", good), ("all rows", rec)):
+    for label, r in (("rows of converged frames", good), ("all rows", rec)):
         s = epfl_hd.score(truth, pd.DataFrame({"frame": r["frame"], "x": r["x"], "y": r["y"]}))
         print(f"  {label}: J250 {s['j250']:.3f} J100 {s['j100']:.3f} RMSE {s['rmse_nm']:.1f} nm E {s['efficiency']:.1f} "
               f"recall {s['recall']:.3f} precision {s['precision']:.3f}")

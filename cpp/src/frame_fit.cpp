@@ -242,13 +242,13 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, double psf_sigma
     out = FrameFit{};
     out.emitters.resize(size_t(n));
     const size_t npix = size_t(rows * cols);
+    // Checked before nth_element: NaN breaks its ordering (undefined behaviour, reads past the end).
+    for (size_t i = 0; i < npix; ++i)
+        if (!std::isfinite(data[i])) return Result::invalid("the frame holds non-finite pixels");
     // Flat background: the 20th percentile of the frame (below the spots' tails even when crowded).
     std::vector<float> sorted(data, data + npix);
     std::nth_element(sorted.begin(), sorted.begin() + npix / 5, sorted.end());
     double b0 = std::max(0.0f, sorted[npix / 5]);
-    if (!std::isfinite(b0)) return Result::invalid("the frame holds non-finite pixels");
-    for (size_t i = 0; i < npix; ++i)
-        if (!std::isfinite(data[i])) return Result::invalid("the frame holds non-finite pixels");
 
     Work w;
     w.rows = rows;
@@ -324,6 +324,7 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, double psf_sigma
             blk[size_t(6 * k)] += kappa;
             blk[size_t(6 * k + 3)] += kappa;
         }
+        const double lambda_before = lambda;
         bool accepted = false;
         for (int tries = 0; tries < 8 && !accepted; ++tries) {
             // (A + lambda diag(A)) step = -g by preconditioned conjugate gradients
@@ -418,6 +419,9 @@ Result fit_frame(const float* data, int64_t rows, int64_t cols, double psf_sigma
         }
         if (!accepted && it < warmup) {   // photons settled: free the positions now
             warmup = it + 1;
+            // the failed tries inflated lambda 4^8-fold: the first position step would be tiny and its small
+            // fall taken for convergence, leaving every emitter at its start
+            lambda = lambda_before;
             continue;
         }
         if (!accepted) {   // no step lowers chi^2: at a minimum to working precision

@@ -203,13 +203,23 @@ def localize_multi(
     """localize with multi-emitter fits: (FitRecord rows, group, n_in_group)."""
 
 class StartsOptions:
-    """Joint fits from given starts: rounds, clustering distance, largest cluster, region margin."""
+    """Joint fit of a frame's given starts: Levenberg-Marquardt settings, the prior around each start."""
 
-    sweeps: int
-    link: float
-    max_cluster: int
-    margin: int
+    max_iterations: int
+    tolerance: float
+    window: int
+    cg_iterations: int
+    warmup: int
+    max_shift: float
+    prior_sigma: float
+    crlb_radius: float
     def __init__(self) -> None: ...
+
+def fit_frame(
+    frame: npt.ArrayLike, psf_sigma: float, x: npt.ArrayLike, y: npt.ArrayLike, options: StartsOptions
+) -> Dict[str, Any]:
+    """Joint fit of one frame's starts (photons): emitters (n, 7: x, y, photons, CRLB x, y, photons, background),
+    background, chi2, iterations, converged."""
 
 def fit_starts(
     stack: _Stack,
@@ -221,7 +231,7 @@ def fit_starts(
     starts: StartsOptions,
     first_frame: int,
 ) -> Tuple[_FitRecords, npt.NDArray[np.int64], npt.NDArray[np.int32]]:
-    """Joint fits of clusters of given starts (absolute frame, x, y in pixels): (FitRecord rows, group, n_in_group)."""
+    """Joint fit of every frame's given starts (absolute frame, x, y in pixels): (FitRecord rows, group, n_in_group)."""
 
 def fit_region(
     region: npt.ArrayLike, offset: Optional[npt.ArrayLike], fit: FitOptions, multi: MultiOptions, starts: npt.ArrayLike

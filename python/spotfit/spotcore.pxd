@@ -234,19 +234,37 @@ cdef extern from "spotcore/multi.h" namespace "spotcore" nogil:
     Result localize_multi(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
                           const MultiOptions& multi, int64_t first_frame, vector[MultiLocalization]& out)
 
+cdef extern from "spotcore/frame_fit.h" namespace "spotcore" nogil:
     cppclass StartsOptions:
-        int32_t sweeps             # rounds of cluster fits, 1..10
-        float link                 # px: starts closer than this are fitted jointly, 0..20
-        int32_t max_cluster        # 1..kMaxEmitters; larger components split in x order
-        int32_t margin             # px around a cluster in its fit region, 0..15
+        int32_t max_iterations     # Levenberg-Marquardt iterations, 1..1000
+        double tolerance           # converged when the cost falls by less than this fraction, (0, 1)
+        int32_t window             # px each side of an emitter's pixel in its model, 1..16
+        int32_t cg_iterations      # conjugate-gradient steps per iteration, 1..200
+        int32_t warmup             # first iterations with positions held, 0..100
+        double max_shift           # px an emitter may move from its start in x and in y, 0..16
+        double prior_sigma         # px, width of the Gaussian prior around each start (0: none), 0..16
+        float crlb_radius          # px: neighbours this close enter an emitter's bound, 0..16
 
-    Result check_starts_options(const StartsOptions& starts)
-    # Joint fits of clusters of given starts (frame absolute, non-decreasing; x, y in image pixels), every
-    # other emitter of the frame as a fixed offset; output as localize_multi.
+    cppclass FrameEmitterFit:
+        float x, y, photons
+        float crlb_x, crlb_y, crlb_photons, crlb_background
+
+    cppclass FrameFit:
+        vector[FrameEmitterFit] emitters
+        float background
+        double chi2
+        int32_t iterations
+        bint converged
+
+    Result check_starts_options(const StartsOptions& o)
+    # One frame (photons, finite) and n starts: every emitter and one flat background fitted jointly.
+    Result fit_frame(const float* photons, int64_t rows, int64_t cols, double psf_sigma, const float* x,
+                     const float* y, int64_t n, const StartsOptions& o, FrameFit& out)
+    # Every frame of a stack (frame absolute, non-decreasing; x, y in image pixels), one joint fit per frame;
+    # output as localize_multi (group = frame * kGroupsPerFrame).
     Result fit_starts(const ImageStack& stack, const Camera& camera, const LocalizeOptions& options,
                       const int64_t* start_frame, const float* start_x, const float* start_y, int64_t n_starts,
                       const StartsOptions& starts, int64_t first_frame, vector[MultiLocalization]& out)
-
 
 cdef extern from "spotcore/link.h" namespace "spotcore" nogil:
     cppclass LinkOptions:

@@ -10,6 +10,7 @@
 #include "spotcore/drift.h"
 #include "spotcore/link.h"
 #include "spotcore/multi.h"
+#include "spotcore/frame_fit.h"
 
 namespace spotcore {
 inline const char* version() { return SPOTCORE_VERSION; }
