@@ -3,7 +3,7 @@
     python bench/train_crowded_model.py [--steps 5000] [--out python/spotfit/models/crowded_default.npz]
 
 Fresh simulated 32x32 frames every step (spotfit.ml.crowded_training_set, DEFAULT_RANGES), batch 32, Adam with
-a cosine-decayed rate; ~12 min on 2 CPU cores. The EPFL HD figures in docs/crowded.md come from this model.
+a cosine-decayed rate; ~12-20 min on 2 CPU cores (20 min for the packaged model, the machine shared). The EPFL HD figures in docs/crowded.md come from this model.
 """
 import argparse
 import time

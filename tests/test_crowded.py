@@ -145,8 +145,8 @@ def test_no_harm_at_low_density():
 
 
 # Measured on all 361 frames, one thread (bench/epfl_hd.py, sigma 1.1): model selection (max_emitters=5, box 9)
-# J250 0.537, J100 0.519, RMSE 40.2 nm, E 38.6; the packaged detector (detector="crowded") J250 0.692, J100 0.661,
-# RMSE 42.2 nm, E 47.7 (docs/crowded.md).
+# J250 0.537, J100 0.519, RMSE 40.2 nm, E 38.6; the packaged detector (detector="crowded") J250 0.693, J100 0.662,
+# RMSE 42.1 nm, E 47.9 (docs/crowded.md).
 REACHED = {"j250": 0.52, "j100": 0.50, "rmse_nm": 42.0, "efficiency": 37.0}
 ISSUE_19 = {"j250": 0.65, "j100": 0.60, "rmse_nm": 45.0, "efficiency": 45.0}
 
@@ -161,6 +161,24 @@ def test_epfl_hd(shared_data):
         pytest.skip("EPFL HD data not present")
     multi = epfl_hd.run(5, threads=1)
     single = epfl_hd.run(1, threads=1)
+    # Model selection alone: reached (below the issue's targets, see docs/crowded.md).
+    assert multi["j250"] >= REACHED["j250"]            # [>= 0.65]
+    assert multi["j100"] >= REACHED["j100"]            # [>= 0.60]
+    assert multi["rmse_nm"] <= REACHED["rmse_nm"]      # [<= 45 nm]
+    assert multi["efficiency"] >= REACHED["efficiency"]  # [>= 45]
+    assert multi["j250"] > 2 * single["j250"]
+    assert abs(multi["bias_px"][0]) < 0.05 and abs(multi["bias_px"][1]) < 0.05   # conventions: corner nm -> centre px
+
+
+def test_epfl_hd_detector(shared_data):
+    pytest.importorskip("tensorflow")   # the [tf] extra; CI installs it
+    sys.path.insert(0, BENCH)
+    try:
+        import epfl_hd
+    finally:
+        sys.path.remove(BENCH)
+    if not epfl_hd.available():
+        pytest.skip("EPFL HD data not present")
     detector = epfl_hd.run(1, threads=1, detector="crowded")
     # The issue's targets, met by the detector (its network trained on spotfit's own simulation, not on this set;
     # its threshold chosen on this set's first 40 frames, as the wavelet threshold and sigma were).
@@ -169,13 +187,6 @@ def test_epfl_hd(shared_data):
     assert detector["rmse_nm"] <= ISSUE_19["rmse_nm"]
     assert detector["efficiency"] >= ISSUE_19["efficiency"]
     assert abs(detector["bias_px"][0]) < 0.05 and abs(detector["bias_px"][1]) < 0.05
-    # Model selection alone: reached (below the issue's targets, see docs/crowded.md).
-    assert multi["j250"] >= REACHED["j250"]            # [>= 0.65]
-    assert multi["j100"] >= REACHED["j100"]            # [>= 0.60]
-    assert multi["rmse_nm"] <= REACHED["rmse_nm"]      # [<= 45 nm]
-    assert multi["efficiency"] >= REACHED["efficiency"]  # [>= 45]
-    assert multi["j250"] > 2 * single["j250"]
-    assert abs(multi["bias_px"][0]) < 0.05 and abs(multi["bias_px"][1]) < 0.05   # conventions: corner nm -> centre px
 
 
 def test_dask_gives_the_same_rows():

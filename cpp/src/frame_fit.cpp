@@ -559,8 +559,10 @@ Result fit_starts(const ImageStack& s, const Camera& cam, const LocalizeOptions&
             }
         }
     }
-    for (const Result& f : failures)
-        if (!f.ok()) return f;
+    for (int64_t f = 0; f < s.frames; ++f)
+        if (!failures[size_t(f)].ok())
+            return {failures[size_t(f)].status,
+                    "frame " + std::to_string(first_frame + f) + ": " + failures[size_t(f)].message};
     try {
         out.reserve(out.size() + size_t(n));
         const float sg = float(sigma), nan = std::numeric_limits<float>::quiet_NaN();

@@ -213,6 +213,7 @@ class StartsOptions:
     max_shift: float
     prior_sigma: float
     crlb_radius: float
+    min_photons: float
     def __init__(self) -> None: ...
 
 def fit_frame(

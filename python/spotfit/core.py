@@ -10,7 +10,8 @@ with the methods below (``spotfit.ml`` provides both):
 - estimator (regressor): ``size`` and ``estimate_boxes(boxes) -> DataFrame`` with ``x``, ``y`` (px from the
   middle pixel's centre), ``photons``, ``background``, ``snr``, for boxes with NaN outside the image;
 - detector (crowded fields): ``candidates(photons, first_frame) -> (frame, x, y)`` for a (frames, rows, cols)
-  float32 chunk in photons above the offset: proposed emitter centres (px), which the core fits jointly
+  float32 chunk in photons above the offset: proposed emitter centres (px, inside the frame; frames counted
+  from ``first_frame``, any order), which the core fits jointly
   (every emitter of a frame at once, each held near its proposal by a prior: docs/crowded.md).
 
 Names and paths (``"ridge"``, ``"model.zip"``, ``"movie.tif"``) are resolved by :func:`spotfit.localize`.
@@ -340,7 +341,11 @@ def _detector_chunk(chunk, first, camera, opts, detector):
     y = np.ascontiguousarray(y, dtype=np.float32)
     if not len(frame) == len(x) == len(y):
         raise ValueError(f"the detector returned {len(frame)} frames, {len(x)} x and {len(y)} y")
-    return _spotcore.fit_starts(chunk, camera, opts.to_core(), frame, x, y, _spotcore.StartsOptions(), first)
+    order = np.argsort(frame, kind="stable")   # the core takes the proposals frame by frame
+    frame, x, y = frame[order], x[order], y[order]
+    starts = _spotcore.StartsOptions()
+    starts.window = max(starts.window, int(np.ceil(3.0 * opts.psf_sigma)))   # a spot's light within 3 sigma
+    return _spotcore.fit_starts(chunk, camera, opts.to_core(), frame, x, y, starts, first)
 
 
 def _classify_chunk(chunk, first, camera, opts, classifier):

@@ -244,10 +244,12 @@ cdef extern from "spotcore/frame_fit.h" namespace "spotcore" nogil:
         double max_shift           # px an emitter may move from its start in x and in y, 0..16
         double prior_sigma         # px, width of the Gaussian prior around each start (0: none), 0..16
         float crlb_radius          # px: neighbours this close enter an emitter's bound, 0..16
+        double min_photons         # an emitter fitted below this gives no row (fit_starts)
 
     cppclass FrameEmitterFit:
         float x, y, photons
         float crlb_x, crlb_y, crlb_photons, crlb_background
+        bint empty                 # photons below min_photons
 
     cppclass FrameFit:
         vector[FrameEmitterFit] emitters

@@ -43,9 +43,12 @@ void bind_frame_fit(py::module_& m) {
             d["chi2"] = f.chi2;
             d["iterations"] = f.iterations;
             d["converged"] = f.converged;
+            py::array_t<bool> empty(k);
+            for (py::ssize_t i = 0; i < k; ++i) empty.mutable_at(i) = f.emitters[size_t(i)].empty;
+            d["empty"] = empty;
             return d;
         },
         py::arg("frame"), py::arg("psf_sigma"), py::arg("x"), py::arg("y"), py::arg("options"),
         "Joint fit of one frame's starts (photons): dict emitters (n, 7: x, y, photons, crlb x, y, photons, "
-        "background), background, chi2, iterations, converged.");
+        "background), background, chi2, iterations, converged, empty (n: photons below min_photons).");
 }

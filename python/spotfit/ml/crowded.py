@@ -111,6 +111,11 @@ def crowded_training_set(n: int, size: int = 32, seed: Optional[int] = None, **r
     return frames, targets, truth
 
 
+def _batch(rows: int, cols: int) -> int:
+    """Frames per network call: ~2 M input pixels (the finest activations are 128 x that in bytes)."""
+    return max(1, (1 << 21) // max(1, rows * cols))
+
+
 def _merge(frame, x, y, weight, distance):
     """Points of one frame closer than ``distance`` (chains included) become their weighted mean."""
     from scipy.sparse import coo_matrix
@@ -188,6 +193,8 @@ class CrowdedDetector:
         tf = _require_tf()
         steps = _validate.integer("steps", steps, 1)
         batch = _validate.integer("batch", batch, 1)
+        if _validate.integer("size", size, 8, 4096) % 4:
+            raise ValueError(f"size must be a multiple of 4 (two poolings), got {size}")
         if seed is not None:
             tf.keras.utils.set_random_seed(int(seed))
         model = _build(tf, self.channels)
@@ -232,26 +239,41 @@ class CrowdedDetector:
         rows, cols = a.shape[1:]
         pr, pc = (-rows) % 4, (-cols) % 4     # two poolings: sides that are multiples of 4
         x = np.pad(a, ((0, 0), (0, pr), (0, pc)), mode="reflect" if min(rows, cols) > 4 else "edge")
+        from scipy.special import expit
         out = np.empty((len(a), rows * UPSAMPLE, cols * UPSAMPLE, 3), np.float32)
-        for s in range(0, len(a), 64):
-            y = self._model(x[s:s + 64, :, :, None] * self.scale, training=False).numpy()
-            out[s:s + 64] = y[:, :rows * UPSAMPLE, :cols * UPSAMPLE]
-        out[..., 0] = 1.0 / (1.0 + np.exp(-out[..., 0]))
+        step = _batch(rows, cols)
+        for s in range(0, len(a), step):
+            y = self._model(x[s:s + step, :, :, None] * self.scale, training=False).numpy()
+            out[s:s + step] = y[:, :rows * UPSAMPLE, :cols * UPSAMPLE]
+        out[..., 0] = expit(out[..., 0])
         return out
 
     def candidates(self, photons, first_frame: int = 0):
         """Proposed centres: ``(frame int64, x float32, y float32)`` (pixels, pixel-centre convention), frames
         counted from ``first_frame``, in frame order."""
-        out = self.probabilities(photons)
-        f, r, c = np.nonzero(out[..., 0] > self.threshold)
-        x = (c + 0.5) / UPSAMPLE - 0.5 + out[f, r, c, 1]
-        y = (r + 0.5) / UPSAMPLE - 0.5 + out[f, r, c, 2]
-        if self.merge_distance > 0 and len(f):
-            f, x, y = _merge(f, x, y, out[f, r, c, 0], self.merge_distance)
-        rows, cols = out.shape[1] // UPSAMPLE, out.shape[2] // UPSAMPLE
-        x = np.clip(x, -0.5, cols - 0.5 - 1e-3)
-        y = np.clip(y, -0.5, rows - 0.5 - 1e-3)
-        return (f.astype(np.int64) + int(first_frame)), x.astype(np.float32), y.astype(np.float32)
+        a = np.asarray(photons)
+        if a.ndim == 2:
+            a = a[None]
+        if a.ndim != 3:
+            raise ValueError(f"photons must be a frame or a stack of frames, got shape {a.shape}")
+        rows, cols = a.shape[1:]
+        parts = []
+        step = _batch(rows, cols)
+        for s in range(0, len(a), step):   # batches: the fine-grid output of a long chunk would not fit in memory
+            out = self.probabilities(a[s:s + step])
+            f, r, c = np.nonzero(out[..., 0] > self.threshold)
+            x = (c + 0.5) / UPSAMPLE - 0.5 + out[f, r, c, 1]
+            y = (r + 0.5) / UPSAMPLE - 0.5 + out[f, r, c, 2]
+            if self.merge_distance > 0 and len(f):
+                f, x, y = _merge(f, x, y, out[f, r, c, 0], self.merge_distance)
+            parts.append((f + s, x, y))
+        f = np.concatenate([p[0] for p in parts]).astype(np.int64)
+        # inside the frame as float32 (the core rejects a point at cols - 0.5)
+        x = np.clip(np.concatenate([p[1] for p in parts]).astype(np.float32), np.float32(-0.5),
+                    np.nextafter(np.float32(cols - 0.5), np.float32(0)))
+        y = np.clip(np.concatenate([p[2] for p in parts]).astype(np.float32), np.float32(-0.5),
+                    np.nextafter(np.float32(rows - 0.5), np.float32(0)))
+        return f + int(first_frame), x, y
 
     # ------------------------------------------------------------------ files
     def save(self, path) -> None:
@@ -277,6 +299,9 @@ class CrowdedDetector:
             raise ValueError(f"{path} is not a spotfit CrowdedDetector file")
         if meta.get("format") != _FORMAT or meta.get("upsample") != UPSAMPLE:
             raise ValueError(f"{path}: unsupported detector format {meta.get('format')}")
+        missing = {"channels", "threshold", "merge_distance", "scale"} - set(meta)
+        if missing:
+            raise ValueError(f"{path}: settings missing from the file: {sorted(missing)}")
         self = cls.__new__(cls)
         state = {k: meta[k] for k in ("channels", "threshold", "merge_distance", "scale")}
         state.update(info=meta.get("info", {}), weights=[data[k] for k in sorted(k for k in data if k.startswith("w"))])
