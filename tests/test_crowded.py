@@ -151,7 +151,9 @@ REACHED = {"j250": 0.52, "j100": 0.50, "rmse_nm": 42.0, "efficiency": 37.0}
 ISSUE_19 = {"j250": 0.65, "j100": 0.60, "rmse_nm": 45.0, "efficiency": 45.0}
 
 
-def test_epfl_hd(shared_data):
+@pytest.fixture(scope="module")
+def epfl_hd(shared_data):
+    """bench/epfl_hd.py (the set's loader, scoring and settings)."""
     sys.path.insert(0, BENCH)
     try:
         import epfl_hd
@@ -159,6 +161,10 @@ def test_epfl_hd(shared_data):
         sys.path.remove(BENCH)
     if not epfl_hd.available():
         pytest.skip("EPFL HD data not present")
+    return epfl_hd
+
+
+def test_epfl_hd(epfl_hd):
     multi = epfl_hd.run(5, threads=1)
     single = epfl_hd.run(1, threads=1)
     # Model selection alone: reached (below the issue's targets, see docs/crowded.md).
@@ -170,15 +176,8 @@ def test_epfl_hd(shared_data):
     assert abs(multi["bias_px"][0]) < 0.05 and abs(multi["bias_px"][1]) < 0.05   # conventions: corner nm -> centre px
 
 
-def test_epfl_hd_detector(shared_data):
+def test_epfl_hd_detector(epfl_hd):
     pytest.importorskip("tensorflow")   # the [tf] extra; CI installs it
-    sys.path.insert(0, BENCH)
-    try:
-        import epfl_hd
-    finally:
-        sys.path.remove(BENCH)
-    if not epfl_hd.available():
-        pytest.skip("EPFL HD data not present")
     detector = epfl_hd.run(1, threads=1, detector="crowded")
     # The issue's targets, met by the detector (its network trained on spotfit's own simulation, not on this set;
     # its threshold chosen on this set's first 40 frames, as the wavelet threshold and sigma were).

@@ -7,31 +7,12 @@
 #include <vector>
 
 #include "check.h"
+#include "spots.h"
 #include "spotcore/multi.h"
 
 using namespace spotcore;
 
-namespace {
-
-double integ(double a, double b, double c, double s) {
-    return 0.5 * (std::erf((b - c) / (std::sqrt(2.0) * s)) - std::erf((a - c) / (std::sqrt(2.0) * s)));
-}
-
-// Poisson image of spots (x, y, N) on background b, S x S.
-std::vector<float> image(int rows, int cols, const std::vector<Emitter>& spots, double b, double sigma, unsigned seed) {
-    std::mt19937 rng(seed);
-    std::vector<float> img(size_t(rows * cols));
-    for (int i = 0; i < rows; ++i)
-        for (int j = 0; j < cols; ++j) {
-            double mu = b;
-            for (const Emitter& e : spots)
-                mu += e.photons * integ(j - 0.5, j + 0.5, e.x, sigma) * integ(i - 0.5, i + 0.5, e.y, sigma);
-            img[size_t(i * cols + j)] = float(std::poisson_distribution<int>(mu)(rng));
-        }
-    return img;
-}
-
-}  // namespace
+using test_spots::image;
 
 int main() {
     FitOptions fit;
